@@ -1,0 +1,27 @@
+-- The one table behind the cache. An implementation detail, not the API: use the cache_* functions.
+--
+-- UNLOGGED: no WAL, so writes are cheap; the table is emptied after a crash and is not readable on
+-- a standby, which is what a cache can afford.
+--
+-- Only the primary key is indexed, so the sliding-expiry update (which touches expires_at alone)
+-- can be a HOT update; fillfactor leaves room on each page for those new row versions.
+CREATE UNLOGGED TABLE @extschema@.pg_cache_entries (
+    key                 text COLLATE "C" NOT NULL,   -- compared byte-wise
+    value               bytea NOT NULL,
+    expires_at          timestamptz NOT NULL,        -- when the entry stops being live
+    sliding             interval,                    -- sliding window, NULL for absolute-only entries
+    absolute_expires_at timestamptz,                 -- hard cap that sliding never passes
+    CONSTRAINT pg_cache_entries_pkey PRIMARY KEY (key)
+) WITH (
+    fillfactor = 85,
+    autovacuum_vacuum_scale_factor = 0.05,
+    autovacuum_vacuum_insert_scale_factor = 0.05,
+    autovacuum_analyze_scale_factor = 0.05,
+    toast.autovacuum_vacuum_scale_factor = 0.05
+);
+
+COMMENT ON TABLE @extschema@.pg_cache_entries IS
+    'pg_cache storage (UNLOGGED); read and write it through the cache_* functions';
+
+-- Entries are private to the extension's owner until access is granted (see the README).
+REVOKE ALL ON TABLE @extschema@.pg_cache_entries FROM PUBLIC;

@@ -1,0 +1,44 @@
+//! Errors raised to the client: a Postgres ERROR with the SQLSTATE that fits, naming the argument.
+
+use pgrx::{ereport, PgSqlErrorCode};
+
+/// 22004: a required argument is NULL.
+pub fn null_argument(function: &str, argument: &str) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        format!("{function}: {argument} must not be NULL")
+    );
+}
+
+/// 22023: an argument has a value the function does not accept.
+pub fn invalid_argument(function: &str, message: impl Into<String>) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("{function}: {}", message.into())
+    );
+}
+
+/// 54000: an argument is larger than pg_cache can store.
+pub fn limit_exceeded(function: &str, message: impl Into<String>) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        format!("{function}: {}", message.into())
+    );
+}
+
+/// 22008: an expiry falls outside the range of timestamptz.
+pub fn datetime_overflow(function: &str, message: impl Into<String>) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,
+        format!("{function}: {}", message.into())
+    );
+}
+
+/// Unwraps a required argument, raising 22004 when it is NULL.
+pub fn required<T>(function: &str, argument: &str, value: Option<T>) -> T {
+    value.unwrap_or_else(|| null_argument(function, argument))
+}

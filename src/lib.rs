@@ -1,0 +1,29 @@
+//! pg_cache: a key-value cache with absolute and sliding expiry, stored in an UNLOGGED table
+//! inside the PostgreSQL you already run.
+
+mod api;
+mod error;
+mod expiry;
+mod gucs;
+mod store;
+
+::pgrx::pg_module_magic!();
+
+pgrx::extension_sql_file!("../sql/cache_table.sql", name = "cache_table", bootstrap);
+
+#[allow(non_snake_case)]
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pg_cache'"]
+    }
+}

@@ -1,0 +1,236 @@
+//! The cache table and the statements that read and write it. Each statement is planned once
+//! per backend and kept: re-planning on every call costs several times the call itself.
+
+use crate::expiry::Policy;
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData};
+use std::cell::OnceCell;
+
+/// The server's clock (`clock_timestamp()`), so a long transaction never sees an entry that has
+/// expired since it began.
+pub fn now() -> TimestampTz {
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// A live entry found by [`hit`].
+pub struct Hit {
+    pub value: Option<Vec<u8>>,
+    pub expires_at: TimestampTz,
+}
+
+/// Whether [`hit`] fetches the value or only slides the expiry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    Value,
+    ExpiryOnly,
+}
+
+struct Statements {
+    lookup_with_value: OwnedPreparedStatement,
+    lookup: OwnedPreparedStatement,
+    slide: OwnedPreparedStatement,
+    upsert: OwnedPreparedStatement,
+    delete: OwnedPreparedStatement,
+    evict: OwnedPreparedStatement,
+}
+
+thread_local! {
+    static STATEMENTS: OnceCell<Statements> = const { OnceCell::new() };
+}
+
+impl Statements {
+    fn prepare(client: &SpiClient) -> Statements {
+        let table = format!("{}.pg_cache_entries", extension_schema(client));
+        let timestamptz = || PgBuiltInOids::TIMESTAMPTZOID.oid();
+        let text = || PgBuiltInOids::TEXTOID.oid();
+        let lookup = |columns: &str| {
+            let sql = format!(
+                "SELECT ctid, expires_at, sliding, absolute_expires_at{columns} FROM {table} WHERE key = $1"
+            );
+            client
+                .prepare(&sql, &[text()])
+                .expect("lookup statement")
+                .keep()
+        };
+        let prepare_mut = |sql: String, args: &[pg_sys::PgOid]| {
+            client
+                .prepare_mut(&sql, args)
+                .expect("cache statement")
+                .keep()
+        };
+        Statements {
+            lookup_with_value: lookup(", value"),
+            lookup: lookup(""),
+            // The ctid guard makes the slide a no-op when another session changed the entry after
+            // we read it; expires_at is the only column written, so the update can be HOT.
+            slide: prepare_mut(
+                format!("UPDATE {table} SET expires_at = $3 WHERE ctid = $1 AND key = $2"),
+                &[PgBuiltInOids::TIDOID.oid(), text(), timestamptz()],
+            ),
+            upsert: prepare_mut(
+                format!(
+                    "INSERT INTO {table} AS e (key, value, expires_at, sliding, absolute_expires_at) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, \
+                     sliding = EXCLUDED.sliding, absolute_expires_at = EXCLUDED.absolute_expires_at"
+                ),
+                &[
+                    text(),
+                    PgBuiltInOids::BYTEAOID.oid(),
+                    timestamptz(),
+                    PgBuiltInOids::INTERVALOID.oid(),
+                    timestamptz(),
+                ],
+            ),
+            delete: prepare_mut(
+                format!("DELETE FROM {table} WHERE key = $1 RETURNING expires_at"),
+                &[text()],
+            ),
+            // One batch: lock what nobody else holds, then delete exactly those rows by ctid.
+            evict: prepare_mut(
+                format!(
+                    "DELETE FROM {table} WHERE ctid = ANY (ARRAY( \
+                     SELECT ctid FROM {table} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED))"
+                ),
+                &[timestamptz(), PgBuiltInOids::INT8OID.oid()],
+            ),
+        }
+    }
+}
+
+/// The schema the extension was created in, quoted for use in SQL.
+fn extension_schema(client: &SpiClient) -> String {
+    client
+        .select(
+            "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e \
+             JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_cache'",
+            Some(1),
+            &[],
+        )
+        .expect("extension lookup")
+        .first()
+        .get_one::<String>()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            pgrx::ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                "pg_cache: the extension is not created in this database"
+            );
+        })
+}
+
+fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> R) -> R {
+    Spi::connect_mut(|client| {
+        STATEMENTS.with(|cell| {
+            let statements = cell.get_or_init(|| Statements::prepare(client));
+            f(client, statements)
+        })
+    })
+}
+
+fn timestamptz(micros: TimestampTz) -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(micros).expect("expiry within the timestamptz range")
+}
+
+fn column<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, ordinal: usize) -> Option<T> {
+    row.get::<T>(ordinal)
+        .expect("cache table column of the expected type")
+}
+
+fn expiry_column(row: &SpiHeapTupleData, ordinal: usize) -> Option<TimestampTz> {
+    column::<TimestampWithTimeZone>(row, ordinal).map(Into::into)
+}
+
+/// Looks `key` up; when it is live, slides its expiry (sliding entries) and returns it.
+/// Expired entries are never returned or refreshed, evicted or not.
+pub fn hit(key: &str, fetch: Fetch, granularity: i64) -> Option<Hit> {
+    with_statements(|client, statements| {
+        let lookup = match fetch {
+            Fetch::Value => &statements.lookup_with_value,
+            Fetch::ExpiryOnly => &statements.lookup,
+        };
+        let rows = client
+            .select(lookup, Some(1), &[key.into()])
+            .expect("lookup");
+        if rows.is_empty() {
+            return None;
+        }
+        let row = rows.first().get_heap_tuple().ok().flatten()?;
+        let now = now();
+        let current = expiry_column(&row, 2).expect("expires_at is NOT NULL");
+        if current <= now {
+            return None;
+        }
+        let policy = Policy::from_columns(column::<Interval>(&row, 3), expiry_column(&row, 4));
+        let value = match fetch {
+            Fetch::Value => column::<Vec<u8>>(&row, 5),
+            Fetch::ExpiryOnly => None,
+        };
+        let ctid = column::<ItemPointerData>(&row, 1).expect("every row has a ctid");
+        let mut expires_at = current;
+        // A read-only transaction may still read the cache; it just cannot slide.
+        let read_only = unsafe { pg_sys::XactReadOnly };
+        if let Some(next) = policy
+            .slide(now, current, granularity)
+            .filter(|_| !read_only)
+        {
+            let args = [ctid.into(), key.into(), timestamptz(next).into()];
+            let moved = client
+                .update(&statements.slide, None, &args)
+                .expect("slide")
+                .len();
+            if moved == 1 {
+                expires_at = next;
+            }
+        }
+        Some(Hit { value, expires_at })
+    })
+}
+
+/// Inserts or replaces `key`.
+pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz) {
+    with_statements(|client, statements| {
+        let args = [
+            key.into(),
+            value.into(),
+            timestamptz(policy.expires_at(now)).into(),
+            policy.sliding_column().into(),
+            policy.absolute_column().map(timestamptz).into(),
+        ];
+        client
+            .update(&statements.upsert, None, &args)
+            .expect("upsert");
+    })
+}
+
+/// Deletes `key`; true when the deleted entry was live.
+pub fn remove(key: &str) -> bool {
+    with_statements(|client, statements| {
+        let rows = client
+            .update(&statements.delete, None, &[key.into()])
+            .expect("delete");
+        if rows.is_empty() {
+            return false;
+        }
+        let expires_at = rows
+            .first()
+            .get_one::<TimestampWithTimeZone>()
+            .expect("expires_at");
+        expires_at.is_some_and(|at| TimestampTz::from(at) > now())
+    })
+}
+
+/// Deletes up to `max_rows` entries expired by now, skipping rows other sessions hold locked.
+pub fn evict_expired(max_rows: i64) -> i64 {
+    with_statements(|client, statements| {
+        let args = [timestamptz(now()).into(), max_rows.into()];
+        client
+            .update(&statements.evict, None, &args)
+            .expect("evict")
+            .len() as i64
+    })
+}
