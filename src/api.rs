@@ -3,7 +3,7 @@
 
 use crate::error::{self, required};
 use crate::expiry::Policy;
-use crate::{gucs, store};
+use crate::store::{self, Lookup};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
@@ -18,10 +18,7 @@ fn checked_key<'a>(function: &str, key: Option<&'a str>) -> &'a str {
     if key.len() > MAX_KEY_BYTES {
         error::limit_exceeded(
             function,
-            format!(
-                "key is {} bytes long; the maximum is {MAX_KEY_BYTES} bytes",
-                key.len()
-            ),
+            format!("key is {} bytes long; the maximum is {MAX_KEY_BYTES} bytes", key.len()),
         );
     }
     key
@@ -49,20 +46,14 @@ fn cache_set(
 #[pg_extern(volatile, parallel_unsafe)]
 fn cache_get(key: Option<&str>) -> Option<Vec<u8>> {
     let key = checked_key("cache_get", key);
-    store::hit(key, store::Fetch::Value, gucs::refresh_granularity_micros())
-        .and_then(|hit| hit.value)
+    store::hit(key, Lookup::Get).and_then(|hit| hit.value)
 }
 
 /// Slides a live entry's expiry as `cache_get` does, without reading the value.
 #[pg_extern(volatile, parallel_unsafe)]
 fn cache_refresh(key: Option<&str>) -> bool {
     let key = checked_key("cache_refresh", key);
-    store::hit(
-        key,
-        store::Fetch::ExpiryOnly,
-        gucs::refresh_granularity_micros(),
-    )
-    .is_some()
+    store::hit(key, Lookup::Refresh).is_some()
 }
 
 /// Removes an entry; true when a live entry was removed.
@@ -75,8 +66,7 @@ fn cache_remove(key: Option<&str>) -> bool {
 #[pg_extern(volatile, parallel_unsafe)]
 fn cache_ttl(key: Option<&str>) -> Option<Interval> {
     let key = checked_key("cache_ttl", key);
-    // i64::MAX granularity: never slide.
-    let hit = store::hit(key, store::Fetch::ExpiryOnly, i64::MAX)?;
+    let hit = store::hit(key, Lookup::Peek)?;
     Some(Interval::from_micros(hit.expires_at - store::now()).max(Interval::from_micros(0)))
 }
 
@@ -87,10 +77,7 @@ fn cache_evict_expired(max_rows: default!(Option<i32>, 10000)) -> i64 {
     const FUNCTION: &str = "cache_evict_expired";
     let max_rows = required(FUNCTION, "max_rows", max_rows);
     if max_rows < 1 {
-        error::invalid_argument(
-            FUNCTION,
-            format!("max_rows must be at least 1, got {max_rows}"),
-        );
+        error::invalid_argument(FUNCTION, format!("max_rows must be at least 1, got {max_rows}"));
     }
     store::evict_expired(i64::from(max_rows))
 }

@@ -5,6 +5,7 @@
 use crate::error;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::TimestampTz;
+use pgrx::{PgSqlErrorCode, PgTryBuilder};
 
 /// The last microsecond timestamptz can hold (PostgreSQL's END_TIMESTAMP, exclusive).
 const TIMESTAMPTZ_END: TimestampTz = 9_223_371_331_200_000_000;
@@ -15,10 +16,7 @@ pub enum Policy {
     /// Expires at a fixed time; hits do not move it.
     Absolute(TimestampTz),
     /// Expires `window` microseconds after the last hit, but never after `cap`.
-    Sliding {
-        window: i64,
-        cap: Option<TimestampTz>,
-    },
+    Sliding { window: i64, cap: Option<TimestampTz> },
 }
 
 impl Policy {
@@ -43,20 +41,16 @@ impl Policy {
         match (window, absolute) {
             (Some(window), cap) => Policy::Sliding { window, cap },
             (None, Some(at)) => Policy::Absolute(at),
-            (None, None) => Policy::Sliding {
-                window: crate::gucs::default_sliding_micros(),
-                cap: None,
-            },
+            (None, None) => Policy::Sliding { window: crate::gucs::default_sliding_micros(), cap: None },
         }
     }
 
     /// Rebuilds the policy from the stored `sliding` and `absolute_expires_at` columns.
     pub fn from_columns(sliding: Option<Interval>, absolute: Option<TimestampTz>) -> Policy {
         match (sliding, absolute) {
-            (Some(window), cap) => Policy::Sliding {
-                window: i64::try_from(window.as_micros()).unwrap_or(i64::MAX),
-                cap,
-            },
+            (Some(window), cap) => {
+                Policy::Sliding { window: i64::try_from(window.as_micros()).unwrap_or(i64::MAX), cap }
+            }
             (None, Some(at)) => Policy::Absolute(at),
             // The table never holds such a row (cache_set always stores one of the two); treat it
             // as already expired rather than immortal.
@@ -94,12 +88,7 @@ impl Policy {
     /// The new expiry after a hit at `now` on an entry that expires at `current`, or `None` when
     /// the row need not be rewritten: absolute entries, and moves no larger than the refresh
     /// granularity (at most a tenth of the window, so a hit always leaves 90% of it).
-    pub fn slide(
-        &self,
-        now: TimestampTz,
-        current: TimestampTz,
-        granularity: i64,
-    ) -> Option<TimestampTz> {
+    pub fn slide(&self, now: TimestampTz, current: TimestampTz, granularity: i64) -> Option<TimestampTz> {
         let Policy::Sliding { window, .. } = *self else {
             return None;
         };
@@ -110,36 +99,31 @@ impl Policy {
 }
 
 fn absolute_from_ttl(function: &str, now: TimestampTz, ttl: Interval) -> TimestampTz {
-    let start =
-        TimestampWithTimeZone::try_from(now).expect("the server clock is a valid timestamptz");
+    let out_of_range = || {
+        error::datetime_overflow(function, format!("ttl {ttl} puts the expiry out of the timestamptz range"))
+    };
+    let start = TimestampWithTimeZone::try_from(now).expect("the server clock is a valid timestamptz");
     // Calendar arithmetic, as `now() + ttl` in SQL: '1 month' is one calendar month.
-    let at: TimestampTz = (start + ttl).into();
+    let at: TimestampTz = PgTryBuilder::new(|| start + ttl)
+        .catch_when(PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW, |_| out_of_range())
+        .execute()
+        .into();
     if at <= now {
         error::invalid_argument(function, format!("ttl must be positive, got {ttl}"));
     }
     if at >= TIMESTAMPTZ_END {
-        error::datetime_overflow(
-            function,
-            format!("ttl {ttl} puts the expiry out of the timestamptz range"),
-        );
+        out_of_range();
     }
     at
 }
 
-fn absolute_from_timestamp(
-    function: &str,
-    now: TimestampTz,
-    at: TimestampWithTimeZone,
-) -> TimestampTz {
+fn absolute_from_timestamp(function: &str, now: TimestampTz, at: TimestampWithTimeZone) -> TimestampTz {
     if !at.is_finite() {
         error::invalid_argument(function, format!("expires_at must be finite, got {at}"));
     }
     let at_micros: TimestampTz = at.into();
     if at_micros <= now {
-        error::invalid_argument(
-            function,
-            format!("expires_at must be in the future, got {at}"),
-        );
+        error::invalid_argument(function, format!("expires_at must be in the future, got {at}"));
     }
     at_micros
 }
@@ -171,20 +155,14 @@ mod tests {
 
     #[pg_test]
     fn sliding_is_capped_by_absolute_at_set_time() {
-        let policy = Policy::Sliding {
-            window: 5 * MINUTE,
-            cap: Some(2 * MINUTE),
-        };
+        let policy = Policy::Sliding { window: 5 * MINUTE, cap: Some(2 * MINUTE) };
         assert_eq!(policy.expires_at(0), 2 * MINUTE);
     }
 
     /// Set at 10:00 with ttl 30 min and sliding 5 min, hit at 10:01: expiry 10:06, not 10:30.
     #[pg_test]
     fn hit_moves_expiry_to_now_plus_window_not_to_the_cap() {
-        let policy = Policy::Sliding {
-            window: 5 * MINUTE,
-            cap: Some(30 * MINUTE),
-        };
+        let policy = Policy::Sliding { window: 5 * MINUTE, cap: Some(30 * MINUTE) };
         let set_expiry = policy.expires_at(0);
         assert_eq!(set_expiry, 5 * MINUTE);
         assert_eq!(policy.slide(MINUTE, set_expiry, SECOND), Some(6 * MINUTE));
@@ -192,40 +170,25 @@ mod tests {
 
     #[pg_test]
     fn hit_never_moves_expiry_past_the_cap() {
-        let policy = Policy::Sliding {
-            window: 5 * MINUTE,
-            cap: Some(30 * MINUTE),
-        };
+        let policy = Policy::Sliding { window: 5 * MINUTE, cap: Some(30 * MINUTE) };
         assert_eq!(policy.slide(27 * MINUTE, 29 * MINUTE, 0), Some(30 * MINUTE));
         assert_eq!(policy.slide(29 * MINUTE, 30 * MINUTE, 0), None);
     }
 
     #[pg_test]
     fn small_moves_are_not_written_back() {
-        let policy = Policy::Sliding {
-            window: 5 * MINUTE,
-            cap: None,
-        };
+        let policy = Policy::Sliding { window: 5 * MINUTE, cap: None };
         let current = policy.expires_at(0);
         assert_eq!(policy.slide(SECOND / 2, current, SECOND), None);
-        assert_eq!(
-            policy.slide(2 * SECOND, current, SECOND),
-            Some(current + 2 * SECOND)
-        );
+        assert_eq!(policy.slide(2 * SECOND, current, SECOND), Some(current + 2 * SECOND));
         assert_eq!(policy.slide(1, current, 0), Some(current + 1));
     }
 
     #[pg_test]
     fn granularity_never_exceeds_a_tenth_of_the_window() {
-        let policy = Policy::Sliding {
-            window: SECOND,
-            cap: None,
-        };
+        let policy = Policy::Sliding { window: SECOND, cap: None };
         let current = policy.expires_at(0);
-        assert_eq!(
-            policy.slide(SECOND / 5, current, 10 * SECOND),
-            Some(current + SECOND / 5)
-        );
+        assert_eq!(policy.slide(SECOND / 5, current, 10 * SECOND), Some(current + SECOND / 5));
     }
 
     #[pg_test]
@@ -237,19 +200,10 @@ mod tests {
     fn columns_round_trip() {
         for policy in [
             Policy::Absolute(MINUTE),
-            Policy::Sliding {
-                window: 5 * MINUTE,
-                cap: None,
-            },
-            Policy::Sliding {
-                window: 5 * MINUTE,
-                cap: Some(30 * MINUTE),
-            },
+            Policy::Sliding { window: 5 * MINUTE, cap: None },
+            Policy::Sliding { window: 5 * MINUTE, cap: Some(30 * MINUTE) },
         ] {
-            assert_eq!(
-                Policy::from_columns(policy.sliding_column(), policy.absolute_column()),
-                policy
-            );
+            assert_eq!(Policy::from_columns(policy.sliding_column(), policy.absolute_column()), policy);
         }
     }
 
@@ -258,36 +212,20 @@ mod tests {
         Spi::run("SET pg_cache.default_sliding_expiration = '7min'").unwrap();
         assert_eq!(
             Policy::from_arguments("cache_set", 0, None, None, None),
-            Policy::Sliding {
-                window: 7 * MINUTE,
-                cap: None
-            }
+            Policy::Sliding { window: 7 * MINUTE, cap: None }
         );
     }
 
     #[pg_test]
     fn months_in_a_sliding_window_count_as_30_days() {
-        let policy =
-            Policy::from_arguments("cache_set", 0, None, Some(Interval::from_months(1)), None);
-        assert_eq!(
-            policy,
-            Policy::Sliding {
-                window: 30 * 24 * 60 * MINUTE,
-                cap: None
-            }
-        );
+        let policy = Policy::from_arguments("cache_set", 0, None, Some(Interval::from_months(1)), None);
+        assert_eq!(policy, Policy::Sliding { window: 30 * 24 * 60 * MINUTE, cap: None });
     }
 
     #[pg_test]
     #[should_panic(expected = "ttl and expires_at are mutually exclusive")]
     fn ttl_and_expires_at_together_are_rejected() {
         let at = TimestampWithTimeZone::try_from(MINUTE).unwrap();
-        Policy::from_arguments(
-            "cache_set",
-            0,
-            Some(Interval::from_minutes(1)),
-            None,
-            Some(at),
-        );
+        Policy::from_arguments("cache_set", 0, Some(Interval::from_minutes(1)), None, Some(at));
     }
 }

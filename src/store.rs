@@ -20,11 +20,15 @@ pub struct Hit {
     pub expires_at: TimestampTz,
 }
 
-/// Whether [`hit`] fetches the value or only slides the expiry.
+/// What [`hit`] does with a live entry.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Fetch {
-    Value,
-    ExpiryOnly,
+pub enum Lookup {
+    /// Return the value and slide the expiry (`cache_get`).
+    Get,
+    /// Slide the expiry only (`cache_refresh`).
+    Refresh,
+    /// Neither: just report the expiry (`cache_ttl`).
+    Peek,
 }
 
 struct Statements {
@@ -49,16 +53,10 @@ impl Statements {
             let sql = format!(
                 "SELECT ctid, expires_at, sliding, absolute_expires_at{columns} FROM {table} WHERE key = $1"
             );
-            client
-                .prepare(&sql, &[text()])
-                .expect("lookup statement")
-                .keep()
+            client.prepare(&sql, &[text()]).expect("lookup statement").keep()
         };
         let prepare_mut = |sql: String, args: &[pg_sys::PgOid]| {
-            client
-                .prepare_mut(&sql, args)
-                .expect("cache statement")
-                .keep()
+            client.prepare_mut(&sql, args).expect("cache statement").keep()
         };
         Statements {
             lookup_with_value: lookup(", value"),
@@ -137,25 +135,22 @@ fn timestamptz(micros: TimestampTz) -> TimestampWithTimeZone {
 }
 
 fn column<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, ordinal: usize) -> Option<T> {
-    row.get::<T>(ordinal)
-        .expect("cache table column of the expected type")
+    row.get::<T>(ordinal).expect("cache table column of the expected type")
 }
 
 fn expiry_column(row: &SpiHeapTupleData, ordinal: usize) -> Option<TimestampTz> {
     column::<TimestampWithTimeZone>(row, ordinal).map(Into::into)
 }
 
-/// Looks `key` up; when it is live, slides its expiry (sliding entries) and returns it.
-/// Expired entries are never returned or refreshed, evicted or not.
-pub fn hit(key: &str, fetch: Fetch, granularity: i64) -> Option<Hit> {
+/// Looks `key` up and, when it is live, does what `lookup` says. Expired entries are never
+/// returned or refreshed, evicted or not.
+pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
     with_statements(|client, statements| {
-        let lookup = match fetch {
-            Fetch::Value => &statements.lookup_with_value,
-            Fetch::ExpiryOnly => &statements.lookup,
+        let statement = match lookup {
+            Lookup::Get => &statements.lookup_with_value,
+            Lookup::Refresh | Lookup::Peek => &statements.lookup,
         };
-        let rows = client
-            .select(lookup, Some(1), &[key.into()])
-            .expect("lookup");
+        let rows = client.select(statement, Some(1), &[key.into()]).expect("lookup");
         if rows.is_empty() {
             return None;
         }
@@ -165,29 +160,24 @@ pub fn hit(key: &str, fetch: Fetch, granularity: i64) -> Option<Hit> {
         if current <= now {
             return None;
         }
+        let value = match lookup {
+            Lookup::Get => column::<Vec<u8>>(&row, 5),
+            Lookup::Refresh | Lookup::Peek => None,
+        };
+        // A read-only transaction may still read the cache; it just cannot slide.
+        let may_slide = lookup != Lookup::Peek && unsafe { !pg_sys::XactReadOnly };
+        if !may_slide {
+            return Some(Hit { value, expires_at: current });
+        }
         let policy = Policy::from_columns(column::<Interval>(&row, 3), expiry_column(&row, 4));
-        let value = match fetch {
-            Fetch::Value => column::<Vec<u8>>(&row, 5),
-            Fetch::ExpiryOnly => None,
+        let granularity = crate::gucs::refresh_granularity_micros();
+        let Some(next) = policy.slide(now, current, granularity) else {
+            return Some(Hit { value, expires_at: current });
         };
         let ctid = column::<ItemPointerData>(&row, 1).expect("every row has a ctid");
-        let mut expires_at = current;
-        // A read-only transaction may still read the cache; it just cannot slide.
-        let read_only = unsafe { pg_sys::XactReadOnly };
-        if let Some(next) = policy
-            .slide(now, current, granularity)
-            .filter(|_| !read_only)
-        {
-            let args = [ctid.into(), key.into(), timestamptz(next).into()];
-            let moved = client
-                .update(&statements.slide, None, &args)
-                .expect("slide")
-                .len();
-            if moved == 1 {
-                expires_at = next;
-            }
-        }
-        Some(Hit { value, expires_at })
+        let args = [ctid.into(), key.into(), timestamptz(next).into()];
+        let moved = client.update(&statements.slide, None, &args).expect("slide").len();
+        Some(Hit { value, expires_at: if moved == 1 { next } else { current } })
     })
 }
 
@@ -201,25 +191,18 @@ pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz) {
             policy.sliding_column().into(),
             policy.absolute_column().map(timestamptz).into(),
         ];
-        client
-            .update(&statements.upsert, None, &args)
-            .expect("upsert");
+        client.update(&statements.upsert, None, &args).expect("upsert");
     })
 }
 
 /// Deletes `key`; true when the deleted entry was live.
 pub fn remove(key: &str) -> bool {
     with_statements(|client, statements| {
-        let rows = client
-            .update(&statements.delete, None, &[key.into()])
-            .expect("delete");
+        let rows = client.update(&statements.delete, None, &[key.into()]).expect("delete");
         if rows.is_empty() {
             return false;
         }
-        let expires_at = rows
-            .first()
-            .get_one::<TimestampWithTimeZone>()
-            .expect("expires_at");
+        let expires_at = rows.first().get_one::<TimestampWithTimeZone>().expect("expires_at");
         expires_at.is_some_and(|at| TimestampTz::from(at) > now())
     })
 }
@@ -228,9 +211,6 @@ pub fn remove(key: &str) -> bool {
 pub fn evict_expired(max_rows: i64) -> i64 {
     with_statements(|client, statements| {
         let args = [timestamptz(now()).into(), max_rows.into()];
-        client
-            .update(&statements.evict, None, &args)
-            .expect("evict")
-            .len() as i64
+        client.update(&statements.evict, None, &args).expect("evict").len() as i64
     })
 }

@@ -1,0 +1,67 @@
+# pg_cache: build, run and test against Debian's PostgreSQL 15.
+# As root, Postgres runs as the postgres OS user; otherwise as you.
+
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGBIN     := $(shell $(PG_CONFIG) --bindir)
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+# The `make run` cluster.
+RUN_PORT  ?= 5499
+RUN_DATA  ?= /tmp/pg_cache/run
+RUN_DB    ?= pg_cache
+SOCKET    ?= /tmp
+PSQL       = $(PGBIN)/psql -X -h $(SOCKET) -p $(RUN_PORT) -U postgres
+
+IS_ROOT   := $(filter 0,$(shell id -u))
+# cargo-pgrx writes into PostgreSQL's directories: through sudo unless we are root already.
+INSTALL_SUDO := $(if $(IS_ROOT),,--sudo)
+# Postgres refuses to run as root: pgrx's own test cluster then runs as postgres.
+TEST_DATA ?= /tmp/pg_cache/pgrx-test
+
+.PHONY: prereqs install run stop psql test test-unit test-regress test-scripts
+
+prereqs:
+	@bash .ci/prereqs.sh
+
+install: prereqs
+	cargo pgrx install --release --pg-config $(PG_CONFIG) $(INSTALL_SUDO)
+
+## make run: build, install, start a cluster with pg_cache preloaded, create a database with the
+## extension and show it working. Harmless to run again.
+run: install
+	@tests/cluster.sh start $(RUN_DATA) $(RUN_PORT)
+	@$(PSQL) -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$(RUN_DB)'" | grep -q 1 \
+		|| $(PSQL) -d postgres -qc 'CREATE DATABASE $(RUN_DB)'
+	@$(PSQL) -d $(RUN_DB) -q -c 'SET client_min_messages = warning' \
+		-c 'CREATE EXTENSION IF NOT EXISTS pg_cache' -c 'ALTER EXTENSION pg_cache UPDATE'
+	@$(PSQL) -d $(RUN_DB) -q -f tests/demo.sql
+	@echo
+	@echo "pg_cache is running: make psql, or psql 'host=$(SOCKET) port=$(RUN_PORT) user=postgres dbname=$(RUN_DB)'"
+	@echo "                     (TCP: postgresql://postgres@127.0.0.1:$(RUN_PORT)/$(RUN_DB)); make stop to stop it."
+
+stop:
+	@tests/cluster.sh stop $(RUN_DATA)
+
+psql:
+	@$(PSQL) -d $(RUN_DB)
+
+## make test: every suite; the last line counts the suites that passed and failed.
+test: prereqs
+	@bash tests/run_all.sh
+
+# Rust-level #[pg_test]s in a cluster pgrx starts.
+test-unit:
+ifeq ($(IS_ROOT),0)
+	@rm -rf $(TEST_DATA) && mkdir -p $(TEST_DATA) && chown postgres: $(TEST_DATA)
+	cargo pgrx test pg15 --runas postgres --pgdata $(TEST_DATA)
+else
+	cargo pgrx test pg15
+endif
+
+# SQL-visible behaviour: pg_regress against a cluster of our own.
+test-regress: install
+	@tests/regress.sh
+
+# Behaviour that needs a live server: background worker, crashes, concurrency.
+test-scripts: install
+	@bash tests/live.sh
