@@ -8,6 +8,15 @@ pub static DEFAULT_SLIDING_EXPIRATION: GucSetting<i32> = GucSetting::<i32>::new(
 /// A sliding hit rewrites the row only when the expiry would move by more than this (ms).
 pub static REFRESH_GRANULARITY: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
+/// Sleep between two sweeps of the eviction worker (ms).
+pub static EVICTION_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+/// Rows the eviction worker deletes per transaction.
+pub static EVICTION_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+/// Whether the eviction worker sweeps at all.
+pub static EVICTION_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"pg_cache.default_sliding_expiration",
@@ -30,6 +39,36 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_MS,
     );
+    GucRegistry::define_int_guc(
+        c"pg_cache.eviction_interval",
+        c"Sleep between two sweeps of the eviction worker.",
+        c"A sweep deletes expired entries in batches until a batch comes back short.",
+        &EVICTION_INTERVAL,
+        10,
+        24 * 60 * 60 * 1000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_cache.eviction_batch_size",
+        c"Expired entries the eviction worker deletes per transaction.",
+        c"Locks are held for one batch at most.",
+        &EVICTION_BATCH_SIZE,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_cache.eviction_enabled",
+        c"Whether the eviction worker deletes expired entries.",
+        c"Off: expired entries stay stored (never returned) until cache_evict_expired() or a set replaces them.",
+        &EVICTION_ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    // A misspelled pg_cache.* setting is an error, not a silently ignored placeholder.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pg_cache".as_ptr()) };
 }
 
 pub fn default_sliding_micros() -> i64 {

@@ -5,16 +5,24 @@ mod api;
 mod error;
 mod expiry;
 mod gucs;
+mod status;
 mod store;
+mod worker;
 
 ::pgrx::pg_module_magic!();
 
 pgrx::extension_sql_file!("../sql/cache_table.sql", name = "cache_table", bootstrap);
+pgrx::extension_sql_file!("../sql/preload_warning.sql", name = "preload_warning", finalize);
 
 #[allow(non_snake_case)]
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    // The eviction worker and its status need shared memory: only when preloaded.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        status::init();
+        worker::register_launcher();
+    }
 }
 
 /// Required by `cargo pgrx test`.

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Tests that need a real running server: the background eviction worker. Starts clusters of its
+# own (with and without pg_cache preloaded) and removes them afterwards. Expects pg_cache installed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PGBIN=$("$PG_CONFIG" --bindir)
+DATADIR=/tmp/pg_cache/live
+PLAIN_DATADIR=/tmp/pg_cache/live-no-preload
+export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGUSER=postgres PGPORT=5497
+PLAIN_PORT=5496
+
+passed=0 failed=0
+pass() { passed=$((passed + 1)); echo "ok - $1"; }
+fail() { failed=$((failed + 1)); echo "FAILED - $1"; }
+check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
+q() { "$PGBIN/psql" -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
+# wait_for SECONDS DB SQL: until SQL returns t, polling every 0.2 s.
+wait_for() {
+    local deadline=$((SECONDS + $1))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        [ "$(q "$2" "$3" 2>/dev/null)" = t ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+evictor_pid() { q postgres "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = '$1'"; }
+fill() { q "$1" "SELECT count(cache_set('expiring ' || i, 'v', ttl => '1 s')) FROM generate_series(1, ${2:-500}) i" >/dev/null; }
+stored() { echo "SELECT count(*) = ${2:-0} FROM pg_cache_entries WHERE key LIKE '${1:-expiring} %'"; }
+
+cleanup() { tests/cluster.sh destroy "$DATADIR"; tests/cluster.sh destroy "$PLAIN_DATADIR"; }
+trap cleanup EXIT
+cleanup
+tests/cluster.sh start "$DATADIR" "$PGPORT" "log_min_messages = log"
+for db in alpha beta; do q postgres "CREATE DATABASE $db" && q "$db" "CREATE EXTENSION pg_cache"; done
+
+# Entries with a 1 s ttl leave the table with no cache call made, in two databases.
+fill alpha; fill beta
+check "expired entries are evicted in database alpha" wait_for 10 alpha "$(stored)"
+check "expired entries are evicted in database beta" wait_for 10 beta "$(stored)"
+
+check "each evictor is visible in pg_stat_activity with its database" \
+    test -n "$(evictor_pid alpha)" -a -n "$(evictor_pid beta)"
+check "cache_worker_status() counts the evicted rows" \
+    test "$(q alpha "SELECT evicted_total >= 500 AND last_sweep_at > now() - interval '5 s' AND pid IS NOT NULL AND last_error IS NULL FROM cache_worker_status() WHERE database = 'alpha'")" = t
+
+# A sliding entry that keeps being refreshed is never evicted; one left alone is.
+q alpha "SELECT cache_set('slider', 'v', sliding => '1 s'), cache_set('abandoned', 'v', sliding => '1 s')" >/dev/null
+for _ in $(seq 1 12); do q alpha "SELECT cache_refresh('slider')" >/dev/null; sleep 0.3; done
+check "a sliding entry refreshed every 0.3 s outlives its 1 s window" \
+    test "$(q alpha "SELECT count(*) FROM pg_cache_entries WHERE key = 'slider'")" = 1
+check "the abandoned sliding entry was evicted meanwhile" \
+    test "$(q alpha "SELECT count(*) FROM pg_cache_entries WHERE key = 'abandoned'")" = 0
+
+# After pg_terminate_backend of an evictor, eviction resumes.
+old_pid=$(evictor_pid alpha)
+q postgres "SELECT pg_terminate_backend($old_pid)" >/dev/null
+fill alpha
+check "eviction resumes after pg_terminate_backend of the evictor" wait_for 20 alpha "$(stored)"
+check "a new evictor serves the database" test -n "$(evictor_pid alpha)" -a "$(evictor_pid alpha)" != "$old_pid"
+
+# Changing pg_cache.eviction_interval and reloading takes effect.
+q postgres "ALTER SYSTEM SET pg_cache.eviction_interval = '1h'" && q postgres "SELECT pg_reload_conf()" >/dev/null
+sleep 2
+fill beta 100
+sleep 3
+check "with eviction_interval = 1h, expired entries stay" test "$(q beta "$(stored expiring 100)")" = t
+q postgres "ALTER SYSTEM SET pg_cache.eviction_interval = '200ms'" && q postgres "SELECT pg_reload_conf()" >/dev/null
+check "after reloading eviction_interval = 200ms, they go at once" wait_for 3 beta "$(stored)"
+q postgres "ALTER SYSTEM RESET pg_cache.eviction_interval" && q postgres "SELECT pg_reload_conf()" >/dev/null
+
+# pg_cache.eviction_enabled = off stops sweeps.
+q postgres "ALTER SYSTEM SET pg_cache.eviction_enabled = off" && q postgres "SELECT pg_reload_conf()" >/dev/null
+sleep 1.5
+fill beta 100
+sleep 3
+check "with eviction_enabled = off, expired entries stay" test "$(q beta "$(stored expiring 100)")" = t
+q postgres "ALTER SYSTEM RESET pg_cache.eviction_enabled" && q postgres "SELECT pg_reload_conf()" >/dev/null
+check "with eviction_enabled back on, they go" wait_for 5 beta "$(stored)"
+
+# An evictor never blocks CREATE DATABASE … TEMPLATE, DROP DATABASE or DROP EXTENSION.
+check "CREATE DATABASE … TEMPLATE a database with a running evictor succeeds" \
+    q postgres "CREATE DATABASE gamma TEMPLATE beta"
+check "DROP DATABASE of a database with a running evictor succeeds" q postgres "DROP DATABASE alpha"
+check "DROP EXTENSION succeeds while the evictor runs" q beta "DROP EXTENSION pg_cache"
+check "the evictor of a database whose extension was dropped stops" \
+    wait_for 5 postgres "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = 'beta'"
+
+# Creating the extension in a fresh database starts eviction there, without a restart.
+q postgres "CREATE DATABASE delta" && q delta "CREATE EXTENSION pg_cache"
+fill delta
+check "CREATE EXTENSION in a new database starts eviction there within seconds" wait_for 15 delta "$(stored)"
+check "the cloned database gamma got its evictor too" wait_for 15 postgres \
+    "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = 'gamma'"
+
+check "misspelled pg_cache settings are rejected" \
+    test "$(q delta "SET pg_cache.eviction_intervall = '1s'" 2>&1 | grep -c 'invalid configuration parameter name')" = 1
+
+# Without shared_preload_libraries: everything but the worker works, and CREATE EXTENSION says so.
+tests/cluster.sh start "$PLAIN_DATADIR" "$PLAIN_PORT" "shared_preload_libraries = ''"
+notice=$(PGPORT=$PLAIN_PORT "$PGBIN/psql" -X -q -d postgres -c "CREATE EXTENSION pg_cache" 2>&1)
+check "without preloading, CREATE EXTENSION warns that the worker is not running" \
+    grep -q "eviction worker is not running" <<<"$notice"
+check "without preloading, cache_set and cache_get work" \
+    test "$(PGPORT=$PLAIN_PORT q postgres "SELECT cache_set('k', 'v')" >/dev/null && PGPORT=$PLAIN_PORT q postgres "SELECT cache_get('k') = 'v'")" = t
+check "without preloading, cache_worker_status() is empty" \
+    test "$(PGPORT=$PLAIN_PORT q postgres "SELECT count(*) FROM cache_worker_status()" 2>/dev/null)" = 0
+
+grep -E "PANIC|TRAP|server process .* was terminated" "$DATADIR/server.log" && fail "the server log shows no crash" || pass "the server log shows no crash"
+echo "live: $passed passed, $failed failed"
+[ "$failed" = 0 ]
