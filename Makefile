@@ -18,7 +18,7 @@ INSTALL_SUDO := $(if $(IS_ROOT),,--sudo)
 # Postgres refuses to run as root: pgrx's own test cluster then runs as postgres.
 TEST_DATA ?= /tmp/pg_cache/pgrx-test
 
-.PHONY: prereqs install run stop psql test test-unit test-regress test-scripts
+.PHONY: prereqs install run stop psql test test-unit test-regress test-scripts bench
 
 prereqs:
 	@bash .ci/prereqs.sh
@@ -65,3 +65,9 @@ test-regress: install
 # Behaviour that needs a live server: background worker, crashes, concurrency.
 test-scripts: install
 	@bash tests/live.sh
+
+## make bench: the pgbench / redis-benchmark suite (QUICK=1 for a 2-minute subset); results/ holds
+## the CSV, Markdown table and chart.
+bench: install
+	@bash benches/run.sh
+	@bash benches/eviction.sh

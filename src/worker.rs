@@ -129,7 +129,9 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
     let database = Oid::from(arg.value() as u32);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
-    unsafe { pg_sys::pgstat_report_appname(c"pg_cache evictor".as_ptr()) };
+    // pg_stat_activity.application_name says which database this evictor serves.
+    let name = std::ffi::CString::new(BackgroundWorker::get_name()).unwrap_or_default();
+    unsafe { pg_sys::pgstat_report_appname(name.as_ptr()) };
 
     // Exit quietly (the launcher tries again later) where the extension is absent or another
     // evictor already serves this database.

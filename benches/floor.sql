@@ -1,0 +1,2 @@
+-- The round-trip floor: what any query costs.
+SELECT 1;

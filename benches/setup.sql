@@ -1,0 +1,28 @@
+-- Prepopulates the benchmark database: :keys keys of :size-byte values in pg_cache (absolute
+-- entries 'a:N' and sliding entries 's:N'), in a plain UNLOGGED table, and in an UNLOGGED table
+-- of the shape Microsoft.Extensions.Caching.Postgres creates (with its index on the expiry).
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pg_cache;
+TRUNCATE pg_cache_entries;
+SELECT count(cache_set('a:' || i, convert_to(repeat('x', :size), 'UTF8'), ttl => '1 hour'))
+     + count(cache_set('s:' || i, convert_to(repeat('x', :size), 'UTF8'), sliding => '1 hour'))
+FROM generate_series(1, :keys) i;
+
+DROP TABLE IF EXISTS bench_plain, bench_dotnet;
+CREATE UNLOGGED TABLE bench_plain (id text COLLATE "C" PRIMARY KEY, value bytea NOT NULL);
+INSERT INTO bench_plain SELECT 'a:' || i, convert_to(repeat('x', :size), 'UTF8') FROM generate_series(1, :keys) i;
+
+CREATE UNLOGGED TABLE bench_dotnet (
+    id varchar(449) COLLATE "C" PRIMARY KEY,
+    value bytea NOT NULL,
+    expiresattime timestamptz NOT NULL,
+    slidingexpirationinseconds bigint NULL,
+    absoluteexpiration timestamptz NULL
+);
+CREATE INDEX ix_expiresattime ON bench_dotnet (expiresattime) WITH (deduplicate_items = true);
+INSERT INTO bench_dotnet
+SELECT 'a:' || i, convert_to(repeat('x', :size), 'UTF8'), now() + interval '1 hour', NULL, now() + interval '1 hour' FROM generate_series(1, :keys) i
+UNION ALL
+SELECT 's:' || i, convert_to(repeat('x', :size), 'UTF8'), now() + interval '1 hour', 3600, NULL FROM generate_series(1, :keys) i;
+VACUUM ANALYZE;
+SELECT pg_stat_reset();
