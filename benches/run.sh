@@ -61,7 +61,7 @@ record() {
 # pgbench_case CASE SCRIPT PAYLOAD CLIENTS [KEYS]
 pgbench_case() {
     local hex out ops failed
-    hex='\x'$(head -c "$3" /dev/zero | tr '\0' 'x' | od -An -tx1 -v | tr -d ' \n')
+    hex='\x'$(head -c "$3" /dev/urandom | od -An -tx1 -v | tr -d ' \n')
     out=$("$PGBIN/pgbench" -n -M prepared -c "$4" -j "$4" -T "$DURATION" -D keys="${5:-$KEYS}" -D value="$hex" \
         -f "benches/$2.sql" "$DB" 2>&1) || { echo "$out" >&2; return 1; }
     ops=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")

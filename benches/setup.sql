@@ -4,13 +4,16 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_cache;
 TRUNCATE pg_cache_entries;
-SELECT count(cache_set('a:' || i, convert_to(repeat('x', :size), 'UTF8'), ttl => '1 hour'))
-     + count(cache_set('s:' || i, convert_to(repeat('x', :size), 'UTF8'), sliding => '1 hour'))
+-- Incompressible values, as most cached payloads (serialized, compressed, encrypted) are.
+CREATE OR REPLACE FUNCTION pg_temp.random_bytes(size int) RETURNS bytea LANGUAGE sql AS
+    $$ SELECT substring(string_agg(sha512(random()::text::bytea), '') FROM 1 FOR size) FROM generate_series(1, (size + 63) / 64) $$;
+SELECT count(cache_set('a:' || i, pg_temp.random_bytes(:size), ttl => '1 hour'))
+     + count(cache_set('s:' || i, pg_temp.random_bytes(:size), sliding => '1 hour'))
 FROM generate_series(1, :keys) i;
 
 DROP TABLE IF EXISTS bench_plain, bench_dotnet;
 CREATE UNLOGGED TABLE bench_plain (id text COLLATE "C" PRIMARY KEY, value bytea NOT NULL);
-INSERT INTO bench_plain SELECT 'a:' || i, convert_to(repeat('x', :size), 'UTF8') FROM generate_series(1, :keys) i;
+INSERT INTO bench_plain SELECT 'a:' || i, pg_temp.random_bytes(:size) FROM generate_series(1, :keys) i;
 
 CREATE UNLOGGED TABLE bench_dotnet (
     id varchar(449) COLLATE "C" PRIMARY KEY,
@@ -21,8 +24,8 @@ CREATE UNLOGGED TABLE bench_dotnet (
 );
 CREATE INDEX ix_expiresattime ON bench_dotnet (expiresattime) WITH (deduplicate_items = true);
 INSERT INTO bench_dotnet
-SELECT 'a:' || i, convert_to(repeat('x', :size), 'UTF8'), now() + interval '1 hour', NULL, now() + interval '1 hour' FROM generate_series(1, :keys) i
+SELECT 'a:' || i, pg_temp.random_bytes(:size), now() + interval '1 hour', NULL, now() + interval '1 hour' FROM generate_series(1, :keys) i
 UNION ALL
-SELECT 's:' || i, convert_to(repeat('x', :size), 'UTF8'), now() + interval '1 hour', 3600, NULL FROM generate_series(1, :keys) i;
+SELECT 's:' || i, pg_temp.random_bytes(:size), now() + interval '1 hour', 3600, NULL FROM generate_series(1, :keys) i;
 VACUUM ANALYZE;
 SELECT pg_stat_reset();

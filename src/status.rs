@@ -84,10 +84,13 @@ unsafe extern "C-unwind" fn release(_code: i32, index: pg_sys::Datum) {
 }
 
 impl Claim {
-    pub fn record_sweep(&self, evicted: i64, at: TimestampTz) {
-        let slot = &mut SLOTS.exclusive().0[self.0];
-        slot.last_sweep_at = at;
-        slot.evicted_total += evicted;
+    /// Counts rows evicted by one batch.
+    pub fn add_evicted(&self, evicted: i64) {
+        SLOTS.exclusive().0[self.0].evicted_total += evicted;
+    }
+
+    pub fn record_sweep(&self, at: TimestampTz) {
+        SLOTS.exclusive().0[self.0].last_sweep_at = at;
     }
 
     pub fn record_error(&self, message: &str, at: TimestampTz) {

@@ -154,28 +154,33 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
         if database_wanted_exclusively() {
             break;
         }
-        if Instant::now() < next_sweep {
-            continue;
-        }
-        next_sweep = Instant::now() + interval();
         if !EVICTION_ENABLED.get() {
             continue;
         }
-        match sweep() {
-            Ok(Some(evicted)) => {
-                if let Some(claim) = &claim {
-                    claim.record_sweep(evicted, store::now());
+        if Instant::now() >= next_sweep {
+            next_sweep = Instant::now() + interval();
+            match sweep(claim.as_ref()) {
+                Ok(Sweep::Done) => {
+                    if let Some(claim) = &claim {
+                        claim.record_sweep(store::now());
+                    }
                 }
-            }
-            // The extension was dropped.
-            Ok(None) => break,
-            Err(message) => {
-                log!("pg_cache: eviction failed: {message}");
-                if let Some(claim) = &claim {
-                    claim.record_error(&message, store::now());
-                }
+                Ok(Sweep::ExtensionGone) => break,
+                Err(message) => report_error(claim.as_ref(), "eviction", &message),
             }
         }
+        // Between sweeps too: sets replacing values leave dead rows without any entry expiring.
+        if let Err(message) = vacuum_if_bloated() {
+            report_error(claim.as_ref(), "vacuum of the cache table", &message);
+        }
+    }
+}
+
+/// An ERROR in a sweep or vacuum is logged and shown by cache_worker_status(); the evictor carries on.
+fn report_error(claim: Option<&status::Claim>, what: &str, message: &str) {
+    log!("pg_cache: {what} failed: {message}");
+    if let Some(claim) = claim {
+        claim.record_error(message, store::now());
     }
 }
 
@@ -187,11 +192,15 @@ fn shutdown_requested() -> bool {
     unsafe { pg_sys::ShutdownRequestPending != 0 }
 }
 
-/// Deletes expired entries batch by batch, one transaction each, while batches come back full.
-/// `None` when the extension is gone.
-fn sweep() -> Result<Option<i64>, String> {
+enum Sweep {
+    Done,
+    ExtensionGone,
+}
+
+/// Deletes expired entries batch by batch, one transaction each, while batches come back full,
+/// counting each batch in the status.
+fn sweep(claim: Option<&status::Claim>) -> Result<Sweep, String> {
     let batch_size = i64::from(EVICTION_BATCH_SIZE.get());
-    let mut total = 0;
     unsafe {
         pg_sys::pgstat_report_activity(
             pg_sys::BackendState::STATE_RUNNING,
@@ -201,12 +210,14 @@ fn sweep() -> Result<Option<i64>, String> {
     let outcome = loop {
         let evicted = match in_transaction(|| extension_exists().then(|| store::evict_expired(batch_size))) {
             Ok(Some(evicted)) => evicted,
-            Ok(None) => break Ok(None),
+            Ok(None) => break Ok(Sweep::ExtensionGone),
             Err(message) => break Err(message),
         };
-        total += evicted;
+        if let Some(claim) = claim {
+            claim.add_evicted(evicted);
+        }
         if evicted < batch_size || shutdown_requested() || database_wanted_exclusively() {
-            break Ok(Some(total));
+            break Ok(Sweep::Done);
         }
     };
     unsafe {
@@ -217,17 +228,71 @@ fn sweep() -> Result<Option<i64>, String> {
     outcome
 }
 
-/// Runs `body` in a transaction of its own; a Postgres ERROR aborts it and comes back as its message.
+/// Dead rows (in the table or its TOAST table) beyond which an evictor vacuums the table itself:
+/// more than this many, and more than a fifth of the live rows. Autovacuum wakes once a minute
+/// at best; a cache under churn leaves dead rows much faster than that.
+const VACUUM_MIN_DEAD_ROWS: i64 = 1000;
+
+/// Vacuums the cache table when the deletes of sweeps and the updates of sets left it with many
+/// dead rows, so that their space is reused instead of the table growing.
+fn vacuum_if_bloated() -> Result<(), String> {
+    let bloated = in_transaction(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_extension e ON e.extname = 'pg_cache' AND c.relnamespace = e.extnamespace \
+             WHERE c.relname = 'pg_cache_entries' AND EXISTS ( \
+                 SELECT FROM pg_catalog.pg_stat_all_tables s WHERE s.relid IN (c.oid, c.reltoastrelid) \
+                 AND s.n_dead_tup > $1 AND s.n_dead_tup > s.n_live_tup / 5)",
+            &[VACUUM_MIN_DEAD_ROWS.into()],
+        )
+        .ok()
+        .flatten()
+    })?;
+    match bloated {
+        Some(table) => vacuum(&table),
+        None => Ok(()),
+    }
+}
+
+/// `VACUUM (SKIP_LOCKED) table`, run as the top-level command it must be (it commits and starts
+/// transactions of its own), which SPI cannot do.
+fn vacuum(table: &str) -> Result<(), String> {
+    let command =
+        std::ffi::CString::new(format!("VACUUM (SKIP_LOCKED) {table}")).map_err(|e| e.to_string())?;
+    unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, command.as_ptr()) };
+    let outcome = transaction(false, || unsafe {
+        let statements = pg_sys::raw_parser(command.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        let raw = (*(*statements).elements).ptr_value as *mut pg_sys::RawStmt;
+        pg_sys::ExecVacuum(pg_sys::make_parsestate(std::ptr::null_mut()), (*raw).stmt.cast(), true);
+    });
+    unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null()) };
+    outcome
+}
+
+/// Runs `body` in a transaction of its own, with a snapshot; a Postgres ERROR aborts it and comes
+/// back as its message.
 fn in_transaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
+    transaction(true, body)
+}
+
+/// As [`in_transaction`]; without a snapshot for commands that manage their own (VACUUM).
+fn transaction<R>(
+    with_snapshot: bool,
+    body: impl FnOnce() -> R + std::panic::UnwindSafe,
+) -> Result<R, String> {
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        if with_snapshot {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
     }
     PgTryBuilder::new(|| {
         let result = body();
         unsafe {
-            pg_sys::PopActiveSnapshot();
+            if with_snapshot {
+                pg_sys::PopActiveSnapshot();
+            }
             pg_sys::CommitTransactionCommand();
         }
         Ok(result)

@@ -53,6 +53,12 @@ check "a sliding entry refreshed every 0.3 s outlives its 1 s window" \
 check "the abandoned sliding entry was evicted meanwhile" \
     test "$(q alpha "SELECT count(*) FROM pg_cache_entries WHERE key = 'abandoned'")" = 0
 
+# The evictor vacuums the table when sets and evictions leave it many dead rows.
+vacuums_before=$(q alpha "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'pg_cache_entries'")
+fill alpha 5000
+check "the evictor vacuums the table after evicting many rows" wait_for 15 alpha \
+    "SELECT vacuum_count > $vacuums_before FROM pg_stat_user_tables WHERE relname = 'pg_cache_entries'"
+
 # After pg_terminate_backend of an evictor, eviction resumes.
 old_pid=$(evictor_pid alpha)
 q postgres "SELECT pg_terminate_backend($old_pid)" >/dev/null

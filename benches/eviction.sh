@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The eviction worker, measured: throughput on 1M expired rows, the effect of a running sweep on
+# concurrent cache_get throughput (ratio with and without it, same run), and table size under a
+# sustained set/expire churn. Writes results/eviction-<time>.txt (and results/latest-eviction.txt).
+#   QUICK=1   200k expired rows, 3 s runs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then EXPIRED=200000; DURATION=3; CHURN=10; else EXPIRED=1000000; DURATION=8; CHURN=60; fi
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PGBIN=$("$PG_CONFIG" --bindir)
+DATADIR=${BENCH_DATADIR:-/tmp/pg_cache/bench}
+export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGPORT=${BENCH_PORT:-5495} PGUSER=postgres
+DB=pg_cache_eviction
+mkdir -p results
+OUT=results/eviction-$(date -u +%Y%m%dT%H%M%SZ).txt
+
+q() { "$PGBIN/psql" -X -A -t -q -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
+reload_with() { "$PGBIN/psql" -X -q -d postgres -c "ALTER SYSTEM SET pg_cache.eviction_enabled = $1" -c "SELECT pg_reload_conf()" >/dev/null; }
+evicted_total() { q "SELECT coalesce(max(evicted_total), 0) FROM cache_worker_status() WHERE database = '$DB'"; }
+now_ms() { date +%s%3N; }
+expire_rows() { # N expired rows, inserted straight into the table (as cache_set would store them)
+    q "INSERT INTO pg_cache_entries (key, value, expires_at, absolute_expires_at)
+       SELECT 'expired:' || i, convert_to(repeat('x', 128), 'UTF8'), now() - interval '1 s', now() - interval '1 s'
+       FROM generate_series(1, $1) i"
+}
+get_ops() { "$PGBIN/pgbench" -n -M prepared -c 8 -j 8 -T "$DURATION" -D keys=10000 -f benches/get_absolute.sql "$DB" 2>&1 \
+    | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'; }
+
+tests/cluster.sh start "$DATADIR" "$PGPORT" "shared_buffers = 1GB"
+"$PGBIN/psql" -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+q "CREATE EXTENSION pg_cache"
+q "SELECT count(cache_set('a:' || i, convert_to(repeat('x', 128), 'UTF8'), ttl => '1 hour')) FROM generate_series(1, 10000) i" >/dev/null
+
+{
+echo "pg_cache eviction benchmark, $(nproc) cores, $(date -u +%F), batch size $("$PGBIN/psql" -XAtq -d postgres -c 'SHOW pg_cache.eviction_batch_size')"
+
+# 1. Throughput: the worker alone on EXPIRED expired rows.
+reload_with off; sleep 1.5
+expire_rows "$EXPIRED"
+before=$(evicted_total)
+reload_with on
+start=$(now_ms)
+while [ "$(evicted_total)" -lt $((before + EXPIRED)) ]; do sleep 0.05; done
+elapsed=$(( $(now_ms) - start ))
+echo "eviction throughput: $EXPIRED expired rows in ${elapsed} ms = $(( EXPIRED * 1000 / elapsed )) rows/s (from reload to done, including up to one eviction_interval of wait)"
+
+# 2. cache_get at 8 clients, while the worker is idle and while it sweeps EXPIRED rows.
+idle=$(get_ops)
+reload_with off; sleep 1.5
+expire_rows "$EXPIRED"
+before=$(evicted_total)
+reload_with on
+sweeping=$(get_ops)
+swept=$(( $(evicted_total) - before ))
+echo "cache_get, 8 clients: $idle ops/s with the worker idle, $sweeping ops/s while it evicted $swept rows: ratio $(awk -v a="$sweeping" -v b="$idle" 'BEGIN { printf "%.2f", a / b }')"
+while [ "$(evicted_total)" -lt $((before + EXPIRED)) ]; do sleep 0.1; done
+
+# 3. Churn: 8 clients set 1 s entries under new keys for CHURN seconds; the worker evicts them.
+q "VACUUM pg_cache_entries"
+hex='\x'$(head -c 1024 /dev/urandom | od -An -tx1 -v | tr -d ' \n')
+sets=$("$PGBIN/pgbench" -n -M prepared -c 8 -j 8 -T "$CHURN" -D value="$hex" -f benches/churn.sql "$DB" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
+report_churn() {
+    q "SELECT format('  %s: live entries %s (%s of keys and values), stored rows %s, table with TOAST and index %s',
+                     '$1', count(*) FILTER (WHERE expires_at > clock_timestamp()),
+                     pg_size_pretty(coalesce(sum(octet_length(key) + octet_length(value)) FILTER (WHERE expires_at > clock_timestamp()), 0)),
+                     count(*), pg_size_pretty(pg_total_relation_size('pg_cache_entries')))
+       FROM pg_cache_entries WHERE key LIKE 'churn:%'"
+}
+echo "churn: ${CHURN} s of cache_set at 8 clients, incompressible 1 KiB values, 1 s ttl, new keys: $sets sets/s"
+report_churn "at the end"
+sleep 3
+report_churn "3 s later"
+q "SELECT format('  vacuums by the evictor %s, by autovacuum %s', vacuum_count, autovacuum_count) FROM pg_stat_user_tables WHERE relname = 'pg_cache_entries'"
+} | tee "$OUT"
+cp "$OUT" results/latest-eviction.txt
