@@ -18,7 +18,7 @@ INSTALL_SUDO := $(if $(IS_ROOT),,--sudo)
 # Postgres refuses to run as root: pgrx's own test cluster then runs as postgres.
 TEST_DATA ?= /tmp/pg_cache/pgrx-test
 
-.PHONY: prereqs install run stop psql test test-unit test-regress test-scripts bench
+.PHONY: prereqs install run stop psql test test-unit test-regress test-scripts soak bench examples
 
 prereqs:
 	@bash .ci/prereqs.sh
@@ -62,12 +62,20 @@ endif
 test-regress: install
 	@tests/regress.sh
 
-# Behaviour that needs a live server: background worker, crashes, concurrency.
+# Behaviour that needs a live server: background worker, crashes, concurrency, standby.
 test-scripts: install
-	@bash tests/live.sh
+	@status=0; bash tests/live.sh || status=1; bash tests/reliability.sh || status=1; exit $$status
+
+## make soak: the concurrency run for 60 s instead of 10, with the other reliability tests.
+soak: install
+	@CONCURRENCY_SECONDS=60 bash tests/reliability.sh
 
 ## make bench: the pgbench / redis-benchmark suite (QUICK=1 for a 2-minute subset); results/ holds
 ## the CSV, Markdown table and chart.
 bench: install
 	@bash benches/run.sh
 	@bash benches/eviction.sh
+
+## make examples: the Python, Node.js, Java and Rust examples against the `make run` cluster.
+examples: run
+	@bash examples/run.sh

@@ -4,12 +4,12 @@
 # 1 and 8 clients. Prints one table (ops/s and the ratio to SELECT 1 at the same client count) and
 # writes results/bench-<time>.{csv,md,png} (and results/latest.*).
 #   QUICK=1      128-byte payloads only, 3 s runs, no 1M-key run (about 2 minutes)
-#   DURATION=N   seconds per pgbench run (default 8)
+#   DURATION=N   seconds per pgbench run (default 6)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=${QUICK:-0}
-if [ "$QUICK" = 1 ]; then PAYLOADS=(128); DURATION=${DURATION:-3}; else PAYLOADS=(128 1024 10240); DURATION=${DURATION:-8}; fi
+if [ "$QUICK" = 1 ]; then PAYLOADS=(128); DURATION=${DURATION:-3}; else PAYLOADS=(128 1024 10240); DURATION=${DURATION:-6}; fi
 CLIENT_COUNTS=(1 8)
 KEYS=10000
 LARGE_KEYS=1000000
@@ -125,8 +125,8 @@ if [ "$QUICK" != 1 ]; then
         INSERT INTO pg_cache_entries (key, value, expires_at, absolute_expires_at)
             SELECT 'a:' || i, convert_to(repeat('x', 128), 'UTF8'), now() + interval '1 hour', now() + interval '1 hour'
             FROM generate_series(1, $LARGE_KEYS) i;
-        INSERT INTO bench_plain SELECT 'a:' || i, convert_to(repeat('x', 128), 'UTF8') FROM generate_series(1, $LARGE_KEYS) i;
-        VACUUM ANALYZE pg_cache_entries, bench_plain;" >/dev/null
+        INSERT INTO bench_plain SELECT 'a:' || i, convert_to(repeat('x', 128), 'UTF8') FROM generate_series(1, $LARGE_KEYS) i;" \
+        -c "VACUUM ANALYZE pg_cache_entries, bench_plain" >/dev/null
     for clients in "${CLIENT_COUNTS[@]}"; do
         pgbench_case "plain select 1M" plain_select 128 "$clients" "$LARGE_KEYS"
         pgbench_case "get absolute 1M" get_absolute 128 "$clients" "$LARGE_KEYS"

@@ -42,3 +42,13 @@ pub fn datetime_overflow(function: &str, message: impl Into<String>) -> ! {
 pub fn required<T>(function: &str, argument: &str, value: Option<T>) -> T {
     value.unwrap_or_else(|| null_argument(function, argument))
 }
+
+/// 0A000: a hot standby cannot read the unlogged cache table, nor write at all.
+pub fn unavailable_in_recovery() -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "pg_cache: the cache is not available on a standby",
+        "Entries live in an unlogged table, which a server in recovery can neither read nor write; use the primary."
+    );
+}

@@ -51,7 +51,7 @@ impl Statements {
         let text = || PgBuiltInOids::TEXTOID.oid();
         let lookup = |columns: &str| {
             let sql = format!(
-                "SELECT ctid, expires_at, sliding, absolute_expires_at{columns} FROM {table} WHERE key = $1"
+                "SELECT ctid, expires_at, sliding, absolute_expires_at{columns} FROM {table} WHERE key OPERATOR(pg_catalog.=) $1"
             );
             client.prepare(&sql, &[text()]).expect("lookup statement").keep()
         };
@@ -64,7 +64,8 @@ impl Statements {
             // The ctid guard makes the slide a no-op when another session changed the entry after
             // we read it; expires_at is the only column written, so the update can be HOT.
             slide: prepare_mut(
-                format!("UPDATE {table} SET expires_at = $3 WHERE ctid = $1 AND key = $2"),
+                format!("UPDATE {table} SET expires_at = $3 \
+                     WHERE ctid OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2"),
                 &[PgBuiltInOids::TIDOID.oid(), text(), timestamptz()],
             ),
             upsert: prepare_mut(
@@ -83,14 +84,15 @@ impl Statements {
                 ],
             ),
             delete: prepare_mut(
-                format!("DELETE FROM {table} WHERE key = $1 RETURNING expires_at"),
+                format!("DELETE FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 RETURNING expires_at"),
                 &[text()],
             ),
             // One batch: lock what nobody else holds, then delete exactly those rows by ctid.
             evict: prepare_mut(
                 format!(
-                    "DELETE FROM {table} WHERE ctid = ANY (ARRAY( \
-                     SELECT ctid FROM {table} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED))"
+                    "DELETE FROM {table} WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \
+                     SELECT ctid FROM {table} WHERE expires_at OPERATOR(pg_catalog.<=) $1 \
+                     LIMIT $2 FOR UPDATE SKIP LOCKED))"
                 ),
                 &[timestamptz(), PgBuiltInOids::INT8OID.oid()],
             ),
@@ -122,6 +124,9 @@ fn extension_schema(client: &SpiClient) -> String {
 }
 
 fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> R) -> R {
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        crate::error::unavailable_in_recovery();
+    }
     Spi::connect_mut(|client| {
         STATEMENTS.with(|cell| {
             let statements = cell.get_or_init(|| Statements::prepare(client));

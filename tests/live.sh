@@ -4,28 +4,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-PGBIN=$("$PG_CONFIG" --bindir)
+source tests/lib.sh
 DATADIR=/tmp/pg_cache/live
 PLAIN_DATADIR=/tmp/pg_cache/live-no-preload
-export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGUSER=postgres PGPORT=5497
+export PGPORT=5497
 PLAIN_PORT=5496
 
-passed=0 failed=0
-pass() { passed=$((passed + 1)); echo "ok - $1"; }
-fail() { failed=$((failed + 1)); echo "FAILED - $1"; }
-check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
-q() { "$PGBIN/psql" -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
-# wait_for SECONDS DB SQL: until SQL returns t, polling every 0.2 s.
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        [ "$(q "$2" "$3" 2>/dev/null)" = t ] && return 0
-        sleep 0.2
-    done
-    return 1
-}
-evictor_pid() { q postgres "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = '$1'"; }
 fill() { q "$1" "SELECT count(cache_set('expiring ' || i, 'v', ttl => '1 s')) FROM generate_series(1, ${2:-500}) i" >/dev/null; }
 stored() { echo "SELECT count(*) = ${2:-0} FROM pg_cache_entries WHERE key LIKE '${1:-expiring} %'"; }
 
@@ -114,5 +98,4 @@ check "without preloading, cache_worker_status() is empty" \
     test "$(PGPORT=$PLAIN_PORT q postgres "SELECT count(*) FROM cache_worker_status()" 2>/dev/null)" = 0
 
 grep -E "PANIC|TRAP|server process .* was terminated" "$DATADIR/server.log" && fail "the server log shows no crash" || pass "the server log shows no crash"
-echo "live: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary live

@@ -3,8 +3,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-suites=(test-unit test-regress)
-[ -f tests/live.sh ] && suites+=(test-scripts)
+suites=(test-unit test-regress test-scripts)
 
 passed=0 failed=0 failures=()
 for suite in "${suites[@]}"; do

@@ -1,0 +1,23 @@
+-- The concurrency workload (pgbench -f): every API call on 100 hot keys with 1 s ttls, half of
+-- them sliding too. Values describe themselves: "key|md5(key || nonce)|nonce|padding of nonce % 2000
+-- bytes"; a read that is not exactly some writer's value for that key fails a cast, an error.
+\set k random(1, 100)
+\set op random(1, 100)
+\set nonce random(1, 1000000000)
+\if :op <= 30
+SELECT cache_set('hot:' || :k,
+                 convert_to('hot:' || :k || '|' || md5('hot:' || :k || :nonce) || '|' || :nonce || '|' || repeat('p', :nonce % 2000), 'UTF8'),
+                 ttl => '1 s', sliding => CASE WHEN :nonce % 2 = 0 THEN interval '300 ms' END);
+\elif :op <= 80
+SELECT CASE WHEN t IS NULL OR (split_part(t, '|', 1) = 'hot:' || :k
+                               AND split_part(t, '|', 2) = md5(split_part(t, '|', 1) || split_part(t, '|', 3))
+                               AND length(split_part(t, '|', 4)) = split_part(t, '|', 3)::bigint % 2000)
+            THEN 1 ELSE ('torn value: ' || t)::int END AS value_is_whole
+FROM (SELECT convert_from(cache_get('hot:' || :k), 'UTF8') AS t) AS read;
+\elif :op <= 90
+SELECT cache_refresh('hot:' || :k);
+\elif :op <= 98
+SELECT cache_remove('hot:' || :k);
+\else
+SELECT cache_evict_expired(50);
+\endif

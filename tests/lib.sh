@@ -1,0 +1,24 @@
+# Helpers for the scripted live-server tests (sourced).
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PGBIN=$("$PG_CONFIG" --bindir)
+export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGUSER=postgres
+
+passed=0 failed=0
+pass() { passed=$((passed + 1)); echo "ok - $1"; }
+fail() { failed=$((failed + 1)); echo "FAILED - $1"; }
+# check NAME COMMAND...: the test passes when COMMAND succeeds.
+check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
+# q DB SQL: one result, unaligned, no headers; errors go to stderr and fail.
+q() { "$PGBIN/psql" -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
+# wait_for SECONDS DB SQL: until SQL returns t, polling every 0.2 s.
+wait_for() {
+    local deadline=$((SECONDS + $1))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        [ "$(q "$2" "$3" 2>/dev/null)" = t ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+evictor_pid() { q postgres "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = '$1'"; }
+# summary SUITE: the closing line; exit status says whether all passed.
+summary() { echo "$1: $passed passed, $failed failed"; [ "$failed" = 0 ]; }

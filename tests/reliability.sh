@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Reliability against a real server: concurrent use of hot keys, kill -9 of a backend in the
+# middle of a 10 MiB cache_set and of the eviction worker, a clean restart, and a hot standby
+# made with pg_basebackup (then promoted). Expects pg_cache installed.
+#   CONCURRENCY_SECONDS=60 for the long concurrency run (make soak); 10 by default.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+source tests/lib.sh
+DATADIR=/tmp/pg_cache/reliability
+STANDBY_DATADIR=/tmp/pg_cache/reliability-standby
+export PGPORT=5494
+STANDBY_PORT=5493
+DB=reliability
+SECONDS_OF_CONCURRENCY=${CONCURRENCY_SECONDS:-10}
+
+cleanup() { tests/cluster.sh destroy "$STANDBY_DATADIR"; tests/cluster.sh destroy "$DATADIR"; }
+trap cleanup EXIT
+cleanup
+tests/cluster.sh start "$DATADIR" "$PGPORT" "pg_cache.eviction_interval = '200ms'" "restart_after_crash = on"
+q postgres "CREATE DATABASE $DB" && q "$DB" "CREATE EXTENSION pg_cache"
+
+server_up() { "$PGBIN/pg_isready" -q -d postgres; }
+wait_for_restart() { # after a crash: the server accepts connections again
+    local deadline=$((SECONDS + 60))
+    sleep 1
+    until server_up && q "$DB" "SELECT 1" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+evictor_back() { wait_for 20 postgres "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = '$DB'"; }
+works_at_once() { q "$DB" "SELECT cache_set('after crash', 'ok')" >/dev/null && test "$(q "$DB" "SELECT convert_from(cache_get('after crash'), 'UTF8')")" = ok; }
+
+# --- Concurrency: 8 clients, every call on 100 hot keys, while the eviction worker runs.
+out=$("$PGBIN/pgbench" -n -M prepared -c 8 -j 8 -T "$SECONDS_OF_CONCURRENCY" -f tests/concurrency.sql "$DB" 2>&1)
+status=$?
+ops=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
+errors=$(grep -c -E "ERROR|aborted" <<<"$out")
+failed_tx=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+echo "concurrency: ${SECONDS_OF_CONCURRENCY} s, 8 clients, 100 hot keys: ${ops:-?} ops/s, $errors error lines, ${failed_tx:-?} failed transactions"
+[ "$errors" = 0 ] || grep -E "ERROR|aborted" <<<"$out" | sort | uniq -c | head -5
+check "8 clients on 100 hot keys: no error of any kind, every value read whole" \
+    test "$status" = 0 -a "$errors" = 0 -a "${failed_tx:-1}" = 0
+evictor_error=$(q "$DB" "SELECT coalesce(last_error, 'none') FROM cache_worker_status() WHERE database = '$DB'")
+check "the evictor ran through the concurrency run without an error (last error: $evictor_error)" test "$evictor_error" = none
+
+# --- Clean restart: an UNLOGGED table keeps its rows.
+q "$DB" "SELECT count(cache_set('durable ' || i, 'v', ttl => '1 hour')) FROM generate_series(1, 100) i" >/dev/null
+tests/cluster.sh stop "$DATADIR" && tests/cluster.sh start "$DATADIR" "$PGPORT"
+check "entries survive a clean restart (pg_ctl stop -m fast, start)" \
+    test "$(q "$DB" "SELECT count(*) FROM pg_cache_entries WHERE key LIKE 'durable %'")" = 100
+
+# --- kill -9 of a backend in the middle of a 10 MiB cache_set.
+"$PGBIN/psql" -X -q -d "$DB" -c "SELECT cache_set('big ' || i, decode(repeat(md5(i::text), 655360), 'hex')) FROM generate_series(1, 100000) i" >/dev/null 2>&1 &
+writer=$!
+wait_for 10 "$DB" "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%cache_set(''big%' AND state = 'active' AND pid <> pg_backend_pid()"
+sleep 0.5
+backend=$(q "$DB" "SELECT pid FROM pg_stat_activity WHERE query LIKE '%cache_set(''big%' AND state = 'active' AND pid <> pg_backend_pid()")
+kill -9 "$backend"
+wait "$writer" 2>/dev/null
+check "the server restarts after kill -9 of a backend writing 10 MiB values" wait_for_restart
+check "after the crash the cache is empty (UNLOGGED)" test "$(q "$DB" "SELECT count(*) FROM pg_cache_entries")" = 0
+check "after the crash cache_set and cache_get work at once" works_at_once
+check "after the crash the eviction worker is back within seconds" evictor_back
+
+# --- kill -9 of the eviction worker itself.
+kill -9 "$(evictor_pid "$DB")"
+check "the server restarts after kill -9 of the eviction worker" wait_for_restart
+check "after that crash the cache is empty and works" works_at_once
+check "after that crash the eviction worker is back within seconds" evictor_back
+
+# --- A hot standby from pg_basebackup: the functions fail clearly there; no worker runs.
+q "$DB" "SELECT cache_set('replicated?', 'no')" >/dev/null
+mkdir -p "$STANDBY_DATADIR" && chmod 700 "$STANDBY_DATADIR"
+[ "$(id -u)" = 0 ] && chown postgres: "$STANDBY_DATADIR"
+as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+as_owner "$PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$STANDBY_DATADIR" -R -X stream -c fast
+echo "port = $STANDBY_PORT" | as_owner tee -a "$STANDBY_DATADIR/postgresql.auto.conf" >/dev/null
+tests/cluster.sh start "$STANDBY_DATADIR" "$STANDBY_PORT"
+on_standby() { PGPORT=$STANDBY_PORT "$@"; }
+check "the standby is in recovery" test "$(on_standby q "$DB" "SELECT pg_is_in_recovery()")" = t
+standby_error=$(on_standby "$PGBIN/psql" -X -q -d "$DB" -v VERBOSITY=verbose -c "SELECT cache_get('replicated?')" 2>&1)
+echo "on the standby: $(head -1 <<<"$standby_error")"
+check "on a standby cache_get fails with 0A000 and says why, not an internal error" \
+    grep -q "ERROR:  0A000: pg_cache: the cache is not available on a standby" <<<"$standby_error"
+standby_error=$(on_standby "$PGBIN/psql" -X -q -d "$DB" -v VERBOSITY=verbose -c "SELECT cache_set('k', 'v')" 2>&1)
+echo "on the standby: $(head -1 <<<"$standby_error")"
+check "on a standby cache_set fails with 0A000 and says why, not an internal error" \
+    grep -q "ERROR:  0A000: pg_cache: the cache is not available on a standby" <<<"$standby_error"
+check "no pg_cache worker runs on the standby" \
+    test "$(on_standby q postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_cache%'")" = 0
+on_standby "$PGBIN/psql" -X -q -d postgres -c "SELECT pg_promote()" >/dev/null
+check "after promotion the eviction worker starts there" \
+    on_standby wait_for 20 postgres "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = '$DB'"
+check "after promotion the cache works there, starting empty" \
+    test "$(on_standby q "$DB" "SELECT cache_get('replicated?') IS NULL")" = t
+
+summary reliability
