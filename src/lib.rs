@@ -5,6 +5,7 @@ mod api;
 mod error;
 mod expiry;
 mod gucs;
+mod lookup;
 mod status;
 mod store;
 mod worker;

@@ -2,10 +2,10 @@
 //! per backend and kept: re-planning on every call costs several times the call itself.
 
 use crate::expiry::Policy;
-use pgrx::datum::{Interval, TimestampWithTimeZone};
-use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::pg_sys::{self, TimestampTz};
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use std::cell::OnceCell;
 
 /// The server's clock (`clock_timestamp()`), so a long transaction never sees an entry that has
@@ -32,8 +32,6 @@ pub enum Lookup {
 }
 
 struct Statements {
-    lookup_with_value: OwnedPreparedStatement,
-    lookup: OwnedPreparedStatement,
     slide: OwnedPreparedStatement,
     upsert: OwnedPreparedStatement,
     delete: OwnedPreparedStatement,
@@ -49,18 +47,10 @@ impl Statements {
         let table = format!("{}.pg_cache_entries", extension_schema(client));
         let timestamptz = || PgBuiltInOids::TIMESTAMPTZOID.oid();
         let text = || PgBuiltInOids::TEXTOID.oid();
-        let lookup = |columns: &str| {
-            let sql = format!(
-                "SELECT ctid, expires_at, sliding, absolute_expires_at{columns} FROM {table} WHERE key OPERATOR(pg_catalog.=) $1"
-            );
-            client.prepare(&sql, &[text()]).expect("lookup statement").keep()
-        };
         let prepare_mut = |sql: String, args: &[pg_sys::PgOid]| {
             client.prepare_mut(&sql, args).expect("cache statement").keep()
         };
         Statements {
-            lookup_with_value: lookup(", value"),
-            lookup: lookup(""),
             // The ctid guard makes the slide a no-op when another session changed the entry after
             // we read it; expires_at is the only column written, so the update can be HOT.
             slide: prepare_mut(
@@ -123,10 +113,14 @@ fn extension_schema(client: &SpiClient) -> String {
         })
 }
 
-fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> R) -> R {
+fn ensure_not_in_recovery() {
     if unsafe { pg_sys::RecoveryInProgress() } {
         crate::error::unavailable_in_recovery();
     }
+}
+
+fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> R) -> R {
+    ensure_not_in_recovery();
     Spi::connect_mut(|client| {
         STATEMENTS.with(|cell| {
             let statements = cell.get_or_init(|| Statements::prepare(client));
@@ -139,51 +133,29 @@ fn timestamptz(micros: TimestampTz) -> TimestampWithTimeZone {
     TimestampWithTimeZone::try_from(micros).expect("expiry within the timestamptz range")
 }
 
-fn column<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, ordinal: usize) -> Option<T> {
-    row.get::<T>(ordinal).expect("cache table column of the expected type")
-}
-
-fn expiry_column(row: &SpiHeapTupleData, ordinal: usize) -> Option<TimestampTz> {
-    column::<TimestampWithTimeZone>(row, ordinal).map(Into::into)
-}
-
 /// Looks `key` up and, when it is live, does what `lookup` says. Expired entries are never
 /// returned or refreshed, evicted or not.
 pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
-    with_statements(|client, statements| {
-        let statement = match lookup {
-            Lookup::Get => &statements.lookup_with_value,
-            Lookup::Refresh | Lookup::Peek => &statements.lookup,
-        };
-        let rows = client.select(statement, Some(1), &[key.into()]).expect("lookup");
-        if rows.is_empty() {
-            return None;
-        }
-        let row = rows.first().get_heap_tuple().ok().flatten()?;
-        let now = now();
-        let current = expiry_column(&row, 2).expect("expires_at is NOT NULL");
-        if current <= now {
-            return None;
-        }
-        let value = match lookup {
-            Lookup::Get => column::<Vec<u8>>(&row, 5),
-            Lookup::Refresh | Lookup::Peek => None,
-        };
-        // A read-only transaction may still read the cache; it just cannot slide.
-        let may_slide = lookup != Lookup::Peek && unsafe { !pg_sys::XactReadOnly };
-        if !may_slide {
-            return Some(Hit { value, expires_at: current });
-        }
-        let policy = Policy::from_columns(column::<Interval>(&row, 3), expiry_column(&row, 4));
-        let granularity = crate::gucs::refresh_granularity_micros();
-        let Some(next) = policy.slide(now, current, granularity) else {
-            return Some(Hit { value, expires_at: current });
-        };
-        let ctid = column::<ItemPointerData>(&row, 1).expect("every row has a ctid");
-        let args = [ctid.into(), key.into(), timestamptz(next).into()];
-        let moved = client.update(&statements.slide, None, &args).expect("slide").len();
-        Some(Hit { value, expires_at: if moved == 1 { next } else { current } })
-    })
+    ensure_not_in_recovery();
+    let row = crate::lookup::find(key, lookup == Lookup::Get)?;
+    let now = now();
+    if row.expires_at <= now {
+        return None;
+    }
+    let hit = Hit { value: row.value, expires_at: row.expires_at };
+    // A read-only transaction may still read the cache; it just cannot slide.
+    if lookup == Lookup::Peek || unsafe { pg_sys::XactReadOnly } {
+        return Some(hit);
+    }
+    let policy = Policy::from_columns(row.sliding, row.absolute_expires_at);
+    let Some(next) = policy.slide(now, row.expires_at, crate::gucs::refresh_granularity_micros()) else {
+        return Some(hit);
+    };
+    let args = [row.ctid.into(), key.into(), timestamptz(next).into()];
+    let moved = with_statements(|client, statements| {
+        client.update(&statements.slide, None, &args).expect("slide").len()
+    });
+    Some(Hit { expires_at: if moved == 1 { next } else { hit.expires_at }, ..hit })
 }
 
 /// Inserts or replaces `key`.

@@ -69,3 +69,11 @@ SELECT cache_get('named') = 'v' AS live_entry_kept;
 -- the storage table: unlogged, not readable by PUBLIC
 SELECT relpersistence FROM pg_class WHERE oid = 'pg_cache_entries'::regclass;
 SELECT has_table_privilege('public', 'pg_cache_entries', 'SELECT') AS public_can_read;
+
+-- a value set earlier in the same statement or transaction is read back
+SELECT cache_set('same statement', 'v'), cache_get('same statement') = 'v' AS read_back;
+BEGIN;
+SELECT cache_set('same transaction', 'v');
+SELECT cache_get('same transaction') = 'v' AS read_back_in_transaction;
+ROLLBACK;
+SELECT cache_get('same transaction') IS NULL AS rolled_back;
