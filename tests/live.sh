@@ -51,22 +51,22 @@ check "eviction resumes after pg_terminate_backend of the evictor" wait_for 20 a
 check "a new evictor serves the database" test -n "$(evictor_pid alpha)" -a "$(evictor_pid alpha)" != "$old_pid"
 
 # Changing pg_cache.eviction_interval and reloading takes effect.
-q postgres "ALTER SYSTEM SET pg_cache.eviction_interval = '1h'" && q postgres "SELECT pg_reload_conf()" >/dev/null
+configure pg_cache.eviction_interval 1h
 sleep 2
 fill beta 100
 sleep 3
 check "with eviction_interval = 1h, expired entries stay" test "$(q beta "$(stored expiring 100)")" = t
-q postgres "ALTER SYSTEM SET pg_cache.eviction_interval = '200ms'" && q postgres "SELECT pg_reload_conf()" >/dev/null
+configure pg_cache.eviction_interval 200ms
 check "after reloading eviction_interval = 200ms, they go at once" wait_for 3 beta "$(stored)"
-q postgres "ALTER SYSTEM RESET pg_cache.eviction_interval" && q postgres "SELECT pg_reload_conf()" >/dev/null
+configure pg_cache.eviction_interval default
 
 # pg_cache.eviction_enabled = off stops sweeps.
-q postgres "ALTER SYSTEM SET pg_cache.eviction_enabled = off" && q postgres "SELECT pg_reload_conf()" >/dev/null
+configure pg_cache.eviction_enabled off
 sleep 1.5
 fill beta 100
 sleep 3
 check "with eviction_enabled = off, expired entries stay" test "$(q beta "$(stored expiring 100)")" = t
-q postgres "ALTER SYSTEM RESET pg_cache.eviction_enabled" && q postgres "SELECT pg_reload_conf()" >/dev/null
+configure pg_cache.eviction_enabled default
 check "with eviction_enabled back on, they go" wait_for 5 beta "$(stored)"
 
 # An evictor never blocks CREATE DATABASE … TEMPLATE, DROP DATABASE or DROP EXTENSION.
