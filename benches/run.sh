@@ -155,6 +155,7 @@ set ylabel "x SELECT 1"
 set yrange [0:*]
 set xtics rotate by -35
 set grid ytics
+set key outside right top
 plot "$RESULTS/chart-$STAMP.dat" using 2:xtic(1) title "1 client", "" using 3 title "8 clients"
 GNUPLOT
 rm -f "$RESULTS/chart-$STAMP.dat"
