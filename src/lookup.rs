@@ -33,6 +33,22 @@ pub struct Row {
     pub value: Option<Vec<u8>>,
 }
 
+/// The cache table's OID.
+pub fn table() -> Oid {
+    relations().table
+}
+
+/// The cache table's name, schema-qualified and quoted for SQL.
+pub fn qualified_table_name(table: Oid) -> String {
+    unsafe {
+        let name = pg_sys::quote_qualified_identifier(
+            pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table)),
+            pg_sys::get_rel_name(table),
+        );
+        std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+    }
+}
+
 fn relations() -> Relations {
     let cached = RELATIONS.get().filter(|relations| {
         // Still there: the extension may have been dropped and created again since.
@@ -149,5 +165,32 @@ pub fn find(key: &str, with_value: bool) -> Option<Row> {
         pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
         pg_sys::table_close(table, pg_sys::NoLock as pg_sys::LOCKMODE);
         row
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::find;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn finds_an_entry_set_earlier_in_the_same_transaction() {
+        Spi::run("SELECT cache_set('probe', 'v', sliding => '5 min', ttl => '1 hour')").unwrap();
+        let row = find("probe", true).expect("the entry is found");
+        assert_eq!(row.value.as_deref(), Some(&b"v"[..]));
+        assert_eq!(row.sliding.map(|window| window.as_micros()), Some(300_000_000));
+        assert!(row.absolute_expires_at.is_some_and(|cap| cap > row.expires_at));
+    }
+
+    #[pg_test]
+    fn reads_the_value_only_when_asked() {
+        Spi::run("SELECT cache_set('probe', 'v')").unwrap();
+        assert!(find("probe", false).expect("the entry is found").value.is_none());
+    }
+
+    #[pg_test]
+    fn absent_keys_are_not_found() {
+        assert!(find("no such key", true).is_none());
     }
 }

@@ -6,7 +6,7 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys::{self, TimestampTz};
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use std::cell::OnceCell;
+use std::cell::RefCell;
 
 /// The server's clock (`clock_timestamp()`), so a long transaction never sees an entry that has
 /// expired since it began.
@@ -32,6 +32,8 @@ pub enum Lookup {
 }
 
 struct Statements {
+    /// The table they were prepared for: a new one (the extension created again) needs new ones.
+    table: pg_sys::Oid,
     slide: OwnedPreparedStatement,
     upsert: OwnedPreparedStatement,
     delete: OwnedPreparedStatement,
@@ -39,18 +41,19 @@ struct Statements {
 }
 
 thread_local! {
-    static STATEMENTS: OnceCell<Statements> = const { OnceCell::new() };
+    static STATEMENTS: RefCell<Option<Statements>> = const { RefCell::new(None) };
 }
 
 impl Statements {
-    fn prepare(client: &SpiClient) -> Statements {
-        let table = format!("{}.pg_cache_entries", extension_schema(client));
+    fn prepare(client: &SpiClient, table_oid: pg_sys::Oid) -> Statements {
+        let table = crate::lookup::qualified_table_name(table_oid);
         let timestamptz = || PgBuiltInOids::TIMESTAMPTZOID.oid();
         let text = || PgBuiltInOids::TEXTOID.oid();
         let prepare_mut = |sql: String, args: &[pg_sys::PgOid]| {
             client.prepare_mut(&sql, args).expect("cache statement").keep()
         };
         Statements {
+            table: table_oid,
             // The ctid guard makes the slide a no-op when another session changed the entry after
             // we read it; expires_at is the only column written, so the update can be HOT.
             slide: prepare_mut(
@@ -90,29 +93,6 @@ impl Statements {
     }
 }
 
-/// The schema the extension was created in, quoted for use in SQL.
-fn extension_schema(client: &SpiClient) -> String {
-    client
-        .select(
-            "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e \
-             JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_cache'",
-            Some(1),
-            &[],
-        )
-        .expect("extension lookup")
-        .first()
-        .get_one::<String>()
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| {
-            pgrx::ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-                "pg_cache: the extension is not created in this database"
-            );
-        })
-}
-
 fn ensure_not_in_recovery() {
     if unsafe { pg_sys::RecoveryInProgress() } {
         crate::error::unavailable_in_recovery();
@@ -121,10 +101,14 @@ fn ensure_not_in_recovery() {
 
 fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> R) -> R {
     ensure_not_in_recovery();
+    let table = crate::lookup::table();
     Spi::connect_mut(|client| {
         STATEMENTS.with(|cell| {
-            let statements = cell.get_or_init(|| Statements::prepare(client));
-            f(client, statements)
+            let mut statements = cell.borrow_mut();
+            if statements.as_ref().is_none_or(|prepared| prepared.table != table) {
+                *statements = Some(Statements::prepare(client, table));
+            }
+            f(client, statements.as_ref().expect("prepared just above"))
         })
     })
 }

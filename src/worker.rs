@@ -53,7 +53,7 @@ pub extern "C-unwind" fn pg_cache_launcher_main(_arg: pg_sys::Datum) {
     // Per database, the earliest time the launcher may start an evictor there.
     let mut quiet_until: HashMap<Oid, Instant> = HashMap::new();
     while BackgroundWorker::wait_latch(Some(LAUNCHER_NAP)) {
-        reload_config_if_asked();
+        let _ = reload_config_if_asked();
         if !EVICTION_ENABLED.get() {
             continue;
         }
@@ -72,10 +72,13 @@ pub extern "C-unwind" fn pg_cache_launcher_main(_arg: pg_sys::Datum) {
     }
 }
 
-fn reload_config_if_asked() {
-    if BackgroundWorker::sighup_received() {
+/// SIGHUP only sets a flag in a background worker: re-read the configuration here. True when it did.
+fn reload_config_if_asked() -> bool {
+    let asked = BackgroundWorker::sighup_received();
+    if asked {
         unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
     }
+    asked
 }
 
 /// Databases an evictor can connect to: not templates, connections allowed.
@@ -146,8 +149,7 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
         if !BackgroundWorker::wait_latch(Some(nap)) {
             break;
         }
-        if BackgroundWorker::sighup_received() {
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        if reload_config_if_asked() {
             // A shorter interval takes effect now, not after the old one.
             next_sweep = next_sweep.min(Instant::now() + interval());
         }
