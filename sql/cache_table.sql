@@ -1,3 +1,15 @@
+-- Keys reach Rust as strings, which must be valid UTF-8: a database in another encoding could hold
+-- keys pg_cache cannot take. Refuse it up front rather than fail on some key later.
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() <> 'UTF8' THEN
+        RAISE EXCEPTION 'pg_cache needs a database with UTF8 encoding, not %', pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Create the database with ENCODING ''UTF8'' (from template0 if template1 has another encoding).';
+    END IF;
+END
+$$;
+
 -- The one table behind the cache. An implementation detail, not the API: use the cache_* functions.
 --
 -- UNLOGGED: no WAL, so writes are cheap; the table is emptied after a crash and is not readable on

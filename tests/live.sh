@@ -84,6 +84,10 @@ check "CREATE EXTENSION in a new database starts eviction there within seconds" 
 check "the cloned database gamma got its evictor too" wait_for 15 postgres \
     "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = 'gamma'"
 
+q postgres "CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+check "CREATE EXTENSION in a database that is not UTF8 fails with a clear error" \
+    grep -q "pg_cache needs a database with UTF8 encoding, not LATIN1" <<<"$(q latin "CREATE EXTENSION pg_cache" 2>&1)"
+
 check "misspelled pg_cache settings are rejected" \
     test "$(q delta "SET pg_cache.eviction_intervall = '1s'" 2>&1 | grep -c 'invalid configuration parameter name')" = 1
 
