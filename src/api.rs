@@ -8,7 +8,7 @@ use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
 /// Keys longer than this are rejected: the primary-key index cannot hold much larger ones.
-pub const MAX_KEY_BYTES: usize = 2048;
+const MAX_KEY_BYTES: usize = 2048;
 
 fn checked_key<'a>(function: &str, key: Option<&'a str>) -> &'a str {
     let key = required(function, "key", key);

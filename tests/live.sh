@@ -84,6 +84,24 @@ check "CREATE EXTENSION in a new database starts eviction there within seconds" 
 check "the cloned database gamma got its evictor too" wait_for 15 postgres \
     "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = 'gamma'"
 
+# An ERROR in a sweep is logged and shown, and the evictor carries on: a lock_timeout for the
+# evictor's database, and a session holding the table locked while entries expire.
+q postgres "ALTER DATABASE delta SET lock_timeout = '100ms'"
+q postgres "SELECT pg_terminate_backend($(evictor_pid delta))" >/dev/null
+wait_for 15 postgres "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = 'delta'"
+erring_pid=$(evictor_pid delta)
+fill delta 200
+"$PGBIN/psql" -X -q -d delta -c "SET lock_timeout = 0" -c "BEGIN" -c "LOCK TABLE pg_cache_entries IN ACCESS EXCLUSIVE MODE" \
+    -c "SELECT pg_sleep(3)" -c "COMMIT" >/dev/null &
+locker=$!
+check "a sweep that fails shows its error in cache_worker_status()" wait_for 10 delta \
+    "SELECT last_error LIKE '%lock timeout%' FROM cache_worker_status() WHERE database = 'delta'"
+wait "$locker"
+check "after the error the same evictor carries on evicting" wait_for 10 delta "$(stored)"
+check "no restart was needed" test "$(evictor_pid delta)" = "$erring_pid"
+grep -q "pg_cache: eviction failed: canceling statement due to lock timeout" "$DATADIR/server.log"
+check "the error is in the server log" test $? = 0
+
 q postgres "CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
 check "CREATE EXTENSION in a database that is not UTF8 fails with a clear error" \
     grep -q "pg_cache needs a database with UTF8 encoding, not LATIN1" <<<"$(q latin "CREATE EXTENSION pg_cache" 2>&1)"
