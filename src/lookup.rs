@@ -101,77 +101,160 @@ unsafe fn read_snapshot() -> pg_sys::Snapshot {
     }
 }
 
+fn has_privilege(table: Oid, mode: u32) -> bool {
+    unsafe {
+        pg_sys::pg_class_aclcheck(table, pg_sys::GetUserId(), mode as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+    }
+}
+
+/// Opens the table and its primary key with `lock` (held to the end of the transaction, as the
+/// executor's locks are), probes the key, and hands the slot of the row found to `read`.
+unsafe fn probe<R>(
+    relations: Relations,
+    lock: u32,
+    key: &str,
+    read: impl FnOnce(pg_sys::Relation, pg_sys::Relation, *mut pg_sys::TupleTableSlot) -> R,
+) -> Option<R> {
+    let lock = lock as pg_sys::LOCKMODE;
+    let table = pg_sys::table_open(relations.table, lock);
+    let index = pg_sys::index_open(relations.primary_key, lock);
+    let mut scan_key = pg_sys::ScanKeyData::default();
+    // Byte-wise equality, the primary key's "C" collation.
+    pg_sys::ScanKeyInit(
+        &mut scan_key,
+        1,
+        pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+        Oid::from(pg_sys::F_TEXTEQ),
+        key.into_datum().expect("a text datum"),
+    );
+    scan_key.sk_collation = pg_sys::C_COLLATION_OID;
+    let scan = pg_sys::index_beginscan(table, index, read_snapshot(), 1, 0);
+    pg_sys::index_rescan(scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
+    let slot = pg_sys::table_slot_create(table, std::ptr::null_mut());
+    let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
+    let result = found.then(|| read(table, index, slot));
+    pg_sys::ExecDropSingleTupleTableSlot(slot);
+    pg_sys::index_endscan(scan);
+    pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
+    pg_sys::table_close(table, pg_sys::NoLock as pg_sys::LOCKMODE);
+    result
+}
+
 /// The row stored under `key`, with its value when `with_value`.
 pub fn find(key: &str, with_value: bool) -> Option<Row> {
     let relations = relations();
-    unsafe {
-        // The permission the executor would check for this SELECT.
-        let user = pg_sys::GetUserId();
-        if pg_sys::pg_class_aclcheck(relations.table, user, pg_sys::ACL_SELECT as pg_sys::AclMode)
-            != pg_sys::AclResult::ACLCHECK_OK
-        {
+    // The permission the executor would check for this SELECT.
+    if !has_privilege(relations.table, pg_sys::ACL_SELECT) {
+        unsafe {
             pg_sys::aclcheck_error(
                 pg_sys::AclResult::ACLCHECK_NO_PRIV,
                 pg_sys::ObjectType::OBJECT_TABLE,
                 pg_sys::get_rel_name(relations.table),
+            )
+        };
+    }
+    unsafe {
+        probe(relations, pg_sys::AccessShareLock, key, |_, _, slot| {
+            pg_sys::slot_getsomeattrs_int(slot, ABSOLUTE_EXPIRES_AT as i32);
+            let column = |attribute: usize| {
+                let null = *(*slot).tts_isnull.add(attribute - 1);
+                (!null).then(|| *(*slot).tts_values.add(attribute - 1))
+            };
+            Row {
+                ctid: (*slot).tts_tid,
+                expires_at: column(EXPIRES_AT)
+                    .map(|datum| datum.value() as TimestampTz)
+                    .unwrap_or(TimestampTz::MIN),
+                sliding: column(SLIDING)
+                    .and_then(|datum| Interval::from_polymorphic_datum(datum, false, pg_sys::INTERVALOID)),
+                absolute_expires_at: column(ABSOLUTE_EXPIRES_AT).map(|datum| datum.value() as TimestampTz),
+                value: if with_value {
+                    column(VALUE)
+                        .and_then(|datum| Vec::<u8>::from_polymorphic_datum(datum, false, pg_sys::BYTEAOID))
+                } else {
+                    None
+                },
+            }
+        })
+    }
+}
+
+/// A full row for [`replace`].
+pub struct NewRow<'a> {
+    pub value: &'a [u8],
+    pub expires_at: TimestampTz,
+    pub sliding: Option<Interval>,
+    pub absolute_expires_at: Option<TimestampTz>,
+}
+
+/// Replaces the row stored under `key` with a new version, straight through the heap: what the
+/// upsert's ON CONFLICT DO UPDATE does for an existing key, minus a nested executor. False when
+/// there is no such row, when another session changed it since our snapshot, or when the role
+/// lacks a privilege the upsert needs: the caller then upserts through SPI, which handles all of
+/// those (and raises the errors).
+pub fn replace(key: &str, row: &NewRow) -> bool {
+    let relations = relations();
+    let privileged = [pg_sys::ACL_SELECT, pg_sys::ACL_INSERT, pg_sys::ACL_UPDATE]
+        .into_iter()
+        .all(|mode| has_privilege(relations.table, mode));
+    if !privileged {
+        return false;
+    }
+    unsafe {
+        probe(relations, pg_sys::RowExclusiveLock, key, |table, index, slot| {
+            let mut old_tid = (*slot).tts_tid;
+            let key_datum = key.into_datum().expect("a text datum");
+            let mut values = [
+                key_datum,
+                row.value.into_datum().expect("a bytea datum"),
+                pg_sys::Datum::from(row.expires_at),
+                row.sliding.into_datum().unwrap_or(pg_sys::Datum::from(0)),
+                row.absolute_expires_at.map_or(pg_sys::Datum::from(0), pg_sys::Datum::from),
+            ];
+            let mut nulls = [false, false, false, row.sliding.is_none(), row.absolute_expires_at.is_none()];
+            let tuple = pg_sys::heap_form_tuple((*table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+            let mut failure = pg_sys::TM_FailureData::default();
+            let mut lock_mode = pg_sys::LockTupleMode::LockTupleExclusive;
+            // Waits for a session holding the row; anything but a clean update goes to the upsert.
+            let result = pg_sys::heap_update(
+                table,
+                &mut old_tid,
+                tuple,
+                pg_sys::GetCurrentCommandId(true),
+                std::ptr::null_mut(),
+                true,
+                &mut failure,
+                &mut lock_mode,
             );
-        }
-        // Locks stay until the end of the transaction, as the executor's do.
-        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-        let table = pg_sys::table_open(relations.table, lock);
-        let index = pg_sys::index_open(relations.primary_key, lock);
-        let key_datum = key.into_datum().expect("a text datum");
-        let mut scan_key = pg_sys::ScanKeyData::default();
-        // Byte-wise equality, the primary key's "C" collation.
-        pg_sys::ScanKeyInit(
-            &mut scan_key,
-            1,
-            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            Oid::from(pg_sys::F_TEXTEQ),
-            key_datum,
-        );
-        scan_key.sk_collation = pg_sys::C_COLLATION_OID;
-        let scan = pg_sys::index_beginscan(table, index, read_snapshot(), 1, 0);
-        pg_sys::index_rescan(scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
-        let slot = pg_sys::table_slot_create(table, std::ptr::null_mut());
-        let row =
-            pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot).then(|| {
-                pg_sys::slot_getsomeattrs_int(slot, ABSOLUTE_EXPIRES_AT as i32);
-                let column = |attribute: usize| {
-                    let null = *(*slot).tts_isnull.add(attribute - 1);
-                    (!null).then(|| *(*slot).tts_values.add(attribute - 1))
-                };
-                Row {
-                    ctid: (*slot).tts_tid,
-                    expires_at: column(EXPIRES_AT)
-                        .map(|datum| datum.value() as TimestampTz)
-                        .unwrap_or(TimestampTz::MIN),
-                    sliding: column(SLIDING).and_then(|datum| {
-                        Interval::from_polymorphic_datum(datum, false, pg_sys::INTERVALOID)
-                    }),
-                    absolute_expires_at: column(ABSOLUTE_EXPIRES_AT)
-                        .map(|datum| datum.value() as TimestampTz),
-                    value: if with_value {
-                        column(VALUE).and_then(|datum| {
-                            Vec::<u8>::from_polymorphic_datum(datum, false, pg_sys::BYTEAOID)
-                        })
-                    } else {
-                        None
-                    },
-                }
-            });
-        pg_sys::ExecDropSingleTupleTableSlot(slot);
-        pg_sys::index_endscan(scan);
-        pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
-        pg_sys::table_close(table, pg_sys::NoLock as pg_sys::LOCKMODE);
-        row
+            if result != pg_sys::TM_Result::TM_Ok {
+                return false;
+            }
+            // Not a HOT update: the new version needs a primary-key entry of its own.
+            if (*(*tuple).t_data).t_infomask2 & pg_sys::HEAP_ONLY_TUPLE as u16 == 0 {
+                let mut key_values = [key_datum];
+                let mut key_nulls = [false];
+                pg_sys::index_insert(
+                    index,
+                    key_values.as_mut_ptr(),
+                    key_nulls.as_mut_ptr(),
+                    &mut (*tuple).t_self,
+                    table,
+                    pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES,
+                    true,
+                    pg_sys::BuildIndexInfo(index),
+                );
+            }
+            true
+        })
+        .unwrap_or(false)
     }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use super::find;
+    use super::{find, replace, NewRow};
     use pgrx::prelude::*;
 
     #[pg_test]
@@ -187,6 +270,27 @@ mod tests {
     fn reads_the_value_only_when_asked() {
         Spi::run("SELECT cache_set('probe', 'v')").unwrap();
         assert!(find("probe", false).expect("the entry is found").value.is_none());
+    }
+
+    #[pg_test]
+    fn replace_rewrites_an_existing_row_and_leaves_new_keys_to_the_upsert() {
+        let row = NewRow {
+            value: b"new",
+            expires_at: i64::MAX / 2,
+            sliding: None,
+            absolute_expires_at: Some(i64::MAX / 2),
+        };
+        assert!(!replace("probe", &row), "no row to replace yet");
+        Spi::run("SELECT cache_set('probe', 'old', sliding => '5 min')").unwrap();
+        assert!(replace("probe", &row));
+        let stored = find("probe", true).expect("the entry is found");
+        assert_eq!(stored.value.as_deref(), Some(&b"new"[..]));
+        assert!(stored.sliding.is_none());
+        assert_eq!(stored.absolute_expires_at, Some(i64::MAX / 2));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM pg_cache_entries WHERE key = 'probe'").unwrap(),
+            Some(1)
+        );
     }
 
     #[pg_test]

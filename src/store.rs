@@ -142,15 +142,26 @@ pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
     Some(Hit { expires_at: if moved == 1 { next } else { hit.expires_at }, ..hit })
 }
 
-/// Inserts or replaces `key`.
+/// Inserts or replaces `key`: an existing entry is replaced directly, anything else (a new key, a
+/// concurrent change) goes through the upsert.
 pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz) {
+    ensure_not_in_recovery();
+    let row = crate::lookup::NewRow {
+        value,
+        expires_at: policy.expires_at(now),
+        sliding: policy.sliding_column(),
+        absolute_expires_at: policy.absolute_column(),
+    };
+    if crate::lookup::replace(key, &row) {
+        return;
+    }
     with_statements(|client, statements| {
         let args = [
             key.into(),
             value.into(),
-            timestamptz(policy.expires_at(now)).into(),
-            policy.sliding_column().into(),
-            policy.absolute_column().map(timestamptz).into(),
+            timestamptz(row.expires_at).into(),
+            row.sliding.into(),
+            row.absolute_expires_at.map(timestamptz).into(),
         ];
         client.update(&statements.upsert, None, &args).expect("upsert");
     })
