@@ -10,6 +10,10 @@ use pgrx::prelude::*;
 /// Keys longer than this are rejected: the primary-key index cannot hold much larger ones.
 const MAX_KEY_BYTES: usize = 2048;
 
+/// Values larger than this are rejected: read back as text (bytea's hex output, what most clients
+/// ask for), a larger value would pass PostgreSQL's 1 GB limit for one allocation.
+const MAX_VALUE_BYTES: usize = 500 * 1024 * 1024;
+
 fn checked_key<'a>(function: &str, key: Option<&'a str>) -> &'a str {
     let key = required(function, "key", key);
     if key.is_empty() {
@@ -37,6 +41,12 @@ fn cache_set(
     const FUNCTION: &str = "cache_set";
     let key = checked_key(FUNCTION, key);
     let value = required(FUNCTION, "value", value);
+    if value.len() > MAX_VALUE_BYTES {
+        error::limit_exceeded(
+            FUNCTION,
+            format!("value is {} bytes long; the maximum is {MAX_VALUE_BYTES} bytes", value.len()),
+        );
+    }
     let now = store::now();
     let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
     store::set(key, value, policy, now);

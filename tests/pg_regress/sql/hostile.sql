@@ -38,6 +38,13 @@ SELECT cache_get('microsecond ttl') IS NULL AS expired_at_once, cache_get('micro
 SELECT regress_error($$SELECT cache_set('k', 'v', ttl => 'infinity')$$) AS infinite_ttl;
 SELECT regress_error($$SELECT cache_set('k', 'v', expires_at => 'infinity')$$) AS infinite_expires_at;
 
+-- values: the 500 MiB maximum round-trips byte-exact; one byte more is refused
+SELECT cache_set('largest value', decode(repeat(md5('pg_cache'), 500 * 1024 * 1024 / 16), 'hex'));
+SELECT length(cache_get('largest value')) AS largest_len,
+       sha256(cache_get('largest value')) = sha256(decode(repeat(md5('pg_cache'), 500 * 1024 * 1024 / 16), 'hex')) AS largest_exact;
+SELECT cache_remove('largest value');
+SELECT regress_error($$SELECT cache_set('k', decode(repeat('00', 500 * 1024 * 1024 + 1), 'hex'))$$) AS one_byte_too_many;
+
 -- max_rows at the edges
 SELECT regress_error($$SELECT cache_evict_expired(0)$$) AS zero, regress_error($$SELECT cache_evict_expired(-1)$$) AS negative;
 SELECT cache_evict_expired(2147483647) >= 0 AS int_max_works;
