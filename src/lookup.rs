@@ -1,6 +1,8 @@
-//! The read path without SPI: one primary-key probe straight through the index, as the executor's
-//! index scan would make it, minus the executor. A `cache_get` hit then costs about what a plain
-//! `SELECT value FROM t WHERE id = $1` costs, instead of that plus a nested SPI query.
+//! The hot paths without SPI: one primary-key probe straight through the index, as the executor's
+//! index scan would make it, minus the executor; and replacing the row it finds straight through
+//! the heap. A `cache_get` hit then costs about what a plain `SELECT value FROM t WHERE id = $1`
+//! costs, instead of that plus a nested SPI query; a `cache_set` of an existing key about what a
+//! plain upsert costs.
 
 use pgrx::datum::Interval;
 use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};

@@ -1,5 +1,6 @@
-//! The cache table and the statements that read and write it. Each statement is planned once
-//! per backend and kept: re-planning on every call costs several times the call itself.
+//! The cache operations, and the statements that write the cache table where `lookup` does not:
+//! new keys, slides, removals, eviction. Each statement is planned once per backend and kept:
+//! re-planning on every call costs several times the call itself.
 
 use crate::expiry::Policy;
 use pgrx::datum::TimestampWithTimeZone;
