@@ -103,10 +103,15 @@ unsafe fn read_snapshot() -> pg_sys::Snapshot {
     }
 }
 
-fn has_privilege(table: Oid, mode: u32) -> bool {
+fn text_datum(text: &str) -> pg_sys::Datum {
+    text.into_datum().expect("a text datum")
+}
+
+/// Whether the current role holds every privilege in `modes` on the cache table.
+fn has_privileges(table: Oid, modes: u32) -> bool {
+    let modes = modes as pg_sys::AclMode;
     unsafe {
-        pg_sys::pg_class_aclcheck(table, pg_sys::GetUserId(), mode as pg_sys::AclMode)
-            == pg_sys::AclResult::ACLCHECK_OK
+        pg_sys::pg_class_aclmask(table, pg_sys::GetUserId(), modes, pg_sys::AclMaskHow::ACLMASK_ALL) == modes
     }
 }
 
@@ -115,7 +120,7 @@ fn has_privilege(table: Oid, mode: u32) -> bool {
 unsafe fn probe<R>(
     relations: Relations,
     lock: u32,
-    key: &str,
+    key: pg_sys::Datum,
     read: impl FnOnce(pg_sys::Relation, pg_sys::Relation, *mut pg_sys::TupleTableSlot) -> R,
 ) -> Option<R> {
     let lock = lock as pg_sys::LOCKMODE;
@@ -128,7 +133,7 @@ unsafe fn probe<R>(
         1,
         pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
         Oid::from(pg_sys::F_TEXTEQ),
-        key.into_datum().expect("a text datum"),
+        key,
     );
     scan_key.sk_collation = pg_sys::C_COLLATION_OID;
     let scan = pg_sys::index_beginscan(table, index, read_snapshot(), 1, 0);
@@ -147,7 +152,7 @@ unsafe fn probe<R>(
 pub fn find(key: &str, with_value: bool) -> Option<Row> {
     let relations = relations();
     // The permission the executor would check for this SELECT.
-    if !has_privilege(relations.table, pg_sys::ACL_SELECT) {
+    if !has_privileges(relations.table, pg_sys::ACL_SELECT) {
         unsafe {
             pg_sys::aclcheck_error(
                 pg_sys::AclResult::ACLCHECK_NO_PRIV,
@@ -157,7 +162,7 @@ pub fn find(key: &str, with_value: bool) -> Option<Row> {
         };
     }
     unsafe {
-        probe(relations, pg_sys::AccessShareLock, key, |_, _, slot| {
+        probe(relations, pg_sys::AccessShareLock, text_datum(key), |_, _, slot| {
             pg_sys::slot_getsomeattrs_int(slot, ABSOLUTE_EXPIRES_AT as i32);
             let column = |attribute: usize| {
                 let null = *(*slot).tts_isnull.add(attribute - 1);
@@ -197,16 +202,13 @@ pub struct NewRow<'a> {
 /// those (and raises the errors).
 pub fn replace(key: &str, row: &NewRow) -> bool {
     let relations = relations();
-    let privileged = [pg_sys::ACL_SELECT, pg_sys::ACL_INSERT, pg_sys::ACL_UPDATE]
-        .into_iter()
-        .all(|mode| has_privilege(relations.table, mode));
-    if !privileged {
+    if !has_privileges(relations.table, pg_sys::ACL_SELECT | pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) {
         return false;
     }
+    let key_datum = text_datum(key);
     unsafe {
-        probe(relations, pg_sys::RowExclusiveLock, key, |table, index, slot| {
+        probe(relations, pg_sys::RowExclusiveLock, key_datum, |table, index, slot| {
             let mut old_tid = (*slot).tts_tid;
-            let key_datum = key.into_datum().expect("a text datum");
             let mut values = [
                 key_datum,
                 row.value.into_datum().expect("a bytea datum"),
