@@ -197,10 +197,14 @@ pub struct NewRow<'a> {
 
 /// Replaces the row stored under `key` with a new version, straight through the heap: what the
 /// upsert's ON CONFLICT DO UPDATE does for an existing key, minus a nested executor. False when
-/// there is no such row, when another session changed it since our snapshot, or when the role
-/// lacks a privilege the upsert needs: the caller then upserts through SPI, which handles all of
-/// those (and raises the errors).
+/// there is no such row, when another session changed it since our snapshot, when the role lacks
+/// a privilege the upsert needs, or in a read-only transaction: the caller then upserts through
+/// SPI, which handles all of those (and raises the errors).
 pub fn replace(key: &str, row: &NewRow) -> bool {
+    // The executor refuses writes in a read-only transaction; the upsert raises that error.
+    if unsafe { pg_sys::XactReadOnly } {
+        return false;
+    }
     let relations = relations();
     if !has_privileges(relations.table, pg_sys::ACL_SELECT | pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) {
         return false;

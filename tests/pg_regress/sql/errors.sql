@@ -36,6 +36,13 @@ SELECT statement, regress_error(statement) FROM (VALUES
     ($$SELECT cache_evict_expired(-1)$$)
 ) AS cases(statement);
 
+-- a read-only transaction cannot write, whether the key exists or not: 25006
+BEGIN READ ONLY;
+SELECT regress_error($$SELECT cache_set('sentinel', 'overwritten')$$) AS existing_key,
+       regress_error($$SELECT cache_set('new in read-only', 'v')$$) AS new_key;
+ROLLBACK;
+SELECT convert_from(cache_get('sentinel'), 'UTF8') AS sentinel;
+
 SELECT count(*) AS changed_entries
 FROM (SELECT * FROM entries_before EXCEPT SELECT key, value, expires_at FROM pg_cache_entries) AS changed;
 SELECT cache_get('bad input') IS NULL AS nothing_stored;
