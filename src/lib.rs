@@ -2,10 +2,11 @@
 //! inside the PostgreSQL you already run.
 
 mod api;
+mod compat;
 mod error;
 mod expiry;
 mod gucs;
-mod lookup;
+mod heap_access;
 mod status;
 mod store;
 mod worker;

@@ -1,10 +1,12 @@
-//! The cache operations, and the statements that write the cache table where `lookup` does not:
-//! new keys, slides, removals, eviction. Each statement is planned once per backend and kept:
-//! re-planning on every call costs several times the call itself.
+//! The cache operations: each takes the direct path of `heap_access` where it can, and otherwise
+//! runs a kept statement (new keys, removals, eviction, and whatever the direct path declines).
+//! Each statement is planned once per backend and kept: re-planning on every call costs several
+//! times the call itself.
 
 use crate::expiry::Policy;
-use pgrx::datum::TimestampWithTimeZone;
-use pgrx::pg_sys::{self, TimestampTz};
+use crate::heap_access::{self, Direct, NewRow, Row};
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use std::cell::RefCell;
@@ -35,6 +37,7 @@ pub enum Lookup {
 struct Statements {
     /// The table they were prepared for: a new one (the extension created again) needs new ones.
     table: pg_sys::Oid,
+    find: OwnedPreparedStatement,
     slide: OwnedPreparedStatement,
     upsert: OwnedPreparedStatement,
     delete: OwnedPreparedStatement,
@@ -47,7 +50,7 @@ thread_local! {
 
 impl Statements {
     fn prepare(client: &SpiClient, table_oid: pg_sys::Oid) -> Statements {
-        let table = crate::lookup::qualified_table_name(table_oid);
+        let table = heap_access::qualified_table_name(table_oid);
         let timestamptz = || PgBuiltInOids::TIMESTAMPTZOID.oid();
         let text = || PgBuiltInOids::TEXTOID.oid();
         let prepare_mut = |sql: String, args: &[pg_sys::PgOid]| {
@@ -55,12 +58,35 @@ impl Statements {
         };
         Statements {
             table: table_oid,
-            // The ctid guard makes the slide a no-op when another session changed the entry after
-            // we read it; expires_at is the only column written, so the update can be HOT.
+            // What the direct read does when it declines (see heap_access). Prepared as a
+            // mutating statement, so SPI gives it a new snapshot per call, as for the others.
+            find: prepare_mut(
+                format!(
+                    "SELECT ctid, expires_at, sliding, absolute_expires_at, CASE WHEN $2 THEN value END \
+                     FROM {table} WHERE key OPERATOR(pg_catalog.=) $1"
+                ),
+                &[text(), PgBuiltInOids::BOOLOID.oid()],
+            ),
+            // The guard makes the slide a no-op when another session changed the entry after we
+            // read it: the row version read (ctid) and, whatever a minor release's TID recheck
+            // does with a row updated meanwhile, the expiry and window read. expires_at is the
+            // only column written, so the update can be HOT.
             slide: prepare_mut(
-                format!("UPDATE {table} SET expires_at = $3 \
-                     WHERE ctid OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2"),
-                &[PgBuiltInOids::TIDOID.oid(), text(), timestamptz()],
+                format!(
+                    "UPDATE {table} SET expires_at = $3 \
+                     WHERE ctid OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2 \
+                     AND expires_at OPERATOR(pg_catalog.=) $4 \
+                     AND sliding IS NOT DISTINCT FROM $5 \
+                     AND absolute_expires_at IS NOT DISTINCT FROM $6"
+                ),
+                &[
+                    PgBuiltInOids::TIDOID.oid(),
+                    text(),
+                    timestamptz(),
+                    timestamptz(),
+                    PgBuiltInOids::INTERVALOID.oid(),
+                    timestamptz(),
+                ],
             ),
             upsert: prepare_mut(
                 format!(
@@ -102,7 +128,7 @@ fn ensure_not_in_recovery() {
 
 fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> R) -> R {
     ensure_not_in_recovery();
-    let table = crate::lookup::table();
+    let table = heap_access::table();
     Spi::connect_mut(|client| {
         STATEMENTS.with(|cell| {
             let mut statements = cell.borrow_mut();
@@ -118,42 +144,79 @@ fn timestamptz(micros: TimestampTz) -> TimestampWithTimeZone {
     TimestampWithTimeZone::try_from(micros).expect("expiry within the timestamptz range")
 }
 
+/// The row stored under `key`: directly, or through the kept statement where the direct read
+/// declines.
+fn find(key: &str, with_value: bool) -> Option<Row> {
+    if let Direct::Done(row) = heap_access::find(key, with_value) {
+        return row;
+    }
+    with_statements(|client, statements| {
+        let rows = client.update(&statements.find, None, &[key.into(), with_value.into()]).expect("find");
+        if rows.is_empty() {
+            return None;
+        }
+        let row = rows.first();
+        let ctid = row.get::<ItemPointerData>(1).expect("ctid")?;
+        Some(Row {
+            ctid,
+            expires_at: row.get::<TimestampWithTimeZone>(2).expect("expires_at").map_or(TimestampTz::MIN, Into::into),
+            sliding: row.get::<Interval>(3).expect("sliding"),
+            absolute_expires_at: row.get::<TimestampWithTimeZone>(4).expect("absolute_expires_at").map(Into::into),
+            value: row.get::<Vec<u8>>(5).expect("value"),
+        })
+    })
+}
+
+/// Moves the expiry of the version of `row` that was read to `next`; false when another session
+/// changed the entry meanwhile (its version stands).
+fn slide(key: &str, row: &Row, next: TimestampTz) -> bool {
+    if let Direct::Done(moved) = heap_access::slide(row.ctid, next) {
+        return moved;
+    }
+    let args = [
+        row.ctid.into(),
+        key.into(),
+        timestamptz(next).into(),
+        timestamptz(row.expires_at).into(),
+        row.sliding.into(),
+        row.absolute_expires_at.map(timestamptz).into(),
+    ];
+    with_statements(|client, statements| client.update(&statements.slide, None, &args).expect("slide").len() == 1)
+}
+
 /// Looks `key` up and, when it is live, does what `lookup` says. Expired entries are never
 /// returned or refreshed, evicted or not.
 pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
     ensure_not_in_recovery();
-    let row = crate::lookup::find(key, lookup == Lookup::Get)?;
+    let row = find(key, lookup == Lookup::Get)?;
     let now = now();
     if row.expires_at <= now {
         return None;
     }
-    let hit = Hit { value: row.value, expires_at: row.expires_at };
     // A read-only transaction may still read the cache; it just cannot slide.
     if lookup == Lookup::Peek || unsafe { pg_sys::XactReadOnly } {
-        return Some(hit);
+        return Some(Hit { value: row.value, expires_at: row.expires_at });
     }
     let policy = Policy::from_columns(row.sliding, row.absolute_expires_at);
-    let Some(next) = policy.slide(now, row.expires_at, crate::gucs::refresh_granularity_micros()) else {
-        return Some(hit);
+    let next = policy.slide(now, row.expires_at, crate::gucs::refresh_granularity_micros());
+    let expires_at = match next {
+        Some(next) if slide(key, &row, next) => next,
+        _ => row.expires_at,
     };
-    let args = [row.ctid.into(), key.into(), timestamptz(next).into()];
-    let moved = with_statements(|client, statements| {
-        client.update(&statements.slide, None, &args).expect("slide").len()
-    });
-    Some(Hit { expires_at: if moved == 1 { next } else { hit.expires_at }, ..hit })
+    Some(Hit { value: row.value, expires_at })
 }
 
 /// Inserts or replaces `key`: an existing entry is replaced directly, anything else (a new key, a
-/// concurrent change) goes through the upsert.
+/// concurrent change, a table the direct path declines) goes through the upsert.
 pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz) {
     ensure_not_in_recovery();
-    let row = crate::lookup::NewRow {
+    let row = NewRow {
         value,
         expires_at: policy.expires_at(now),
         sliding: policy.sliding_column(),
         absolute_expires_at: policy.absolute_column(),
     };
-    if crate::lookup::replace(key, &row) {
+    if let Direct::Done(true) = heap_access::replace(key, &row) {
         return;
     }
     with_statements(|client, statements| {

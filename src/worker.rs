@@ -144,6 +144,7 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
     }
     let claim = status::claim(database);
     let mut next_sweep = Instant::now();
+    let mut vacuum_horizon = None;
     loop {
         let nap = next_sweep.saturating_duration_since(Instant::now()).min(DATABASE_CHECK_PERIOD);
         if !BackgroundWorker::wait_latch(Some(nap)) {
@@ -172,7 +173,7 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
             }
         }
         // Between sweeps too: sets replacing values leave dead rows without any entry expiring.
-        if let Err(message) = vacuum_if_bloated() {
+        if let Err(message) = vacuum_if_bloated(&mut vacuum_horizon) {
             report_error(claim.as_ref(), "vacuum of the cache table", &message);
         }
     }
@@ -236,11 +237,13 @@ fn sweep(claim: Option<&status::Claim>) -> Result<Sweep, String> {
 const VACUUM_MIN_DEAD_ROWS: i64 = 1000;
 
 /// Vacuums the cache table when the deletes of sweeps and the updates of sets left it with many
-/// dead rows, so that their space is reused instead of the table growing.
-fn vacuum_if_bloated() -> Result<(), String> {
+/// dead rows, so that their space is reused instead of the table growing; but only when it can
+/// make progress: while an old snapshot holds the removal horizon where it was at the last
+/// vacuum, another would remove nothing the last one could not (`horizon` remembers it).
+fn vacuum_if_bloated(horizon: &mut Option<pg_sys::TransactionId>) -> Result<(), String> {
     let bloated = in_transaction(|| {
-        Spi::get_one_with_args::<String>(
-            "SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c \
+        let table = Spi::get_one_with_args::<Oid>(
+            "SELECT c.oid FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_extension e ON e.extname = 'pg_cache' AND c.relnamespace = e.extnamespace \
              WHERE c.relname = 'pg_cache_entries' AND EXISTS ( \
                  SELECT FROM pg_catalog.pg_stat_all_tables s WHERE s.relid IN (c.oid, c.reltoastrelid) \
@@ -248,27 +251,57 @@ fn vacuum_if_bloated() -> Result<(), String> {
             &[VACUUM_MIN_DEAD_ROWS.into()],
         )
         .ok()
-        .flatten()
+        .flatten()?;
+        // Never wait here for a session holding the table (VACUUM would skip it anyway).
+        let locked = unsafe { pg_sys::ConditionalLockRelationOid(table, pg_sys::AccessShareLock as _) };
+        locked.then(|| unsafe {
+            let relation = pg_sys::table_open(table, pg_sys::NoLock as _);
+            let horizon = pg_sys::GetOldestNonRemovableTransactionId(relation);
+            pg_sys::table_close(relation, pg_sys::NoLock as _);
+            (crate::heap_access::qualified_table_name(table), horizon)
+        })
     })?;
     match bloated {
-        Some(table) => vacuum(&table),
-        None => Ok(()),
+        Some((table, now)) if *horizon != Some(now) => {
+            *horizon = Some(now);
+            vacuum(&table)
+        }
+        _ => Ok(()),
     }
 }
 
-/// `VACUUM (SKIP_LOCKED) table`, run as the top-level command it must be (it commits and starts
-/// transactions of its own), which SPI cannot do.
+/// `VACUUM (SKIP_LOCKED, PARALLEL 0) table`, run as the top-level command it must be, which SPI
+/// cannot do: vacuum commits the transaction it is called in and starts its own. What the
+/// command needs across those transactions (the parse tree, whose table name vacuum's messages
+/// print, and vacuum's own "Vacuum" context, made under `PortalContext`) lives in a context of
+/// ours, as it lives in the portal's for a client's VACUUM, and goes when the command ends,
+/// error or not. No parallel workers: they would take the slots parallel queries need.
 fn vacuum(table: &str) -> Result<(), String> {
-    let command =
-        std::ffi::CString::new(format!("VACUUM (SKIP_LOCKED) {table}")).map_err(|e| e.to_string())?;
-    unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, command.as_ptr()) };
-    let outcome = transaction(false, || unsafe {
-        let statements = pg_sys::raw_parser(command.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        let raw = (*(*statements).elements).ptr_value as *mut pg_sys::RawStmt;
-        pg_sys::ExecVacuum(pg_sys::make_parsestate(std::ptr::null_mut()), (*raw).stmt.cast(), true);
-    });
-    unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null()) };
-    outcome
+    let command = std::ffi::CString::new(format!("VACUUM (SKIP_LOCKED, PARALLEL 0) {table}"))
+        .map_err(|e| e.to_string())?;
+    unsafe {
+        pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, command.as_ptr());
+        let caller_context = pg_sys::CurrentMemoryContext;
+        let command_context = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::TopMemoryContext,
+            c"pg_cache vacuum".as_ptr(),
+            0,
+            8 * 1024,
+            8 * 1024 * 1024,
+        );
+        pg_sys::PortalContext = command_context;
+        let outcome = transaction(false, || {
+            pg_sys::MemoryContextSwitchTo(command_context);
+            let statements = pg_sys::raw_parser(command.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+            let raw = (*(*statements).elements).ptr_value as *mut pg_sys::RawStmt;
+            pg_sys::ExecVacuum(pg_sys::make_parsestate(std::ptr::null_mut()), (*raw).stmt.cast(), true);
+        });
+        pg_sys::PortalContext = std::ptr::null_mut();
+        pg_sys::MemoryContextSwitchTo(caller_context);
+        pg_sys::MemoryContextDelete(command_context);
+        pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null());
+        outcome
+    }
 }
 
 /// Runs `body` in a transaction of its own, with a snapshot; a Postgres ERROR aborts it and comes

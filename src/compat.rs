@@ -1,0 +1,137 @@
+//! The PostgreSQL internals whose signatures differ between the major versions pg_cache builds
+//! for (15 and 18; 16 and 17 share 18's shape for everything here but `index_beginscan` and
+//! `RelationGetPrimaryKeyIndex`). Every `feature = "pgNN"` gate lives in this file, inside the
+//! function bodies, so callers read the same on every version.
+
+use pgrx::pg_sys;
+
+/// Which indexes a heap update needs new entries in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IndexUpdate {
+    /// A HOT update: none.
+    None,
+    /// Every index.
+    All,
+    /// Only summarizing indexes (BRIN), 16 and later.
+    #[cfg_attr(feature = "pg15", allow(dead_code))]
+    SummarizingOnly,
+}
+
+/// `heap_update`, with whether the new version needs index entries: from 16 an out-parameter,
+/// in 15 read off the new tuple's heap-only flag.
+///
+/// # Safety
+/// As `heap_update`: `relation` open and locked RowExclusive, `otid` a tuple of it, `newtup` a
+/// tuple formed with its descriptor.
+pub unsafe fn heap_update(
+    relation: pg_sys::Relation,
+    otid: pg_sys::ItemPointer,
+    newtup: pg_sys::HeapTuple,
+    failure: &mut pg_sys::TM_FailureData,
+) -> (pg_sys::TM_Result::Type, IndexUpdate) {
+    let command = pg_sys::GetCurrentCommandId(true);
+    let crosscheck = std::ptr::null_mut();
+    let mut lock_mode = pg_sys::LockTupleMode::LockTupleExclusive;
+    #[cfg(feature = "pg15")]
+    {
+        let result = pg_sys::heap_update(relation, otid, newtup, command, crosscheck, true, failure, &mut lock_mode);
+        let heap_only = (*(*newtup).t_data).t_infomask2 & pg_sys::HEAP_ONLY_TUPLE as u16 != 0;
+        (result, if heap_only { IndexUpdate::None } else { IndexUpdate::All })
+    }
+    #[cfg(not(feature = "pg15"))]
+    {
+        let mut update_indexes = pg_sys::TU_UpdateIndexes::TU_None;
+        let result = pg_sys::heap_update(
+            relation,
+            otid,
+            newtup,
+            command,
+            crosscheck,
+            true,
+            failure,
+            &mut lock_mode,
+            &mut update_indexes,
+        );
+        let indexes = match update_indexes {
+            pg_sys::TU_UpdateIndexes::TU_All => IndexUpdate::All,
+            pg_sys::TU_UpdateIndexes::TU_Summarizing => IndexUpdate::SummarizingOnly,
+            _ => IndexUpdate::None,
+        };
+        (result, indexes)
+    }
+}
+
+/// `index_beginscan` without instrumentation (an argument from 18 on).
+///
+/// # Safety
+/// As `index_beginscan`: both relations open and locked, `snapshot` registered or active.
+pub unsafe fn index_beginscan(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+    keys: i32,
+) -> pg_sys::IndexScanDesc {
+    #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
+    {
+        pg_sys::index_beginscan(heap, index, snapshot, keys, 0)
+    }
+    #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
+    {
+        pg_sys::index_beginscan(heap, index, snapshot, std::ptr::null_mut(), keys, 0)
+    }
+}
+
+/// `ExecInsertIndexTuples` for a row version written by an update or insert, without ON
+/// CONFLICT; `only_summarizing` exists from 16 on (15 has no summarizing HOT updates).
+///
+/// # Safety
+/// As `ExecInsertIndexTuples`: indexes opened by `ExecOpenIndices`, `slot` holding the new version
+/// with its TID.
+pub unsafe fn insert_index_tuples(
+    result_relation: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    estate: *mut pg_sys::EState,
+    indexes: IndexUpdate,
+) {
+    #[cfg(feature = "pg15")]
+    {
+        let _ = indexes;
+        pg_sys::ExecInsertIndexTuples(
+            result_relation,
+            slot,
+            estate,
+            false,
+            false,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+    }
+    #[cfg(not(feature = "pg15"))]
+    {
+        pg_sys::ExecInsertIndexTuples(
+            result_relation,
+            slot,
+            estate,
+            false,
+            false,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            indexes == IndexUpdate::SummarizingOnly,
+        );
+    }
+}
+
+/// The OID of the table's valid primary-key index, or InvalidOid.
+///
+/// # Safety
+/// `relation` open.
+pub unsafe fn primary_key_index(relation: pg_sys::Relation) -> pg_sys::Oid {
+    #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
+    {
+        pg_sys::RelationGetPrimaryKeyIndex(relation)
+    }
+    #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
+    {
+        pg_sys::RelationGetPrimaryKeyIndex(relation, false)
+    }
+}

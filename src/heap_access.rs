@@ -1,0 +1,469 @@
+//! Hand-written heap and index access to the cache table: the primary-key probe behind reads, and
+//! row versions written straight into the heap (a replaced value, a slid expiry). A `cache_get`
+//! hit then costs about what a plain `SELECT value FROM t WHERE key = $1` costs, instead of that
+//! plus a nested SPI query.
+//!
+//! Every path here does what the executor would do for the statement it stands in for, or
+//! declines and lets the caller run the kept SPI statement, which does it all:
+//! - it runs only while the table is exactly as a released pg_cache made it ([`Shape`]): no
+//!   triggers, rules, row-level security, CHECK constraints, inheritance, and the columns of a
+//!   released version; its primary key the one the extension made. Anything else (a user's
+//!   `ALTER TABLE`, an index rebuilt by `REINDEX … CONCURRENTLY` and not yet valid) declines;
+//! - the table and its primary key are looked up in the relcache on every call, after the lock
+//!   is taken, so DDL and index rebuilds are seen at once;
+//! - table privileges are checked as the statement would check them; without them it declines,
+//!   so the statement raises the error (or succeeds through column privileges);
+//! - writes decline in a read-only transaction (the statement raises 25006), wait for and
+//!   respect concurrent writers as `heap_update` does, and insert into every index the executor
+//!   would (`ExecOpenIndices` / `ExecInsertIndexTuples`, which see indexes still being built);
+//! - reads use the snapshot SPI would: a new one per call (in READ COMMITTED), after a command
+//!   counter increment so the caller's own earlier writes are seen.
+
+use crate::compat::{self, IndexUpdate};
+use pgrx::datum::Interval;
+use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};
+use pgrx::prelude::*;
+use std::cell::Cell;
+use std::ffi::CStr;
+
+thread_local! {
+    /// The cache table's OID, looked up once per backend (and again after it is gone).
+    static TABLE: Cell<Option<Oid>> = const { Cell::new(None) };
+}
+
+/// What a direct path did: its result, or nothing because the SPI statement must run instead.
+pub enum Direct<T> {
+    Done(T),
+    Declined,
+}
+
+/// Columns of the cache table, 1-based as in the tuple descriptor.
+const KEY: usize = 1;
+const VALUE: usize = 2;
+const EXPIRES_AT: usize = 3;
+const SLIDING: usize = 4;
+const ABSOLUTE_EXPIRES_AT: usize = 5;
+
+/// The columns of the table as every released version creates it: name, type, NOT NULL.
+const COLUMNS: [(&CStr, Oid, bool); 5] = [
+    (c"key", pg_sys::TEXTOID, true),
+    (c"value", pg_sys::BYTEAOID, true),
+    (c"expires_at", pg_sys::TIMESTAMPTZOID, true),
+    (c"sliding", pg_sys::INTERVALOID, false),
+    (c"absolute_expires_at", pg_sys::TIMESTAMPTZOID, false),
+];
+
+/// An entry as stored, live or not.
+pub struct Row {
+    pub ctid: ItemPointerData,
+    pub expires_at: TimestampTz,
+    pub sliding: Option<Interval>,
+    pub absolute_expires_at: Option<TimestampTz>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// The cache table's OID.
+pub fn table() -> Oid {
+    let cached = TABLE.get().filter(|table| {
+        // Still there: the extension may have been dropped and created again since.
+        unsafe {
+            pg_sys::SearchSysCacheExists(
+                pg_sys::SysCacheIdentifier::RELOID as i32,
+                (*table).into(),
+                0.into(),
+                0.into(),
+                0.into(),
+            )
+        }
+    });
+    cached.unwrap_or_else(|| {
+        let found = Spi::get_one::<Oid>(
+            "SELECT c.oid FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_extension e ON e.extname = 'pg_cache' AND c.relnamespace = e.extnamespace \
+             WHERE c.relname = 'pg_cache_entries'",
+        );
+        let Ok(Some(table)) = found else {
+            pgrx::ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                "pg_cache: the extension is not created in this database"
+            );
+        };
+        TABLE.set(Some(table));
+        table
+    })
+}
+
+/// The cache table's name, schema-qualified and quoted for SQL.
+pub fn qualified_table_name(table: Oid) -> String {
+    unsafe {
+        let name = pg_sys::quote_qualified_identifier(
+            pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table)),
+            pg_sys::get_rel_name(table),
+        );
+        CStr::from_ptr(name).to_string_lossy().into_owned()
+    }
+}
+
+/// Whether the current role holds every privilege in `modes` on the table itself.
+fn has_privileges(table: Oid, modes: u32) -> bool {
+    let modes = modes as pg_sys::AclMode;
+    unsafe {
+        pg_sys::pg_class_aclmask(table, pg_sys::GetUserId(), modes, pg_sys::AclMaskHow::ACLMASK_ALL) == modes
+    }
+}
+
+/// Whether the open table is exactly as a released pg_cache made it, so that writing a row
+/// version by hand does all the statement would.
+unsafe fn is_as_released(table: pg_sys::Relation) -> bool {
+    let form = &*(*table).rd_rel;
+    if form.relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+        || form.relhastriggers
+        || form.relhasrules
+        || form.relrowsecurity
+        || form.relhassubclass
+        || form.relispartition
+        || !(*table).trigdesc.is_null()
+    {
+        return false;
+    }
+    let descriptor = (*table).rd_att;
+    if (*descriptor).natts as usize != COLUMNS.len() {
+        return false;
+    }
+    let constraints = (*descriptor).constr;
+    if !constraints.is_null() && ((*constraints).num_check > 0 || (*constraints).has_generated_stored) {
+        return false;
+    }
+    let attributes = (*descriptor).attrs.as_slice(COLUMNS.len());
+    COLUMNS.iter().zip(attributes).all(|((name, type_oid, not_null), attribute)| {
+        !attribute.attisdropped
+            && attribute.atttypid == *type_oid
+            && attribute.attnotnull == *not_null
+            && attribute.attgenerated == 0
+            && CStr::from_ptr(attribute.attname.data.as_ptr()) == *name
+    }) && attributes[KEY - 1].attcollation == pg_sys::C_COLLATION_OID
+}
+
+/// Whether the open index is the primary key the extension made: a unique B-tree on the key
+/// alone, byte-wise.
+unsafe fn is_released_primary_key(index: pg_sys::Relation) -> bool {
+    let form = &*(*index).rd_index;
+    (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
+        && form.indisunique
+        && form.indisvalid
+        && form.indnatts == 1
+        && form.indkey.values.as_slice(1)[0] == KEY as i16
+        && *(*index).rd_indcollation == pg_sys::C_COLLATION_OID
+}
+
+/// The cache table and its primary key, open and locked.
+struct Opened {
+    table: pg_sys::Relation,
+    index: pg_sys::Relation,
+}
+
+/// Opens the cache table and its current primary key with `lock` (held to the end of the
+/// transaction, as the executor's locks are); `None`, with nothing left open, when either is not
+/// as a released version made it.
+unsafe fn open(lock: u32) -> Option<Opened> {
+    let lock = lock as pg_sys::LOCKMODE;
+    let table = pg_sys::table_open(self::table(), lock);
+    // After the lock: the relcache has taken in any DDL, and names today's primary key.
+    let primary_key = compat::primary_key_index(table);
+    if !is_as_released(table) || primary_key == pg_sys::InvalidOid {
+        pg_sys::table_close(table, pg_sys::NoLock as pg_sys::LOCKMODE);
+        return None;
+    }
+    let index = pg_sys::index_open(primary_key, lock);
+    if !is_released_primary_key(index) {
+        close(Opened { table, index });
+        return None;
+    }
+    Some(Opened { table, index })
+}
+
+unsafe fn close(opened: Opened) {
+    pg_sys::index_close(opened.index, pg_sys::NoLock as pg_sys::LOCKMODE);
+    pg_sys::table_close(opened.table, pg_sys::NoLock as pg_sys::LOCKMODE);
+}
+
+/// Pushes the snapshot a query run through SPI in a volatile function would get: the caller's
+/// earlier writes made visible, then a new snapshot (READ COMMITTED) or the transaction's.
+/// The caller pops it.
+unsafe fn push_read_snapshot() -> pg_sys::Snapshot {
+    pg_sys::CommandCounterIncrement();
+    pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    pg_sys::GetActiveSnapshot()
+}
+
+fn text_datum(text: &str) -> pg_sys::Datum {
+    text.into_datum().expect("a text datum")
+}
+
+/// Probes the primary key of `opened` for `key` and hands the slot of the row found to `read`.
+unsafe fn probe<R>(
+    opened: &Opened,
+    key: pg_sys::Datum,
+    read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R,
+) -> Option<R> {
+    let mut scan_key = pg_sys::ScanKeyData::default();
+    // Byte-wise equality, the primary key's "C" collation.
+    pg_sys::ScanKeyInit(
+        &mut scan_key,
+        1,
+        pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+        Oid::from(pg_sys::F_TEXTEQ),
+        key,
+    );
+    scan_key.sk_collation = pg_sys::C_COLLATION_OID;
+    let snapshot = push_read_snapshot();
+    let scan = compat::index_beginscan(opened.table, opened.index, snapshot, 1);
+    pg_sys::index_rescan(scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
+    let slot = pg_sys::table_slot_create(opened.table, std::ptr::null_mut());
+    let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
+    let result = found.then(|| read(slot));
+    pg_sys::ExecDropSingleTupleTableSlot(slot);
+    pg_sys::index_endscan(scan);
+    pg_sys::PopActiveSnapshot();
+    result
+}
+
+/// The row stored under `key`, with its value when `with_value`.
+pub fn find(key: &str, with_value: bool) -> Direct<Option<Row>> {
+    let table = table();
+    // The privilege the statement `SELECT … FROM t WHERE key = $1` would need.
+    if !has_privileges(table, pg_sys::ACL_SELECT) {
+        return Direct::Declined;
+    }
+    unsafe {
+        let Some(opened) = open(pg_sys::AccessShareLock) else {
+            return Direct::Declined;
+        };
+        let row = probe(&opened, text_datum(key), |slot| {
+            pg_sys::slot_getsomeattrs_int(slot, ABSOLUTE_EXPIRES_AT as i32);
+            let column = |attribute: usize| {
+                let null = *(*slot).tts_isnull.add(attribute - 1);
+                (!null).then(|| *(*slot).tts_values.add(attribute - 1))
+            };
+            Row {
+                ctid: (*slot).tts_tid,
+                expires_at: column(EXPIRES_AT)
+                    .map(|datum| datum.value() as TimestampTz)
+                    .unwrap_or(TimestampTz::MIN),
+                sliding: column(SLIDING)
+                    .and_then(|datum| Interval::from_polymorphic_datum(datum, false, pg_sys::INTERVALOID)),
+                absolute_expires_at: column(ABSOLUTE_EXPIRES_AT).map(|datum| datum.value() as TimestampTz),
+                value: if with_value {
+                    column(VALUE)
+                        .and_then(|datum| Vec::<u8>::from_polymorphic_datum(datum, false, pg_sys::BYTEAOID))
+                } else {
+                    None
+                },
+            }
+        });
+        close(opened);
+        Direct::Done(row)
+    }
+}
+
+/// Whether a write may go straight to the heap: not in a read-only transaction (the statement
+/// raises that error), and with the table privileges the statement needs.
+fn may_write(table: Oid, modes: u32) -> bool {
+    !unsafe { pg_sys::XactReadOnly } && has_privileges(table, modes)
+}
+
+/// Writes `new` as the next version of the row at `old_tid` and gives it the index entries the
+/// executor's UPDATE would. False, with nothing written, when that version is no longer the
+/// latest (another session updated or deleted it; a session holding it is waited for first).
+unsafe fn update_row(table: pg_sys::Relation, old_tid: ItemPointerData, new: pg_sys::HeapTuple) -> bool {
+    let mut old_tid = old_tid;
+    let mut failure = pg_sys::TM_FailureData::default();
+    let (result, indexes) = compat::heap_update(table, &mut old_tid, new, &mut failure);
+    if result != pg_sys::TM_Result::TM_Ok {
+        return false;
+    }
+    if indexes != IndexUpdate::None {
+        insert_index_entries(table, new, indexes);
+    }
+    true
+}
+
+/// Inserts index entries for the new row version `tuple` into every index of `table` the
+/// executor would: ready ones, those being built by `CREATE INDEX CONCURRENTLY` or
+/// `REINDEX … CONCURRENTLY` included, partial and expression ones evaluated as it does.
+unsafe fn insert_index_entries(table: pg_sys::Relation, tuple: pg_sys::HeapTuple, indexes: IndexUpdate) {
+    let estate = pg_sys::CreateExecutorState();
+    // Index descriptions and the slot live and die with the executor state.
+    let caller_context = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
+    let result_relation =
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
+    pg_sys::InitResultRelInfo(result_relation, table, 0, std::ptr::null_mut(), 0);
+    pg_sys::ExecOpenIndices(result_relation, false);
+    let slot = pg_sys::MakeSingleTupleTableSlot((*table).rd_att, &pg_sys::TTSOpsHeapTuple);
+    pg_sys::ExecStoreHeapTuple(tuple, slot, false);
+    compat::insert_index_tuples(result_relation, slot, estate, indexes);
+    pg_sys::ExecDropSingleTupleTableSlot(slot);
+    pg_sys::ExecCloseIndices(result_relation);
+    pg_sys::MemoryContextSwitchTo(caller_context);
+    pg_sys::FreeExecutorState(estate);
+}
+
+/// Moves the expiry of the row version at `ctid` (read by [`find`] in this call) to
+/// `expires_at`: the statement `UPDATE t SET expires_at = $3 WHERE ctid = $1 AND …`, as a HOT
+/// update when the page has room. False, a no-op, when another session changed or removed the
+/// row since it was read: its version stands.
+pub fn slide(ctid: ItemPointerData, expires_at: TimestampTz) -> Direct<bool> {
+    let table = table();
+    if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_UPDATE) {
+        return Direct::Declined;
+    }
+    unsafe {
+        let Some(opened) = open(pg_sys::RowExclusiveLock) else {
+            return Direct::Declined;
+        };
+        let mut tid = ctid;
+        let slot = pg_sys::table_slot_create(opened.table, std::ptr::null_mut());
+        // The exact version read, whatever became of it since; heap_update then decides.
+        let fetched =
+            pg_sys::table_tuple_fetch_row_version(opened.table, &mut tid, &raw mut pg_sys::SnapshotAnyData, slot);
+        let moved = fetched && {
+            let mut should_free = false;
+            let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut should_free);
+            let mut columns = [EXPIRES_AT as i32];
+            let mut values = [pg_sys::Datum::from(expires_at)];
+            let mut nulls = [false];
+            // Every other column as it was: a TOASTed value keeps its TOAST pointer.
+            let new = pg_sys::heap_modify_tuple_by_cols(
+                old,
+                (*opened.table).rd_att,
+                1,
+                columns.as_mut_ptr(),
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            );
+            update_row(opened.table, ctid, new)
+        };
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        close(opened);
+        Direct::Done(moved)
+    }
+}
+
+/// A full row for [`replace`].
+pub struct NewRow<'a> {
+    pub value: &'a [u8],
+    pub expires_at: TimestampTz,
+    pub sliding: Option<Interval>,
+    pub absolute_expires_at: Option<TimestampTz>,
+}
+
+/// Replaces the row stored under `key` with a new version, straight through the heap: what the
+/// upsert's ON CONFLICT DO UPDATE does for an existing key. `Done(false)` when there is no such
+/// row or another session changed it since it was read: the caller then runs the upsert.
+pub fn replace(key: &str, row: &NewRow) -> Direct<bool> {
+    let table = table();
+    if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) {
+        return Direct::Declined;
+    }
+    let key_datum = text_datum(key);
+    unsafe {
+        let Some(opened) = open(pg_sys::RowExclusiveLock) else {
+            return Direct::Declined;
+        };
+        let replaced = probe(&opened, key_datum, |slot| {
+            let mut values = [
+                key_datum,
+                row.value.into_datum().expect("a bytea datum"),
+                pg_sys::Datum::from(row.expires_at),
+                row.sliding.into_datum().unwrap_or(pg_sys::Datum::from(0)),
+                row.absolute_expires_at.map_or(pg_sys::Datum::from(0), pg_sys::Datum::from),
+            ];
+            let mut nulls = [false, false, false, row.sliding.is_none(), row.absolute_expires_at.is_none()];
+            // The descriptor has exactly these columns: is_as_released checked it.
+            let tuple = pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+            update_row(opened.table, (*slot).tts_tid, tuple)
+        });
+        close(opened);
+        Direct::Done(replaced.unwrap_or(false))
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::{find, replace, Direct, NewRow};
+    use pgrx::prelude::*;
+
+    fn found(key: &str, with_value: bool) -> Option<super::Row> {
+        match find(key, with_value) {
+            Direct::Done(row) => row,
+            Direct::Declined => panic!("the direct read declined on the table as the extension made it"),
+        }
+    }
+
+    #[pg_test]
+    fn finds_an_entry_set_earlier_in_the_same_transaction() {
+        Spi::run("SELECT cache_set('probe', 'v', sliding => '5 min', ttl => '1 hour')").unwrap();
+        let row = found("probe", true).expect("the entry is found");
+        assert_eq!(row.value.as_deref(), Some(&b"v"[..]));
+        assert_eq!(row.sliding.map(|window| window.as_micros()), Some(300_000_000));
+        assert!(row.absolute_expires_at.is_some_and(|cap| cap > row.expires_at));
+    }
+
+    #[pg_test]
+    fn reads_the_value_only_when_asked() {
+        Spi::run("SELECT cache_set('probe', 'v')").unwrap();
+        assert!(found("probe", false).expect("the entry is found").value.is_none());
+    }
+
+    #[pg_test]
+    fn replace_rewrites_an_existing_row_and_leaves_new_keys_to_the_upsert() {
+        let row = NewRow {
+            value: b"new",
+            expires_at: i64::MAX / 2,
+            sliding: None,
+            absolute_expires_at: Some(i64::MAX / 2),
+        };
+        assert!(matches!(replace("probe", &row), Direct::Done(false)), "no row to replace yet");
+        Spi::run("SELECT cache_set('probe', 'old', sliding => '5 min')").unwrap();
+        assert!(matches!(replace("probe", &row), Direct::Done(true)));
+        let stored = found("probe", true).expect("the entry is found");
+        assert_eq!(stored.value.as_deref(), Some(&b"new"[..]));
+        assert!(stored.sliding.is_none());
+        assert_eq!(stored.absolute_expires_at, Some(i64::MAX / 2));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM pg_cache_entries WHERE key = 'probe'").unwrap(),
+            Some(1)
+        );
+    }
+
+    #[pg_test]
+    fn absent_keys_are_not_found() {
+        assert!(found("no such key", true).is_none());
+    }
+
+    #[pg_test]
+    fn declines_once_the_table_is_altered() {
+        Spi::run("SELECT cache_set('probe', 'v')").unwrap();
+        Spi::run("ALTER TABLE pg_cache_entries ADD COLUMN extra int").unwrap();
+        assert!(matches!(find("probe", true), Direct::Declined));
+        let row = NewRow { value: b"new", expires_at: i64::MAX / 2, sliding: None, absolute_expires_at: None };
+        assert!(matches!(replace("probe", &row), Direct::Declined));
+    }
+
+    #[pg_test]
+    fn declines_when_a_trigger_or_row_security_is_added() {
+        Spi::run("SELECT cache_set('probe', 'v')").unwrap();
+        Spi::run("ALTER TABLE pg_cache_entries ENABLE ROW LEVEL SECURITY").unwrap();
+        assert!(matches!(find("probe", true), Direct::Declined));
+        Spi::run("ALTER TABLE pg_cache_entries DISABLE ROW LEVEL SECURITY").unwrap();
+        assert!(matches!(find("probe", true), Direct::Done(Some(_))));
+        Spi::run(
+            "CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'; \
+             CREATE TRIGGER noop BEFORE UPDATE ON pg_cache_entries FOR EACH ROW EXECUTE FUNCTION noop()",
+        )
+        .unwrap();
+        assert!(matches!(find("probe", true), Direct::Declined));
+    }
+}
