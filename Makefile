@@ -23,8 +23,11 @@ TEST_DATA ?= /tmp/pg_cache/pgrx-test
 prereqs:
 	@bash .ci/prereqs.sh
 
+# cargo pgrx installs the current version's script and the upgrade scripts; the frozen install
+# script of 0.1.0 (CREATE EXTENSION pg_cache VERSION '0.1.0', the start of every upgrade) is ours.
 install: prereqs
 	cargo pgrx install --release --pg-config $(PG_CONFIG) $(INSTALL_SUDO)
+	$(if $(IS_ROOT),,sudo) install -m 644 sql/pg_cache--0.1.0.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 
 ## make run: build, install, start a cluster with pg_cache preloaded, create a database with the
 ## extension and show it working. Harmless to run again.

@@ -38,6 +38,25 @@ pub fn datetime_overflow(function: &str, message: impl Into<String>) -> ! {
     );
 }
 
+/// 22P02: a counter's stored value is not a decimal integer.
+pub fn not_a_counter(function: &str, key: &str) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+        format!("{function}: the value of key \"{key}\" is not a decimal integer"),
+        "A counter holds ASCII digits with an optional leading minus sign, nothing else."
+    );
+}
+
+/// 22003: a number would leave its type's range.
+pub fn numeric_overflow(function: &str, message: impl Into<String>) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        format!("{function}: {}", message.into())
+    );
+}
+
 /// Unwraps a required argument, raising 22004 when it is NULL.
 pub fn required<T>(function: &str, argument: &str, value: Option<T>) -> T {
     value.unwrap_or_else(|| null_argument(function, argument))

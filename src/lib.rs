@@ -7,6 +7,7 @@ mod error;
 mod expiry;
 mod gucs;
 mod heap_access;
+mod stats;
 mod status;
 mod store;
 mod worker;
@@ -23,6 +24,7 @@ pub extern "C-unwind" fn _PG_init() {
     // The eviction worker and its status need shared memory: only when preloaded.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         status::init();
+        stats::init();
         worker::register_launcher();
     }
 }

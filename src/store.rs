@@ -40,8 +40,37 @@ struct Statements {
     find: OwnedPreparedStatement,
     slide: OwnedPreparedStatement,
     upsert: OwnedPreparedStatement,
+    add: OwnedPreparedStatement,
+    lock_for_update: OwnedPreparedStatement,
+    write_value: OwnedPreparedStatement,
+    renew: OwnedPreparedStatement,
+    insert_if_absent: OwnedPreparedStatement,
+    expire: OwnedPreparedStatement,
     delete: OwnedPreparedStatement,
+    take: OwnedPreparedStatement,
+    list_range: OwnedPreparedStatement,
+    list_from: OwnedPreparedStatement,
+    delete_range: OwnedPreparedStatement,
+    delete_from: OwnedPreparedStatement,
     evict: OwnedPreparedStatement,
+}
+
+/// `SELECT` of live entries with keys from $1 on, `bound` narrowing the range; at most $3 rows.
+fn list_sql(table: &str, bound: &str) -> String {
+    format!(
+        "SELECT key, expires_at, sliding, absolute_expires_at, pg_catalog.octet_length(value) FROM {table} \
+         WHERE key OPERATOR(pg_catalog.>=) $1 {bound} AND expires_at OPERATOR(pg_catalog.>) $2 \
+         ORDER BY key LIMIT $3"
+    )
+}
+
+/// `DELETE` of every entry with a key from $1 on, `bound` narrowing the range, locked in key order.
+fn delete_sql(table: &str, bound: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \
+         SELECT ctid FROM {table} WHERE key OPERATOR(pg_catalog.>=) $1 {bound} ORDER BY key FOR UPDATE)) \
+         RETURNING expires_at OPERATOR(pg_catalog.>) $2"
+    )
 }
 
 thread_local! {
@@ -53,6 +82,10 @@ impl Statements {
         let table = heap_access::qualified_table_name(table_oid);
         let timestamptz = || PgBuiltInOids::TIMESTAMPTZOID.oid();
         let text = || PgBuiltInOids::TEXTOID.oid();
+        let bytea = || PgBuiltInOids::BYTEAOID.oid();
+        let interval = || PgBuiltInOids::INTERVALOID.oid();
+        let int8 = || PgBuiltInOids::INT8OID.oid();
+        let tid = || PgBuiltInOids::TIDOID.oid();
         let prepare_mut = |sql: String, args: &[pg_sys::PgOid]| {
             client.prepare_mut(&sql, args).expect("cache statement").keep()
         };
@@ -103,10 +136,65 @@ impl Statements {
                     timestamptz(),
                 ],
             ),
+            // cache_add: replaces only an entry expired by $6; RETURNING says whether it wrote.
+            add: prepare_mut(
+                format!(
+                    "INSERT INTO {table} AS e (key, value, expires_at, sliding, absolute_expires_at) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, \
+                     sliding = EXCLUDED.sliding, absolute_expires_at = EXCLUDED.absolute_expires_at \
+                     WHERE e.expires_at OPERATOR(pg_catalog.<=) $6 RETURNING true"
+                ),
+                &[text(), bytea(), timestamptz(), interval(), timestamptz(), timestamptz()],
+            ),
+            // cache_incr reads the counter locked, then writes it by ctid: the row cannot change
+            // in between.
+            lock_for_update: prepare_mut(
+                format!(
+                    "SELECT ctid, value, expires_at FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+                ),
+                &[text()],
+            ),
+            write_value: prepare_mut(
+                format!("UPDATE {table} SET value = $2 WHERE ctid OPERATOR(pg_catalog.=) $1"),
+                &[tid(), bytea()],
+            ),
+            renew: prepare_mut(
+                format!(
+                    "UPDATE {table} SET value = $2, expires_at = $3, sliding = $4, absolute_expires_at = $5 \
+                     WHERE ctid OPERATOR(pg_catalog.=) $1"
+                ),
+                &[tid(), bytea(), timestamptz(), interval(), timestamptz()],
+            ),
+            insert_if_absent: prepare_mut(
+                format!(
+                    "INSERT INTO {table} (key, value, expires_at, sliding, absolute_expires_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING RETURNING true"
+                ),
+                &[text(), bytea(), timestamptz(), interval(), timestamptz()],
+            ),
+            expire: prepare_mut(
+                format!(
+                    "UPDATE {table} SET expires_at = $2, sliding = $3, absolute_expires_at = $4 \
+                     WHERE key OPERATOR(pg_catalog.=) $1 AND expires_at OPERATOR(pg_catalog.>) $5"
+                ),
+                &[text(), timestamptz(), interval(), timestamptz(), timestamptz()],
+            ),
             delete: prepare_mut(
                 format!("DELETE FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 RETURNING expires_at"),
                 &[text()],
             ),
+            take: prepare_mut(
+                format!("DELETE FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 RETURNING expires_at, value"),
+                &[text()],
+            ),
+            // Live entries in [$1, $2) or from $1 on, in key order: a range of the primary key.
+            list_range: prepare_mut(list_sql(&table, "AND key OPERATOR(pg_catalog.<) $4"), &[text(), timestamptz(), int8(), text()]),
+            list_from: prepare_mut(list_sql(&table, ""), &[text(), timestamptz(), int8()]),
+            // Removals of a range lock its rows in key order (so concurrent batches never
+            // deadlock), then delete exactly those; RETURNING says which were live at $2.
+            delete_range: prepare_mut(delete_sql(&table, "AND key OPERATOR(pg_catalog.<) $3"), &[text(), timestamptz(), text()]),
+            delete_from: prepare_mut(delete_sql(&table, ""), &[text(), timestamptz()]),
             // One batch: lock what nobody else holds, then delete exactly those rows by ctid.
             evict: prepare_mut(
                 format!(
@@ -233,6 +321,7 @@ pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz) {
 
 /// Deletes `key`; true when the deleted entry was live.
 pub fn remove(key: &str) -> bool {
+    ensure_not_in_recovery();
     with_statements(|client, statements| {
         let rows = client.update(&statements.delete, None, &[key.into()]).expect("delete");
         if rows.is_empty() {
@@ -240,6 +329,190 @@ pub fn remove(key: &str) -> bool {
         }
         let expires_at = rows.first().get_one::<TimestampWithTimeZone>().expect("expires_at");
         expires_at.is_some_and(|at| TimestampTz::from(at) > now())
+    })
+}
+
+/// Deletes `key` and returns its value when the entry was live.
+pub fn take(key: &str) -> Option<Vec<u8>> {
+    ensure_not_in_recovery();
+    with_statements(|client, statements| {
+        let rows = client.update(&statements.take, None, &[key.into()]).expect("take");
+        if rows.is_empty() {
+            return None;
+        }
+        let row = rows.first();
+        let expires_at: TimestampTz = row.get::<TimestampWithTimeZone>(1).expect("expires_at")?.into();
+        (expires_at > now()).then(|| row.get::<Vec<u8>>(2).expect("value")).flatten()
+    })
+}
+
+/// Sets `key` only when no live entry has it (an expired one is replaced); true when it set.
+/// A concurrent add of the same key waits for the first to commit and then finds it live.
+pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz) -> bool {
+    ensure_not_in_recovery();
+    let args = [
+        key.into(),
+        value.into(),
+        timestamptz(policy.expires_at(now)).into(),
+        policy.sliding_column().into(),
+        policy.absolute_column().map(timestamptz).into(),
+        timestamptz(now).into(),
+    ];
+    with_statements(|client, statements| !client.update(&statements.add, None, &args).expect("add").is_empty())
+}
+
+/// What `incr` found stored under the key.
+pub enum Counter {
+    /// The new value, written.
+    Written(i64),
+    /// The live value is not a decimal integer.
+    NotAnInteger,
+    /// Adding would overflow a bigint.
+    Overflow,
+}
+
+/// Adds `delta` to the counter under `key`: a live one keeps its expiry; an absent or expired
+/// one starts at `delta` with `policy`. The row is locked while it is read and written, so
+/// concurrent increments add up exactly.
+pub fn incr(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Counter {
+    ensure_not_in_recovery();
+    let fresh = |client: &mut SpiClient, statements: &Statements, ctid: Option<ItemPointerData>| {
+        let value = delta.to_string().into_bytes();
+        let expiry = [
+            timestamptz(policy.expires_at(now)).into(),
+            policy.sliding_column().into(),
+            policy.absolute_column().map(timestamptz).into(),
+        ];
+        match ctid {
+            Some(ctid) => {
+                let [expires_at, sliding, absolute] = expiry;
+                let args = [ctid.into(), value.as_slice().into(), expires_at, sliding, absolute];
+                client.update(&statements.renew, None, &args).expect("renew");
+                true
+            }
+            None => {
+                let [expires_at, sliding, absolute] = expiry;
+                let args = [key.into(), value.as_slice().into(), expires_at, sliding, absolute];
+                !client.update(&statements.insert_if_absent, None, &args).expect("insert").is_empty()
+            }
+        }
+    };
+    with_statements(|client, statements| loop {
+        let rows = client.update(&statements.lock_for_update, None, &[key.into()]).expect("lock");
+        if rows.is_empty() {
+            // A concurrent first increment may insert the key between our read and our insert:
+            // then read again, and add to it.
+            if fresh(client, statements, None) {
+                return Counter::Written(delta);
+            }
+            continue;
+        }
+        let row = rows.first();
+        let ctid = row.get::<ItemPointerData>(1).expect("ctid").expect("a stored row has a ctid");
+        let expires_at: Option<TimestampTz> = row.get::<TimestampWithTimeZone>(3).expect("expires_at").map(Into::into);
+        if expires_at.is_none_or(|at| at <= now) {
+            fresh(client, statements, Some(ctid));
+            return Counter::Written(delta);
+        }
+        let stored = row.get::<&[u8]>(2).expect("value").unwrap_or_default();
+        let Some(current) = parse_counter(stored) else {
+            return Counter::NotAnInteger;
+        };
+        let Some(next) = current.checked_add(delta) else {
+            return Counter::Overflow;
+        };
+        let args = [ctid.into(), next.to_string().into_bytes().as_slice().into()];
+        client.update(&statements.write_value, None, &args).expect("write counter");
+        return Counter::Written(next);
+    })
+}
+
+/// A counter's stored value: ASCII decimal digits with an optional leading `-`, nothing else.
+fn parse_counter(stored: &[u8]) -> Option<i64> {
+    let digits = stored.strip_prefix(b"-").unwrap_or(stored);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(stored).ok()?.parse().ok()
+}
+
+/// Gives a live entry `policy` from now on, keeping its value; false when absent or expired.
+pub fn expire(key: &str, policy: Policy, now: TimestampTz) -> bool {
+    ensure_not_in_recovery();
+    let args = [
+        key.into(),
+        timestamptz(policy.expires_at(now)).into(),
+        policy.sliding_column().into(),
+        policy.absolute_column().map(timestamptz).into(),
+        timestamptz(now).into(),
+    ];
+    with_statements(|client, statements| client.update(&statements.expire, None, &args).expect("expire").len() == 1)
+}
+
+/// A live entry as `cache_keys` lists it.
+pub struct Listed {
+    pub key: String,
+    pub expires_at: TimestampWithTimeZone,
+    pub sliding: Option<Interval>,
+    pub absolute_expires_at: Option<TimestampWithTimeZone>,
+    pub value_bytes: i32,
+}
+
+/// The smallest string greater than every string that starts with `prefix`, byte-wise (UTF-8
+/// orders as code points do); `None` when there is none (an empty prefix, or only U+10FFFF).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Live entries whose key starts with `prefix`, in key order, at most `max_rows`.
+pub fn list(prefix: &str, max_rows: i64) -> Vec<Listed> {
+    ensure_not_in_recovery();
+    let now = timestamptz(now());
+    with_statements(|client, statements| {
+        let rows = match prefix_end(prefix) {
+            Some(end) => client.update(
+                &statements.list_range,
+                None,
+                &[prefix.into(), now.into(), max_rows.into(), end.as_str().into()],
+            ),
+            None => client.update(&statements.list_from, None, &[prefix.into(), now.into(), max_rows.into()]),
+        }
+        .expect("list");
+        rows.map(|row| Listed {
+            key: row.get::<String>(1).expect("key").expect("a key"),
+            expires_at: row.get(2).expect("expires_at").expect("an expiry"),
+            sliding: row.get(3).expect("sliding"),
+            absolute_expires_at: row.get(4).expect("absolute_expires_at"),
+            value_bytes: row.get(5).expect("value_bytes").unwrap_or(0),
+        })
+        .collect()
+    })
+}
+
+/// Removes every entry whose key starts with `prefix` (all of them for the empty prefix),
+/// locking them in key order; returns how many, and how many of those were live.
+pub fn remove_prefix(prefix: &str) -> (i64, i64) {
+    ensure_not_in_recovery();
+    let now = timestamptz(now());
+    with_statements(|client, statements| {
+        let rows = match prefix_end(prefix) {
+            Some(end) => {
+                client.update(&statements.delete_range, None, &[prefix.into(), now.into(), end.as_str().into()])
+            }
+            None => client.update(&statements.delete_from, None, &[prefix.into(), now.into()]),
+        }
+        .expect("remove range");
+        let removed = rows.len() as i64;
+        let live = rows.filter(|row| row.get::<bool>(1).ok().flatten().unwrap_or(false)).count() as i64;
+        (removed, live)
     })
 }
 

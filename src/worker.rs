@@ -219,6 +219,7 @@ fn sweep(claim: Option<&status::Claim>) -> Result<Sweep, String> {
         if let Some(claim) = claim {
             claim.add_evicted(evicted);
         }
+        crate::stats::count_evicted(unsafe { pg_sys::MyDatabaseId }, evicted);
         if evicted < batch_size || shutdown_requested() || database_wanted_exclusively() {
             break Ok(Sweep::Done);
         }

@@ -1,0 +1,72 @@
+//! Several keys in one round trip. Writes take their row locks in key order, so concurrent
+//! batches never deadlock.
+
+use super::{checked_keys, checked_values};
+use crate::error;
+use crate::expiry::Policy;
+use crate::stats::{self, Counter};
+use crate::store::{self, Lookup};
+use pgrx::datum::{Array, Interval, TimestampWithTimeZone};
+use pgrx::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// One row per live key, in the order of first appearance in `keys`; misses are left out; each
+/// hit slides as `cache_get` does.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_get_many(
+    keys: Option<Array<&str>>,
+) -> TableIterator<'static, (name!(key, String), name!(value, Vec<u8>))> {
+    let keys = checked_keys("cache_get_many", keys);
+    let mut seen = HashSet::with_capacity(keys.len());
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in keys {
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let hit = store::hit(&key, Lookup::Get);
+        stats::count_lookup(hit.is_some());
+        if let Some(value) = hit.and_then(|hit| hit.value) {
+            rows.push((key, value));
+        }
+    }
+    TableIterator::new(rows)
+}
+
+/// Sets every pair with the same expiry and returns the number of pairs given; of a key given
+/// twice the last pair wins.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_set_many(
+    keys: Option<Array<&str>>,
+    vals: Option<Array<&[u8]>>,
+    ttl: default!(Option<Interval>, "NULL"),
+    sliding: default!(Option<Interval>, "NULL"),
+    expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+) -> i64 {
+    const FUNCTION: &str = "cache_set_many";
+    let keys = checked_keys(FUNCTION, keys);
+    let vals = checked_values(FUNCTION, vals);
+    if keys.len() != vals.len() {
+        error::invalid_argument(
+            FUNCTION,
+            format!("keys and vals must have the same length, got {} keys and {} vals", keys.len(), vals.len()),
+        );
+    }
+    let now = store::now();
+    let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
+    // Key order (byte-wise, as the primary key sorts), the last value of a repeated key.
+    let pairs: BTreeMap<&str, &[u8]> = keys.iter().map(String::as_str).zip(vals.iter().map(Vec::as_slice)).collect();
+    for (key, value) in &pairs {
+        store::set(key, value, policy, now);
+    }
+    stats::count(Counter::Sets, pairs.len() as i64);
+    keys.len() as i64
+}
+
+/// Removes the keys; returns how many live entries were removed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_remove_many(keys: Option<Array<&str>>) -> i64 {
+    let keys: BTreeSet<String> = checked_keys("cache_remove_many", keys).into_iter().collect();
+    let removed = keys.iter().filter(|key| store::remove(key)).count() as i64;
+    stats::count(Counter::Removes, removed);
+    removed
+}

@@ -1,0 +1,38 @@
+//! Conditional operations: set if absent (locks, de-duplication) and get-and-remove (one-time
+//! tokens).
+
+use super::{checked_key, checked_value};
+use crate::expiry::Policy;
+use crate::stats::{self, Counter};
+use crate::store;
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::prelude::*;
+
+/// Sets the entry only when no live entry has the key (an expired one counts as absent and is
+/// replaced); true when it set.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_add(
+    key: Option<&str>,
+    value: Option<&[u8]>,
+    ttl: default!(Option<Interval>, "NULL"),
+    sliding: default!(Option<Interval>, "NULL"),
+    expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+) -> bool {
+    const FUNCTION: &str = "cache_add";
+    let key = checked_key(FUNCTION, "key", key);
+    let value = checked_value(FUNCTION, "value", value);
+    let now = store::now();
+    let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
+    let added = store::add(key, value, policy, now);
+    stats::count(Counter::Sets, i64::from(added));
+    added
+}
+
+/// Returns a live entry's value and removes the entry, atomically; NULL when absent or expired.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_take(key: Option<&str>) -> Option<Vec<u8>> {
+    let value = store::take(checked_key("cache_take", "key", key));
+    stats::count_lookup(value.is_some());
+    stats::count(Counter::Removes, i64::from(value.is_some()));
+    value
+}

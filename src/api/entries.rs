@@ -1,0 +1,81 @@
+//! Single entries: set, get, refresh, remove, ttl, and changing an expiry.
+
+use super::{checked_key, checked_value};
+use crate::error;
+use crate::expiry::Policy;
+use crate::stats::{self, Counter};
+use crate::store::{self, Lookup};
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::prelude::*;
+
+/// Inserts or replaces an entry. With none of ttl, sliding and expires_at the entry gets a
+/// sliding window of `pg_cache.default_sliding_expiration`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_set(
+    key: Option<&str>,
+    value: Option<&[u8]>,
+    ttl: default!(Option<Interval>, "NULL"),
+    sliding: default!(Option<Interval>, "NULL"),
+    expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+) {
+    const FUNCTION: &str = "cache_set";
+    let key = checked_key(FUNCTION, "key", key);
+    let value = checked_value(FUNCTION, "value", value);
+    let now = store::now();
+    let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
+    store::set(key, value, policy, now);
+    stats::count(Counter::Sets, 1);
+}
+
+/// The value of a live entry, or NULL. A hit on a sliding entry slides its expiry.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_get(key: Option<&str>) -> Option<Vec<u8>> {
+    let key = checked_key("cache_get", "key", key);
+    let hit = store::hit(key, Lookup::Get);
+    stats::count_lookup(hit.is_some());
+    hit.and_then(|hit| hit.value)
+}
+
+/// Slides a live entry's expiry as `cache_get` does, without reading the value.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_refresh(key: Option<&str>) -> bool {
+    let key = checked_key("cache_refresh", "key", key);
+    let hit = store::hit(key, Lookup::Refresh).is_some();
+    stats::count_lookup(hit);
+    hit
+}
+
+/// Removes an entry; true when a live entry was removed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_remove(key: Option<&str>) -> bool {
+    let removed = store::remove(checked_key("cache_remove", "key", key));
+    stats::count(Counter::Removes, i64::from(removed));
+    removed
+}
+
+/// Time left until a live entry expires, without sliding it; NULL when absent or expired.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_ttl(key: Option<&str>) -> Option<Interval> {
+    let key = checked_key("cache_ttl", "key", key);
+    let hit = store::hit(key, Lookup::Peek)?;
+    Some(Interval::from_micros(hit.expires_at - store::now()).max(Interval::from_micros(0)))
+}
+
+/// Gives a live entry the expiry `cache_set` would give it now with these arguments, keeping its
+/// value; false when absent or expired.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_expire(
+    key: Option<&str>,
+    ttl: default!(Option<Interval>, "NULL"),
+    sliding: default!(Option<Interval>, "NULL"),
+    expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+) -> bool {
+    const FUNCTION: &str = "cache_expire";
+    let key = checked_key(FUNCTION, "key", key);
+    if ttl.is_none() && sliding.is_none() && expires_at.is_none() {
+        error::invalid_argument(FUNCTION, "give at least one of ttl, sliding and expires_at");
+    }
+    let now = store::now();
+    let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
+    store::expire(key, policy, now)
+}

@@ -1,0 +1,82 @@
+//! The SQL functions, grouped as the README groups them. Each checks its arguments and counts
+//! its statistics; the work is done by `store`. Arguments are nullable at the SQL level so that a
+//! NULL gets a clear 22004 error naming it, instead of a silent NULL result. The Rust names are
+//! the SQL names: pgrx binds each function to the symbol `<name>_wrapper`, which installed SQL
+//! refers to, so a released name and signature never change (see `legacy`).
+
+mod batch;
+mod conditional;
+mod counters;
+mod entries;
+mod maintenance;
+mod statistics;
+
+use crate::error::{self, required};
+use pgrx::datum::Array;
+
+/// Keys longer than this are rejected: the primary-key index cannot hold much larger ones.
+const MAX_KEY_BYTES: usize = 2048;
+
+/// Values larger than this are rejected: read back as text (bytea's hex output, what most clients
+/// ask for), a larger value would pass PostgreSQL's 1 GB limit for one allocation.
+const MAX_VALUE_BYTES: usize = 500 * 1024 * 1024;
+
+/// Keys (or pairs) one batch call takes at most: a batch holds its row locks to the end of the
+/// transaction, and its result is built in memory.
+const MAX_BATCH_KEYS: usize = 10_000;
+
+/// Checks a key as every function does; `argument` names it in errors (`key`, `keys[3]`).
+fn checked_key<'a>(function: &str, argument: &str, key: Option<&'a str>) -> &'a str {
+    let key = required(function, argument, key);
+    if key.is_empty() {
+        error::invalid_argument(function, format!("{argument} must not be empty"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        error::limit_exceeded(
+            function,
+            format!("{argument} is {} bytes long; the maximum is {MAX_KEY_BYTES} bytes", key.len()),
+        );
+    }
+    key
+}
+
+fn checked_value<'a>(function: &str, argument: &str, value: Option<&'a [u8]>) -> &'a [u8] {
+    let value = required(function, argument, value);
+    if value.len() > MAX_VALUE_BYTES {
+        error::limit_exceeded(
+            function,
+            format!("{argument} is {} bytes long; the maximum is {MAX_VALUE_BYTES} bytes", value.len()),
+        );
+    }
+    value
+}
+
+/// The elements of an array argument, none NULL, at most [`MAX_BATCH_KEYS`], each passed to
+/// `check` with its name in errors (`keys[1]` for the first).
+fn checked_elements<T, R>(
+    function: &str,
+    argument: &str,
+    elements: Option<impl ExactSizeIterator<Item = Option<T>>>,
+    check: impl Fn(&str, Option<T>) -> R,
+) -> Vec<R> {
+    let elements = required(function, argument, elements);
+    if elements.len() > MAX_BATCH_KEYS {
+        error::limit_exceeded(
+            function,
+            format!("{argument} has {} elements; the maximum is {MAX_BATCH_KEYS}", elements.len()),
+        );
+    }
+    elements.enumerate().map(|(i, element)| check(&format!("{argument}[{}]", i + 1), element)).collect()
+}
+
+/// The keys of a `keys text[]` argument, each checked as `cache_get` checks its key.
+fn checked_keys(function: &str, keys: Option<Array<&str>>) -> Vec<String> {
+    let keys = keys.as_ref().map(|keys| keys.iter());
+    checked_elements(function, "keys", keys, |name, key| checked_key(function, name, key).to_owned())
+}
+
+/// The values of a `vals bytea[]` argument, each checked as `cache_set` checks its value.
+fn checked_values(function: &str, vals: Option<Array<&[u8]>>) -> Vec<Vec<u8>> {
+    let vals = vals.as_ref().map(|vals| vals.iter());
+    checked_elements(function, "vals", vals, |name, value| checked_value(function, name, value).to_vec())
+}
