@@ -65,9 +65,10 @@ endif
 test-regress: install
 	@tests/regress.sh
 
-# Behaviour that needs a live server: background worker, crashes, concurrency, standby.
+# Behaviour that needs a live server: background worker, crashes, concurrency, standby, DDL and
+# maintenance against the direct paths, the upgrade from 0.1.0.
 test-scripts: install
-	@status=0; bash tests/live.sh || status=1; bash tests/reliability.sh || status=1; exit $$status
+	@status=0; for script in live reliability safety upgrade; do bash tests/$$script.sh || status=1; done; exit $$status
 
 ## make soak: the concurrency run for 60 s instead of 10, with the other reliability tests.
 soak: install

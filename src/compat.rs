@@ -34,7 +34,8 @@ pub unsafe fn heap_update(
     let mut lock_mode = pg_sys::LockTupleMode::LockTupleExclusive;
     #[cfg(feature = "pg15")]
     {
-        let result = pg_sys::heap_update(relation, otid, newtup, command, crosscheck, true, failure, &mut lock_mode);
+        let result =
+            pg_sys::heap_update(relation, otid, newtup, command, crosscheck, true, failure, &mut lock_mode);
         let heap_only = (*(*newtup).t_data).t_infomask2 & pg_sys::HEAP_ONLY_TUPLE as u16 != 0;
         (result, if heap_only { IndexUpdate::None } else { IndexUpdate::All })
     }

@@ -325,8 +325,12 @@ pub fn slide(ctid: ItemPointerData, expires_at: TimestampTz) -> Direct<bool> {
         let mut tid = ctid;
         let slot = pg_sys::table_slot_create(opened.table, std::ptr::null_mut());
         // The exact version read, whatever became of it since; heap_update then decides.
-        let fetched =
-            pg_sys::table_tuple_fetch_row_version(opened.table, &mut tid, &raw mut pg_sys::SnapshotAnyData, slot);
+        let fetched = pg_sys::table_tuple_fetch_row_version(
+            opened.table,
+            &mut tid,
+            &raw mut pg_sys::SnapshotAnyData,
+            slot,
+        );
         let moved = fetched && {
             let mut should_free = false;
             let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut should_free);
@@ -381,7 +385,8 @@ pub fn replace(key: &str, row: &NewRow) -> Direct<bool> {
             ];
             let mut nulls = [false, false, false, row.sliding.is_none(), row.absolute_expires_at.is_none()];
             // The descriptor has exactly these columns: is_as_released checked it.
-            let tuple = pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+            let tuple =
+                pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
             update_row(opened.table, (*slot).tts_tid, tuple)
         });
         close(opened);
@@ -448,7 +453,8 @@ mod tests {
         Spi::run("SELECT cache_set('probe', 'v')").unwrap();
         Spi::run("ALTER TABLE pg_cache_entries ADD COLUMN extra int").unwrap();
         assert!(matches!(find("probe", true), Direct::Declined));
-        let row = NewRow { value: b"new", expires_at: i64::MAX / 2, sliding: None, absolute_expires_at: None };
+        let row =
+            NewRow { value: b"new", expires_at: i64::MAX / 2, sliding: None, absolute_expires_at: None };
         assert!(matches!(replace("probe", &row), Direct::Declined));
     }
 

@@ -136,7 +136,10 @@ pub fn count_lookup(hit: bool) {
 /// without preloading.
 pub fn read() -> Option<([i64; COUNTERS], TimestampTz)> {
     let slot = my_slot()?;
-    Some((std::array::from_fn(|i| slot.counters[i].load(Ordering::Relaxed)), slot.since.load(Ordering::Relaxed)))
+    Some((
+        std::array::from_fn(|i| slot.counters[i].load(Ordering::Relaxed)),
+        slot.since.load(Ordering::Relaxed),
+    ))
 }
 
 /// Zeroes this database's counters.

@@ -247,9 +247,15 @@ fn find(key: &str, with_value: bool) -> Option<Row> {
         let ctid = row.get::<ItemPointerData>(1).expect("ctid")?;
         Some(Row {
             ctid,
-            expires_at: row.get::<TimestampWithTimeZone>(2).expect("expires_at").map_or(TimestampTz::MIN, Into::into),
+            expires_at: row
+                .get::<TimestampWithTimeZone>(2)
+                .expect("expires_at")
+                .map_or(TimestampTz::MIN, Into::into),
             sliding: row.get::<Interval>(3).expect("sliding"),
-            absolute_expires_at: row.get::<TimestampWithTimeZone>(4).expect("absolute_expires_at").map(Into::into),
+            absolute_expires_at: row
+                .get::<TimestampWithTimeZone>(4)
+                .expect("absolute_expires_at")
+                .map(Into::into),
             value: row.get::<Vec<u8>>(5).expect("value"),
         })
     })
@@ -269,7 +275,9 @@ fn slide(key: &str, row: &Row, next: TimestampTz) -> bool {
         row.sliding.into(),
         row.absolute_expires_at.map(timestamptz).into(),
     ];
-    with_statements(|client, statements| client.update(&statements.slide, None, &args).expect("slide").len() == 1)
+    with_statements(|client, statements| {
+        client.update(&statements.slide, None, &args).expect("slide").len() == 1
+    })
 }
 
 /// Looks `key` up and, when it is live, does what `lookup` says. Expired entries are never
@@ -358,7 +366,9 @@ pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz) -> bool {
         policy.absolute_column().map(timestamptz).into(),
         timestamptz(now).into(),
     ];
-    with_statements(|client, statements| !client.update(&statements.add, None, &args).expect("add").is_empty())
+    with_statements(|client, statements| {
+        !client.update(&statements.add, None, &args).expect("add").is_empty()
+    })
 }
 
 /// What `incr` found stored under the key.
@@ -409,7 +419,8 @@ pub fn incr(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Counter 
         }
         let row = rows.first();
         let ctid = row.get::<ItemPointerData>(1).expect("ctid").expect("a stored row has a ctid");
-        let expires_at: Option<TimestampTz> = row.get::<TimestampWithTimeZone>(3).expect("expires_at").map(Into::into);
+        let expires_at: Option<TimestampTz> =
+            row.get::<TimestampWithTimeZone>(3).expect("expires_at").map(Into::into);
         if expires_at.is_none_or(|at| at <= now) {
             fresh(client, statements, Some(ctid));
             return Counter::Written(delta);
@@ -446,7 +457,9 @@ pub fn expire(key: &str, policy: Policy, now: TimestampTz) -> bool {
         policy.absolute_column().map(timestamptz).into(),
         timestamptz(now).into(),
     ];
-    with_statements(|client, statements| client.update(&statements.expire, None, &args).expect("expire").len() == 1)
+    with_statements(|client, statements| {
+        client.update(&statements.expire, None, &args).expect("expire").len() == 1
+    })
 }
 
 /// A live entry as `cache_keys` lists it.
@@ -504,9 +517,11 @@ pub fn remove_prefix(prefix: &str) -> (i64, i64) {
     let now = timestamptz(now());
     with_statements(|client, statements| {
         let rows = match prefix_end(prefix) {
-            Some(end) => {
-                client.update(&statements.delete_range, None, &[prefix.into(), now.into(), end.as_str().into()])
-            }
+            Some(end) => client.update(
+                &statements.delete_range,
+                None,
+                &[prefix.into(), now.into(), end.as_str().into()],
+            ),
             None => client.update(&statements.delete_from, None, &[prefix.into(), now.into()]),
         }
         .expect("remove range");

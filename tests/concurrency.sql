@@ -16,8 +16,17 @@ SELECT CASE WHEN t IS NULL OR (split_part(t, '|', 1) = 'hot:' || :k
 FROM (SELECT convert_from(cache_get('hot:' || :k), 'UTF8') AS t) AS read;
 \elif :op <= 90
 SELECT cache_refresh('hot:' || :k);
-\elif :op <= 98
+\elif :op <= 94
 SELECT cache_remove('hot:' || :k);
+\elif :op <= 96
+-- overlapping batches, keys in random order: their locks are taken in key order, never a deadlock
+SELECT cache_set_many(ARRAY['hot:' || :k, 'hot:' || (:k % 100 + 1), 'hot:' || (:nonce % 100 + 1)],
+                      ARRAY[convert_to('hot:' || :k || '|' || md5('hot:' || :k || :nonce) || '|' || :nonce || '|' || repeat('p', :nonce % 2000), 'UTF8'),
+                            convert_to('hot:' || (:k % 100 + 1) || '|' || md5('hot:' || (:k % 100 + 1) || :nonce) || '|' || :nonce || '|' || repeat('p', :nonce % 2000), 'UTF8'),
+                            convert_to('hot:' || (:nonce % 100 + 1) || '|' || md5('hot:' || (:nonce % 100 + 1) || :nonce) || '|' || :nonce || '|' || repeat('p', :nonce % 2000), 'UTF8')],
+                      ttl => '1 s');
+\elif :op <= 98
+SELECT cache_remove_many(ARRAY['hot:' || (:nonce % 100 + 1), 'hot:' || :k]);
 \else
 SELECT cache_evict_expired(50);
 \endif

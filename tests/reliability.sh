@@ -45,7 +45,35 @@ check "8 clients on 100 hot keys: no error of any kind, every value read whole" 
 evictor_error=$(q "$DB" "SELECT coalesce(last_error, 'none') FROM cache_worker_status() WHERE database = '$DB'")
 check "the evictor ran through the concurrency run without an error (last error: $evictor_error)" test "$evictor_error" = none
 
-# --- Clean restart: an UNLOGGED table keeps its rows.
+# --- Exact results at 8 clients: one winner per key for cache_add, the exact sum of cache_incr,
+# every value of cache_take delivered exactly once; no error of any kind.
+run_8() { # run_8 NAME SCRIPT TRANSACTIONS_PER_CLIENT: pgbench, and its error lines
+    local out
+    out=$("$PGBIN/pgbench" -n -M prepared -c 8 -j 8 -t "$3" -f "$2" "$DB" 2>&1)
+    local errors
+    errors=$(grep -c -E "ERROR|aborted" <<<"$out")
+    [ "$errors" = 0 ] || grep -E "ERROR|aborted" <<<"$out" | sort | uniq -c | head -5
+    echo "$1: $(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out") calls/s, $errors error lines"
+    [ "$errors" = 0 ]
+}
+q "$DB" "CREATE TABLE add_winners (k int PRIMARY KEY); CREATE TABLE taken (v text PRIMARY KEY)"
+check "cache_add, 8 clients x 1,000 on 1,000 keys: no error, no key won twice" run_8 add tests/concurrency_add.sql 1000
+check "cache_add: every key in the cache was won by exactly the client recorded" \
+    test "$(q "$DB" "SELECT count(*) FROM add_winners")" = "$(q "$DB" "SELECT count(*) FROM cache_keys('add:', 10000)")"
+check "cache_incr, 8 clients x 10,000 on 10 counters: no error" run_8 incr tests/concurrency_incr.sql 10000
+check "cache_incr: the counters add up to exactly 80,000" \
+    test "$(q "$DB" "SELECT sum(convert_from(value, 'UTF8')::bigint) FROM cache_get_many(ARRAY(SELECT 'incr:' || i FROM generate_series(1, 10) i))")" = 80000
+q "$DB" "SELECT cache_set_many(ARRAY(SELECT 'take:' || i FROM generate_series(1, 1000) i), ARRAY(SELECT convert_to('value ' || i, 'UTF8') FROM generate_series(1, 1000) i), ttl => '1 hour')" >/dev/null
+check "cache_take, 8 clients x 1,000 on 1,000 entries: no error, no value delivered twice" run_8 take tests/concurrency_take.sql 1000
+q "$DB" "INSERT INTO taken SELECT convert_from(cache_take('take:' || i), 'UTF8') FROM generate_series(1, 1000) i WHERE cache_ttl('take:' || i) IS NOT NULL" >/dev/null
+check "cache_take: every one of the 1,000 values was delivered exactly once" \
+    test "$(q "$DB" "SELECT count(*) FROM taken")" = 1000
+q "$DB" "CREATE EXTENSION amcheck"
+check "after the concurrency runs, amcheck finds every index and the heap clean" \
+    test "$(q "$DB" "SELECT count(bt_index_check(indexrelid, true)) FROM pg_index WHERE indrelid = 'pg_cache_entries'::regclass")" = 1 \
+    -a "$(q "$DB" "SELECT count(*) FROM verify_heapam('pg_cache_entries')")" = 0
+
+
 q "$DB" "SELECT count(cache_set('durable ' || i, 'v', ttl => '1 hour')) FROM generate_series(1, 100) i" >/dev/null
 tests/cluster.sh stop "$DATADIR" && tests/cluster.sh start "$DATADIR" "$PGPORT"
 check "entries survive a clean restart (pg_ctl stop -m fast, start)" \

@@ -48,13 +48,18 @@ fn cache_set_many(
     if keys.len() != vals.len() {
         error::invalid_argument(
             FUNCTION,
-            format!("keys and vals must have the same length, got {} keys and {} vals", keys.len(), vals.len()),
+            format!(
+                "keys and vals must have the same length, got {} keys and {} vals",
+                keys.len(),
+                vals.len()
+            ),
         );
     }
     let now = store::now();
     let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
     // Key order (byte-wise, as the primary key sorts), the last value of a repeated key.
-    let pairs: BTreeMap<&str, &[u8]> = keys.iter().map(String::as_str).zip(vals.iter().map(Vec::as_slice)).collect();
+    let pairs: BTreeMap<&str, &[u8]> =
+        keys.iter().map(String::as_str).zip(vals.iter().map(Vec::as_slice)).collect();
     for (key, value) in &pairs {
         store::set(key, value, policy, now);
     }

@@ -42,9 +42,9 @@ fn cache_keys(
     const FUNCTION: &str = "cache_keys";
     let prefix = required(FUNCTION, "prefix", prefix);
     let max_rows = checked_max_rows(FUNCTION, max_rows);
-    let rows = store::list(prefix, i64::from(max_rows))
-        .into_iter()
-        .map(|entry| (entry.key, entry.expires_at, entry.sliding, entry.absolute_expires_at, entry.value_bytes));
+    let rows = store::list(prefix, i64::from(max_rows)).into_iter().map(|entry| {
+        (entry.key, entry.expires_at, entry.sliding, entry.absolute_expires_at, entry.value_bytes)
+    });
     TableIterator::new(rows.collect::<Vec<_>>())
 }
 
@@ -54,7 +54,10 @@ fn cache_remove_prefix(prefix: Option<&str>) -> i64 {
     const FUNCTION: &str = "cache_remove_prefix";
     let prefix = required(FUNCTION, "prefix", prefix);
     if prefix.is_empty() {
-        error::invalid_argument(FUNCTION, "prefix must not be empty; use cache_clear() to remove every entry");
+        error::invalid_argument(
+            FUNCTION,
+            "prefix must not be empty; use cache_clear() to remove every entry",
+        );
     }
     remove_counted(prefix)
 }

@@ -35,7 +35,16 @@ fn cache_stats() -> TableIterator<
     let counters = stats::read();
     let counter = |i: usize| counters.map(|(values, _)| values[i]);
     let since = counters.and_then(|(_, since)| TimestampWithTimeZone::try_from(since).ok());
-    TableIterator::once((counter(0), counter(1), counter(2), counter(3), counter(4), entries, total_bytes, since))
+    TableIterator::once((
+        counter(0),
+        counter(1),
+        counter(2),
+        counter(3),
+        counter(4),
+        entries,
+        total_bytes,
+        since,
+    ))
 }
 
 /// Zeroes this database's counters; needs the privilege `cache_clear` needs (DELETE).

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The upgrade path: a database on 0.1.0 (its frozen install script) keeps working with the new
+# library loaded, through the 0.1.0 definitions, in a session that used it before; then
+# ALTER EXTENSION pg_cache UPDATE keeps every entry, every new function works, and the upgraded
+# extension's objects equal a fresh install's. Expects pg_cache installed (make install).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+source tests/lib.sh
+DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/upgrade
+export PGPORT=$((5491 + ${PG_CACHE_PORT_OFFSET:-0}))
+CURRENT=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml)
+
+cleanup() { tests/cluster.sh destroy "$DATADIR"; }
+trap cleanup EXIT
+cleanup
+tests/cluster.sh start "$DATADIR" "$PGPORT"
+q postgres "CREATE DATABASE upgraded" && q postgres "CREATE DATABASE fresh"
+q upgraded "CREATE EXTENSION pg_cache VERSION '0.1.0'"
+check "CREATE EXTENSION pg_cache VERSION '0.1.0' installs 0.1.0" \
+    test "$(q upgraded "SELECT extversion FROM pg_extension WHERE extname = 'pg_cache'")" = 0.1.0
+
+# Every 0.1.0 function through its 0.1.0 definition, against the new library.
+old_api=$(q upgraded "SELECT cache_set('absolute', 'a', ttl => '1 hour'),
+                             cache_set('sliding', 'b', sliding => '10 min', ttl => '1 hour'),
+                             cache_set('at', 'c', expires_at => clock_timestamp() + interval '1 day'),
+                             cache_set('default', 'd'), cache_set('removed', 'e');
+                      SELECT string_agg(convert_from(cache_get(k), 'UTF8'), ',' ORDER BY k) FROM unnest(ARRAY['absolute', 'at', 'default', 'sliding']) k;" | tail -1)
+check "0.1.0: cache_set and cache_get work through the 0.1.0 definitions" test "$old_api" = a,c,d,b
+check "0.1.0: cache_refresh, cache_ttl, cache_remove, cache_evict_expired work" \
+    test "$(q upgraded "SELECT cache_refresh('sliding') AND cache_ttl('absolute') > interval '59 min' AND cache_remove('removed') AND cache_evict_expired() = 0")" = t
+check "0.1.0: cache_worker_status works" q upgraded "SELECT FROM cache_worker_status()"
+
+# A session that used 0.1.0 goes on across the update (psql reads its commands from a pipe).
+session_in=$(mktemp -u) && mkfifo "$session_in"
+session_out=$(mktemp)
+"$PGBIN/psql" -X -A -t -q -d upgraded <"$session_in" >"$session_out" 2>&1 &
+session=$!
+exec 3>"$session_in"
+echo "SELECT 'before ' || convert_from(cache_get('absolute'), 'UTF8');" >&3
+
+q upgraded "ALTER EXTENSION pg_cache UPDATE"
+check "ALTER EXTENSION pg_cache UPDATE reaches $CURRENT" \
+    test "$(q upgraded "SELECT extversion FROM pg_extension WHERE extname = 'pg_cache'")" = "$CURRENT"
+echo "SELECT 'after ' || convert_from(cache_get('absolute'), 'UTF8') || ' ' || cache_incr('session counter');" >&3
+exec 3>&-
+wait "$session"
+rm -f "$session_in"
+check "a session that used 0.1.0 keeps working after the update (got: $(tr '\n' ' ' <"$session_out"))" \
+    test "$(tr '\n' ' ' <"$session_out")" = "before a after a 1 "
+rm -f "$session_out"
+
+check "after the update, every entry is still there" \
+    test "$(q upgraded "SELECT count(*) FROM cache_keys()")" = 5
+check "after the update, the new functions work" \
+    test "$(q upgraded "SELECT cache_add('lock', 'x') AND NOT cache_add('lock', 'y')
+                        AND convert_from(cache_take('lock'), 'UTF8') = 'x'
+                        AND cache_incr('n', 5) = 5 AND cache_expire('absolute', ttl => '2 hours')
+                        AND cache_set_many(ARRAY['m1', 'm2'], ARRAY['1', '2']::bytea[]) = 2
+                        AND (SELECT count(*) FROM cache_get_many(ARRAY['m1', 'm2', 'absent'])) = 2
+                        AND cache_remove_many(ARRAY['m1']) = 1 AND cache_remove_prefix('m') = 1
+                        AND (SELECT sets > 0 FROM cache_stats())")" = t
+
+# The upgraded extension's objects against a fresh install: functions (arguments with names
+# and defaults, results, volatility, parallel safety, strictness, symbol), the table (columns,
+# options, privileges) and the extension's members.
+q fresh "CREATE EXTENSION pg_cache"
+catalog() {
+    q "$1" "SELECT p.proname || '(' || pg_get_function_arguments(p.oid) || ') -> ' || pg_get_function_result(p.oid)
+                   || ' ' || p.provolatile::text || p.proparallel::text || p.proisstrict || p.prosecdef || ' ' || p.prosrc
+            FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+            JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_cache'
+            UNION ALL
+            SELECT 'column ' || attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull || ' ' || coalesce(attcollation::regcollation::text, '')
+            FROM pg_attribute WHERE attrelid = 'pg_cache_entries'::regclass AND attnum > 0 AND NOT attisdropped
+            UNION ALL
+            SELECT 'table ' || c.relpersistence::text || ' ' || coalesce(c.reloptions::text, '') || ' ' || coalesce(c.relacl::text, '')
+                   || ' ' || (SELECT string_agg(pg_get_indexdef(indexrelid), '; ') FROM pg_index WHERE indrelid = c.oid)
+            FROM pg_class c WHERE c.oid = 'pg_cache_entries'::regclass
+            UNION ALL
+            SELECT 'member ' || pg_describe_object(classid, objid, objsubid)
+            FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+              AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_cache')
+            ORDER BY 1"
+}
+upgraded_catalog=$(catalog upgraded) fresh_catalog=$(catalog fresh)
+differences=$(diff <(echo "$upgraded_catalog") <(echo "$fresh_catalog"))
+[ -z "$differences" ] || echo "$differences"
+check "the upgraded extension's objects equal a fresh $CURRENT install's ($(wc -l <<<"$fresh_catalog") lines compared)" \
+    test -n "$fresh_catalog" -a -z "$differences"
+
+summary upgrade
