@@ -78,6 +78,15 @@ redis_case() {
     record "$1" "$3" "$4" "$ops" 0
 }
 
+redis_command_case() { # redis_command_case NAME PAYLOAD CLIENTS COMMAND ARGS...: one command, calls/s
+    local name=$1 payload=$2 clients=$3 requests out ops
+    shift 3
+    requests=$((DURATION * ($clients == 1 ? 2000 : 8000)))
+    out=$(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$clients" -n "$requests" -r "$KEYS" -P 1 --csv "$@")
+    ops=$(awk -F'"' 'NR == 2 { print $4 }' <<<"$out")
+    record "$name" "$payload" "$clients" "$ops" 0
+}
+
 table_report() { # after each payload: storage and update behaviour of the three tables
     psql_bench -d "$DB" -c "SELECT pg_stat_force_next_flush()" >/dev/null 2>&1 || true
     sleep 1
@@ -108,6 +117,18 @@ for payload in "${PAYLOADS[@]}"; do
             pgbench_case "get miss" get_miss "$payload" "$clients"
             pgbench_case "refresh" refresh "$payload" "$clients"
             pgbench_case "dotnet refresh" dotnet_refresh "$payload" "$clients"
+        fi
+        if [ "$payload" = "${PAYLOADS[0]}" ]; then
+            pgbench_case "get_many 100" get_many "$payload" "$clients"
+            pgbench_case "plain select 100" plain_select_many "$payload" "$clients"
+            redis_command_case "redis mget 100" "$payload" "$clients" MGET $(printf 'key:__rand_int__ %.0s' $(seq 100))
+            pgbench_case "set_many 100" set_many "$payload" "$clients"
+            redis_command_case "redis mset 100" "$payload" "$clients" MSET $(printf 'key:__rand_int__ v %.0s' $(seq 100))
+            pgbench_case "incr" incr "$payload" "$clients"
+            redis_case "redis incr" incr "$payload" "$clients"
+            pgbench_case "add hit" add_hit "$payload" "$clients"
+            pgbench_case "add miss" add_miss "$payload" "$clients"
+            pgbench_case "take+set" take "$payload" "$clients"
         fi
         pgbench_case "mixed 90/10" mixed "$payload" "$clients"
         pgbench_case "plain upsert" plain_upsert "$payload" "$clients"
