@@ -4,6 +4,7 @@
 //! costs, instead of that plus a nested SPI query; a `cache_set` of an existing key about what a
 //! plain upsert costs.
 
+use crate::compat::{self, IndexUpdate};
 use pgrx::datum::Interval;
 use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};
 use pgrx::prelude::*;
@@ -136,7 +137,7 @@ unsafe fn probe<R>(
         key,
     );
     scan_key.sk_collation = pg_sys::C_COLLATION_OID;
-    let scan = pg_sys::index_beginscan(table, index, read_snapshot(), 1, 0);
+    let scan = compat::index_beginscan(table, index, read_snapshot(), 1, 0);
     pg_sys::index_rescan(scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
     let slot = pg_sys::table_slot_create(table, std::ptr::null_mut());
     let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
@@ -225,7 +226,7 @@ pub fn replace(key: &str, row: &NewRow) -> bool {
             let mut failure = pg_sys::TM_FailureData::default();
             let mut lock_mode = pg_sys::LockTupleMode::LockTupleExclusive;
             // Waits for a session holding the row; anything but a clean update goes to the upsert.
-            let result = pg_sys::heap_update(
+            let (result, indexes) = compat::heap_update(
                 table,
                 &mut old_tid,
                 tuple,
@@ -239,7 +240,7 @@ pub fn replace(key: &str, row: &NewRow) -> bool {
                 return false;
             }
             // Not a HOT update: the new version needs a primary-key entry of its own.
-            if (*(*tuple).t_data).t_infomask2 & pg_sys::HEAP_ONLY_TUPLE as u16 == 0 {
+            if indexes == IndexUpdate::All {
                 let mut key_values = [key_datum];
                 let mut key_nulls = [false];
                 pg_sys::index_insert(
