@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=$("$PG_CONFIG" --bindir)
 PG_REGRESS=$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress
-DATADIR=${REGRESS_DATADIR:-/tmp/pg_cache/regress}
-PORT=${REGRESS_PORT:-5498}
+DATADIR=${REGRESS_DATADIR:-${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/regress}
+PORT=${REGRESS_PORT:-$((5498 + ${PG_CACHE_PORT_OFFSET:-0}))}
 DB=pg_cache_regress
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
