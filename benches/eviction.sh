@@ -10,8 +10,8 @@ QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then EXPIRED=200000; DURATION=3; CHURN=10; else EXPIRED=1000000; DURATION=8; CHURN=60; fi
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=$("$PG_CONFIG" --bindir)
-DATADIR=${BENCH_DATADIR:-/tmp/pg_cache/bench}
-export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGPORT=${BENCH_PORT:-5495} PGUSER=postgres
+DATADIR=${BENCH_DATADIR:-${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/bench}
+export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGPORT=${BENCH_PORT:-$((5495 + ${PG_CACHE_PORT_OFFSET:-0}))} PGUSER=postgres
 DB=pg_cache_eviction
 mkdir -p results
 OUT=results/eviction-$(date -u +%Y%m%dT%H%M%SZ).txt
@@ -34,7 +34,7 @@ q "CREATE EXTENSION pg_cache"
 q "SELECT count(cache_set('a:' || i, convert_to(repeat('x', 128), 'UTF8'), ttl => '1 hour')) FROM generate_series(1, 10000) i" >/dev/null
 
 {
-echo "pg_cache eviction benchmark, $(nproc) cores, $(date -u +%F), batch size $("$PGBIN/psql" -XAtq -d postgres -c 'SHOW pg_cache.eviction_batch_size')"
+echo "pg_cache eviction benchmark, $("$PG_CONFIG" --version), $(nproc) cores, $(date -u +%F), batch size $("$PGBIN/psql" -XAtq -d postgres -c 'SHOW pg_cache.eviction_batch_size')"
 
 # 1. Throughput: the worker alone on EXPIRED expired rows.
 reload_with off; sleep 1.5

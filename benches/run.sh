@@ -15,9 +15,9 @@ KEYS=10000
 LARGE_KEYS=1000000
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=$("$PG_CONFIG" --bindir)
-DATADIR=${BENCH_DATADIR:-/tmp/pg_cache/bench}
-export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGPORT=${BENCH_PORT:-5495} PGUSER=postgres
-REDIS_PORT=${BENCH_REDIS_PORT:-6395}
+DATADIR=${BENCH_DATADIR:-${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/bench}
+export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGPORT=${BENCH_PORT:-$((5495 + ${PG_CACHE_PORT_OFFSET:-0}))} PGUSER=postgres
+REDIS_PORT=${BENCH_REDIS_PORT:-$((6395 + ${PG_CACHE_PORT_OFFSET:-0}))}
 DB=pg_cache_bench
 RESULTS=results
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -42,7 +42,12 @@ psql_bench -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | 
 REDIS_DIR=$(mktemp -d)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$REDIS_DIR" \
     --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
-stop_redis() { kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true; rm -rf "$REDIS_DIR"; }
+stop_redis() { # and wait for it to exit: it writes its log into REDIS_DIR until then
+    local pid
+    pid=$(cat "$REDIS_DIR/redis.pid" 2>/dev/null) && kill "$pid" 2>/dev/null \
+        && for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -rf "$REDIS_DIR"
+}
 trap stop_redis EXIT
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -100,7 +105,7 @@ table_report() { # after each payload: storage and update behaviour of the three
         | tee -a "$RESULTS/tables-$STAMP.txt"
 }
 
-echo "pg_cache benchmark, $(nproc) cores, $(date -u +%F), ${DURATION}s per run, $KEYS keys"
+echo "pg_cache benchmark, $("$PG_CONFIG" --version), $(nproc) cores, $(date -u +%F), ${DURATION}s per run, $KEYS keys"
 for payload in "${PAYLOADS[@]}"; do
     echo "--- payload $payload bytes: prepopulating"
     psql_bench -d "$DB" -v keys=$KEYS -v size="$payload" -f benches/setup.sql >/dev/null

@@ -136,3 +136,24 @@ pub unsafe fn primary_key_index(relation: pg_sys::Relation) -> pg_sys::Oid {
         pg_sys::RelationGetPrimaryKeyIndex(relation, false)
     }
 }
+
+/// The attributes of a tuple descriptor: an array in the descriptor itself up to 17, after its
+/// compact attributes from 18 on.
+///
+/// # Safety
+/// `descriptor` valid with at least `count` attributes.
+pub unsafe fn attributes<'a>(
+    descriptor: pg_sys::TupleDesc,
+    count: usize,
+) -> &'a [pg_sys::FormData_pg_attribute] {
+    #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
+    {
+        (*descriptor).attrs.as_slice(count)
+    }
+    #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
+    {
+        let natts = (*descriptor).natts as usize;
+        let first = (*descriptor).compact_attrs.as_ptr().add(natts).cast::<pg_sys::FormData_pg_attribute>();
+        std::slice::from_raw_parts(first, count)
+    }
+}

@@ -135,7 +135,7 @@ unsafe fn is_as_released(table: pg_sys::Relation) -> bool {
     if !constraints.is_null() && ((*constraints).num_check > 0 || (*constraints).has_generated_stored) {
         return false;
     }
-    let attributes = (*descriptor).attrs.as_slice(COLUMNS.len());
+    let attributes = compat::attributes(descriptor, COLUMNS.len());
     COLUMNS.iter().zip(attributes).all(|((name, type_oid, not_null), attribute)| {
         !attribute.attisdropped
             && attribute.atttypid == *type_oid

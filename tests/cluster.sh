@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A PostgreSQL 15 cluster of the project's own, with pg_cache preloaded.
+# A PostgreSQL cluster of the project's own (the version of $PG_CONFIG), with pg_cache preloaded.
 # Postgres refuses to run as root, so as root the cluster belongs to (and runs as) the postgres
 # OS user; otherwise it runs as the invoking user. The superuser is always "postgres".
 #
@@ -16,6 +16,8 @@ as_owner() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+major_version() { "$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/'; }
+
 is_running() {
     [ -f "$1/PG_VERSION" ] && as_owner "$PGBIN/pg_ctl" -D "$1" status >/dev/null 2>&1
 }
@@ -23,6 +25,10 @@ is_running() {
 start() {
     local datadir=$1 port=$2
     shift 2
+    if [ -f "$datadir/PG_VERSION" ] && [ "$(cat "$datadir/PG_VERSION")" != "$(major_version)" ]; then
+        echo "$datadir holds a PostgreSQL $(cat "$datadir/PG_VERSION") cluster, not $(major_version) ($PG_CONFIG)" >&2
+        exit 1
+    fi
     if [ ! -f "$datadir/PG_VERSION" ]; then
         mkdir -p "$datadir"
         [ "$(id -u)" = 0 ] && chown postgres: "$datadir"

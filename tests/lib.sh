@@ -1,6 +1,10 @@
 # Helpers for the scripted live-server tests (sourced).
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=$("$PG_CONFIG" --bindir)
+# Where the scripts' clusters live and the offset added to their ports: the Makefile gives PG 18
+# its own (/tmp/pg_cache/pg18, + 100) so that a PG 15 and a PG 18 suite can run at the same time.
+PG_CACHE_DATA_ROOT=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}
+PG_CACHE_PORT_OFFSET=${PG_CACHE_PORT_OFFSET:-0}
 export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGUSER=postgres
 
 passed=0 failed=0

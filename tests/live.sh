@@ -5,10 +5,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 source tests/lib.sh
-DATADIR=/tmp/pg_cache/live
-PLAIN_DATADIR=/tmp/pg_cache/live-no-preload
-export PGPORT=5497
-PLAIN_PORT=5496
+DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/live
+PLAIN_DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/live-no-preload
+export PGPORT=$((5497 + ${PG_CACHE_PORT_OFFSET:-0}))
+PLAIN_PORT=$((5496 + ${PG_CACHE_PORT_OFFSET:-0}))
 
 fill() { q "$1" "SELECT count(cache_set('expiring ' || i, 'v', ttl => '1 s')) FROM generate_series(1, ${2:-500}) i" >/dev/null; }
 stored() { echo "SELECT count(*) = ${2:-0} FROM pg_cache_entries WHERE key LIKE '${1:-expiring} %'"; }

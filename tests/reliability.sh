@@ -7,10 +7,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 source tests/lib.sh
-DATADIR=/tmp/pg_cache/reliability
-STANDBY_DATADIR=/tmp/pg_cache/reliability-standby
-export PGPORT=5494
-STANDBY_PORT=5493
+DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/reliability
+STANDBY_DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/reliability-standby
+export PGPORT=$((5494 + ${PG_CACHE_PORT_OFFSET:-0}))
+STANDBY_PORT=$((5493 + ${PG_CACHE_PORT_OFFSET:-0}))
 DB=reliability
 SECONDS_OF_CONCURRENCY=${CONCURRENCY_SECONDS:-10}
 
