@@ -117,7 +117,9 @@ fn has_privileges(table: Oid, modes: u32) -> bool {
 /// version by hand does all the statement would.
 unsafe fn is_as_released(table: pg_sys::Relation) -> bool {
     let form = &*(*table).rd_rel;
+    // Unlogged, as created: no WAL, no publication, so no replica identity to check.
     if form.relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+        || form.relpersistence != pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char
         || form.relhastriggers
         || form.relhasrules
         || form.relrowsecurity
@@ -274,19 +276,33 @@ fn may_write(table: Oid, modes: u32) -> bool {
 }
 
 /// Writes `new` as the next version of the row at `old_tid` and gives it the index entries the
-/// executor's UPDATE would. False, with nothing written, when that version is no longer the
+/// executor's UPDATE would. Anything but `TM_Ok` writes nothing: that version is no longer the
 /// latest (another session updated or deleted it; a session holding it is waited for first).
-unsafe fn update_row(table: pg_sys::Relation, old_tid: ItemPointerData, new: pg_sys::HeapTuple) -> bool {
+unsafe fn update_row(
+    table: pg_sys::Relation,
+    old_tid: ItemPointerData,
+    new: pg_sys::HeapTuple,
+) -> pg_sys::TM_Result::Type {
     let mut old_tid = old_tid;
     let mut failure = pg_sys::TM_FailureData::default();
     let (result, indexes) = compat::heap_update(table, &mut old_tid, new, &mut failure);
-    if result != pg_sys::TM_Result::TM_Ok {
-        return false;
-    }
-    if indexes != IndexUpdate::None {
+    if result == pg_sys::TM_Result::TM_Ok && indexes != IndexUpdate::None {
         insert_index_entries(table, new, indexes);
     }
-    true
+    result
+}
+
+/// What the executor's UPDATE raises when the row it read changed meanwhile and the transaction
+/// reads with one snapshot (REPEATABLE READ, SERIALIZABLE): in READ COMMITTED it moves on.
+fn refuse_concurrent_change(result: pg_sys::TM_Result::Type) {
+    let changed = matches!(result, pg_sys::TM_Result::TM_Updated | pg_sys::TM_Result::TM_Deleted);
+    if changed && unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+            "could not serialize access due to concurrent update"
+        );
+    }
 }
 
 /// Inserts index entries for the new row version `tuple` into every index of `table` the
@@ -309,11 +325,17 @@ unsafe fn insert_index_entries(table: pg_sys::Relation, tuple: pg_sys::HeapTuple
     pg_sys::FreeExecutorState(estate);
 }
 
-/// Moves the expiry of the row version at `ctid` (read by [`find`] in this call) to
-/// `expires_at`: the statement `UPDATE t SET expires_at = $3 WHERE ctid = $1 AND …`, as a HOT
-/// update when the page has room. False, a no-op, when another session changed or removed the
-/// row since it was read: its version stands.
-pub fn slide(ctid: ItemPointerData, expires_at: TimestampTz) -> Direct<bool> {
+/// Moves the expiry of the row version of `key` at `ctid`, read by [`find`] in this call with
+/// the expiry `read_expiry`, to `expires_at`: the statement `UPDATE t SET expires_at = $3 WHERE
+/// ctid = $1 AND key = $2 AND expires_at = $4 …`, as a HOT update when the page has room. False, a
+/// no-op, when another session changed or removed the row since it was read: its version stands
+/// (in REPEATABLE READ and SERIALIZABLE that is a serialization failure, as for the statement).
+pub fn slide(
+    key: &str,
+    ctid: ItemPointerData,
+    read_expiry: TimestampTz,
+    expires_at: TimestampTz,
+) -> Direct<bool> {
     let table = table();
     if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_UPDATE) {
         return Direct::Declined;
@@ -331,7 +353,15 @@ pub fn slide(ctid: ItemPointerData, expires_at: TimestampTz) -> Direct<bool> {
             &raw mut pg_sys::SnapshotAnyData,
             slot,
         );
-        let moved = fetched && {
+        // The version at ctid is still the one read: the statement's guard.
+        let same_row = fetched && {
+            pg_sys::slot_getsomeattrs_int(slot, EXPIRES_AT as i32);
+            let stored_key =
+                <&str>::from_polymorphic_datum(*(*slot).tts_values.add(KEY - 1), false, pg_sys::TEXTOID);
+            stored_key == Some(key)
+                && (*(*slot).tts_values.add(EXPIRES_AT - 1)).value() as TimestampTz == read_expiry
+        };
+        let moved = same_row && {
             let mut should_free = false;
             let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut should_free);
             let mut columns = [EXPIRES_AT as i32];
@@ -346,7 +376,9 @@ pub fn slide(ctid: ItemPointerData, expires_at: TimestampTz) -> Direct<bool> {
                 values.as_mut_ptr(),
                 nulls.as_mut_ptr(),
             );
-            update_row(opened.table, ctid, new)
+            let result = update_row(opened.table, ctid, new);
+            refuse_concurrent_change(result);
+            result == pg_sys::TM_Result::TM_Ok
         };
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         close(opened);
@@ -387,7 +419,7 @@ pub fn replace(key: &str, row: &NewRow) -> Direct<bool> {
             // The descriptor has exactly these columns: is_as_released checked it.
             let tuple =
                 pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
-            update_row(opened.table, (*slot).tts_tid, tuple)
+            update_row(opened.table, (*slot).tts_tid, tuple) == pg_sys::TM_Result::TM_Ok
         });
         close(opened);
         Direct::Done(replaced.unwrap_or(false))

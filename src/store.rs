@@ -264,7 +264,7 @@ fn find(key: &str, with_value: bool) -> Option<Row> {
 /// Moves the expiry of the version of `row` that was read to `next`; false when another session
 /// changed the entry meanwhile (its version stands).
 fn slide(key: &str, row: &Row, next: TimestampTz) -> bool {
-    if let Direct::Done(moved) = heap_access::slide(row.ctid, next) {
+    if let Direct::Done(moved) = heap_access::slide(key, row.ctid, row.expires_at, next) {
         return moved;
     }
     let args = [

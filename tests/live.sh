@@ -48,6 +48,7 @@ check "the evictor vacuums the table after evicting many rows" wait_for 15 alpha
 # Sessions holding many subtransaction xids make the snapshots big, so memory freed too early
 # gets reused; 3,000 replaces leave the dead rows that make the evictor vacuum.
 started=$(q postgres "SELECT pg_postmaster_start_time()")
+configure log_min_messages warning # VACUUM's skip is a WARNING
 q alpha "CREATE TABLE subxacts (i int)"
 for _ in $(seq 1 14); do
     "$PGBIN/psql" -X -q -d alpha -c "BEGIN" \
@@ -67,6 +68,7 @@ wait
 check "the server did not restart (evictor VACUUM with the lock unavailable)" \
     test "$(q postgres "SELECT pg_postmaster_start_time()")" = "$started"
 q alpha "DROP TABLE subxacts"
+configure log_min_messages default
 
 # No vacuum storm: while a snapshot held for 30 s keeps churn's dead rows from being removed,
 # the evictor vacuums when the removal horizon has moved, not every time it looks.
