@@ -135,6 +135,10 @@ for payload in "${PAYLOADS[@]}"; do
             pgbench_case "add miss" add_miss "$payload" "$clients"
             pgbench_case "take+set" take "$payload" "$clients"
         fi
+        pgbench_case "get_json" get_json "$payload" "$clients"
+        pgbench_case "plain select jsonb" plain_select_json "$payload" "$clients"
+        pgbench_case "set_json" set_json "$payload" "$clients"
+        pgbench_case "plain upsert jsonb" plain_upsert_json "$payload" "$clients"
         pgbench_case "mixed 90/10" mixed "$payload" "$clients"
         pgbench_case "plain upsert" plain_upsert "$payload" "$clients"
         pgbench_case "set" set "$payload" "$clients"
@@ -185,6 +189,9 @@ set key outside right top
 plot "$RESULTS/chart-$STAMP.dat" using 2:xtic(1) title "1 client", "" using 3 title "8 clients"
 GNUPLOT
 rm -f "$RESULTS/chart-$STAMP.dat"
+echo "--- jsonb stored as CBOR: sizes against compact JSON text"
+psql_bench -d "$DB" -f benches/json_sizes.sql | tee "$RESULTS/json-sizes-$STAMP.txt"
+cp "$RESULTS/json-sizes-$STAMP.txt" "$RESULTS/latest-json-sizes.txt"
 for ext in csv md png; do cp "$RESULTS/bench-$STAMP.$ext" "$RESULTS/latest.$ext"; done
 cp "$RESULTS/tables-$STAMP.txt" "$RESULTS/latest-tables.txt"
 echo

@@ -29,3 +29,17 @@ UNION ALL
 SELECT 's:' || i, pg_temp.random_bytes(:size), now() + interval '1 hour', 3600, NULL FROM generate_series(1, :keys) i;
 VACUUM ANALYZE;
 SELECT pg_stat_reset();
+
+-- Documents of about :size bytes of JSON text, for the jsonb cases: in pg_cache (as CBOR, 'j:N'),
+-- and in plain UNLOGGED tables with a jsonb column (one to read, one to upsert into).
+DROP TABLE IF EXISTS bench_json, bench_json_upsert;
+CREATE UNLOGGED TABLE bench_json (id text COLLATE "C" PRIMARY KEY, doc jsonb NOT NULL);
+INSERT INTO bench_json
+SELECT 'j:' || i, jsonb_build_object('id', i, 'customer', 'customer ' || md5(i::text), 'items',
+       (SELECT jsonb_agg(jsonb_build_object('sku', md5((i * 1000 + j)::text), 'qty', j, 'price', round((random() * 100)::numeric, 2)))
+        FROM generate_series(1, greatest(1, (:size - 60) / 70)) j))
+FROM generate_series(1, :keys) i;
+CREATE UNLOGGED TABLE bench_json_upsert (LIKE bench_json INCLUDING ALL);
+INSERT INTO bench_json_upsert SELECT * FROM bench_json;
+SELECT count(cache_set_json(id, doc, ttl => '1 hour')) FROM bench_json;
+VACUUM ANALYZE bench_json, bench_json_upsert;

@@ -1,4 +1,4 @@
--- pg_cache 0.1.0 -> 0.2.0: Redis-class operations and statistics.
+-- pg_cache 0.1.0 -> 0.2.0: Redis-class operations and statistics; jsonb values stored as CBOR.
 -- New functions only; every 0.1.0 function and the table stay as they were.
 
 CREATE FUNCTION "cache_add"(
@@ -112,3 +112,31 @@ CREATE FUNCTION "cache_take"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cache_take_wrapper';
+
+CREATE FUNCTION "cache_get_json"(
+	"key" TEXT /* Option < & str > */
+) RETURNS jsonb /* Option < Jsonb > */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_get_json_wrapper';
+
+CREATE FUNCTION "cache_get_many_json"(
+	"keys" TEXT[] /* :: std :: option :: Option < Array < & str > > */
+) RETURNS TABLE (
+	"key" TEXT,  /* String */
+	"value" jsonb  /* Jsonb */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_get_many_json_wrapper';
+
+CREATE FUNCTION "cache_set_json"(
+	"key" TEXT, /* Option < & str > */
+	"value" jsonb, /* Option < Jsonb > */
+	"ttl" interval DEFAULT NULL, /* Option < Interval > */
+	"sliding" interval DEFAULT NULL, /* Option < Interval > */
+	"expires_at" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_set_json_wrapper';

@@ -48,6 +48,16 @@ pub fn not_a_counter(function: &str, key: &str) -> ! {
     );
 }
 
+/// 22P02: a stored value is not JSON in CBOR.
+pub fn not_json(function: &str, key: &str, reason: &str) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+        format!("{function}: the value of key \"{key}\" is not JSON in CBOR: {reason}"),
+        "cache_get_json reads one CBOR item that JSON can express (RFC 8949; see the README)."
+    );
+}
+
 /// 22003: a number would leave its type's range.
 pub fn numeric_overflow(function: &str, message: impl Into<String>) -> ! {
     ereport!(

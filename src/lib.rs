@@ -7,6 +7,7 @@ mod error;
 mod expiry;
 mod gucs;
 mod heap_access;
+mod json;
 mod stats;
 mod status;
 mod store;

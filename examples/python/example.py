@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import timedelta
 
+import cbor2
 import psycopg
 
 URL = os.environ.get("PG_CACHE_URL", "postgresql://postgres@127.0.0.1:5499/pg_cache")
@@ -63,7 +64,21 @@ def main():
         expect(json.loads(bytes(raw)) == document, "JSON round trip")
         print(f"json: {json.loads(bytes(raw))}")
 
-        # 3. remove, then a miss
+        # 3. jsonb values are stored as CBOR: any CBOR library reads the bytes, and CBOR written
+        #    by a client reads back as jsonb
+        conn.execute("SELECT cache_set_json(%s, %s::jsonb, ttl => %s)",
+                     ("example:python:doc", json.dumps(document), timedelta(minutes=1)))
+        stored = bytes(conn.execute("SELECT cache_get(%s)", ("example:python:doc",)).fetchone()[0])
+        expect(stored[:3] == b"\xd9\xd9\xf7", "self-described CBOR (tag 55799)")
+        expect(cbor2.loads(stored) == document, "cbor2 decodes what cache_set_json stored")
+        written = {"written": "by python", "n": [1, 2.5, None, True]}
+        conn.execute("SELECT cache_set(%s, %s, ttl => %s)",
+                     ("example:python:cbor", cbor2.dumps(written), timedelta(minutes=1)))
+        as_json = conn.execute("SELECT cache_get_json(%s)", ("example:python:cbor",)).fetchone()[0]
+        expect(as_json == written, "cache_get_json reads a map cbor2 wrote")
+        print(f"cbor: {len(stored)} bytes stored for {len(json.dumps(document))} bytes of JSON; read back {as_json}")
+
+        # 4. remove, then a miss
         removed = conn.execute("SELECT cache_remove(%s)", ("example:python:report",)).fetchone()[0]
         after = conn.execute("SELECT cache_get(%s)", ("example:python:report",)).fetchone()[0]
         expect(removed is True and after is None, "remove then miss")

@@ -8,6 +8,7 @@ mod batch;
 mod conditional;
 mod counters;
 mod entries;
+mod json;
 mod maintenance;
 mod statistics;
 

@@ -1,7 +1,8 @@
-//! pg_cache from Rust with tokio-postgres: a read-through cache, bytes and JSON, and removal.
+//! pg_cache from Rust with tokio-postgres: a read-through cache, bytes, JSON and CBOR, and removal.
 //! PG_CACHE_URL selects the database (default: the cluster `make run` starts).
 //! Exits non-zero on any unexpected result.
 
+use ciborium::value::Value;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 
@@ -80,7 +81,31 @@ async fn main() -> Result<(), Error> {
     expect(back == json.as_bytes(), "JSON round trip")?;
     println!("json: {}", String::from_utf8_lossy(&back));
 
-    // 3. remove, then a miss
+    // 3. jsonb values are stored as CBOR: ciborium reads the bytes, and CBOR written here reads
+    //    back as jsonb
+    client
+        .execute("SELECT cache_set_json($1, $2::text::jsonb, ttl => '1 minute')", &[&"example:rust:doc", &json])
+        .await?;
+    let stored = get(&client, "example:rust:doc").await?.unwrap_or_default();
+    let Value::Tag(55799, document) = ciborium::from_reader::<Value, _>(&stored[..])? else {
+        return Err("unexpected: not self-described CBOR".into());
+    };
+    let user = document.as_map().and_then(|entries| {
+        entries.iter().find(|(key, _)| key.as_text() == Some("user")).map(|(_, value)| value.clone())
+    });
+    expect(user == Some(Value::Integer(42.into())), "ciborium decodes what cache_set_json stored")?;
+    let written = Value::Map(vec![
+        (Value::Text("written".into()), Value::Text("by rust".into())),
+        (Value::Text("n".into()), Value::Array(vec![Value::Integer(1.into()), Value::Float(2.5), Value::Null, Value::Bool(true)])),
+    ]);
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&written, &mut bytes)?;
+    set(&client, "example:rust:cbor", &bytes, Some("1 minute"), None).await?;
+    let as_json: String = client.query_one("SELECT cache_get_json($1)::text", &[&"example:rust:cbor"]).await?.get(0);
+    expect(as_json == r#"{"n": [1, 2.5, null, true], "written": "by rust"}"#, "cache_get_json reads a map ciborium wrote")?;
+    println!("cbor: {} bytes stored for {} bytes of JSON; read back {as_json}", stored.len(), json.len());
+
+    // 4. remove, then a miss
     let removed = remove(&client, "example:rust:report").await?;
     expect(removed && get(&client, "example:rust:report").await?.is_none(), "remove then miss")?;
     println!("removed: the next read is a miss");

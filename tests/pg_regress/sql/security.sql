@@ -28,6 +28,9 @@ SELECT statement, regress_error(statement) FROM (VALUES
     ($$SELECT cache_clear()$$),
     ($$SELECT * FROM cache_stats()$$),
     ($$SELECT cache_stats_reset()$$),
+    ($$SELECT cache_set_json('private', '{"overwritten": true}')$$),
+    ($$SELECT cache_get_json('private')$$),
+    ($$SELECT * FROM cache_get_many_json(ARRAY['private'])$$),
     ($$SELECT value FROM pg_cache_entries$$),
     ($$DELETE FROM pg_cache_entries$$),
     ($$TRUNCATE pg_cache_entries$$)

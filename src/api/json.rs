@@ -1,0 +1,147 @@
+//! jsonb values, stored as CBOR (see `json`): readable as bytes by any client with a CBOR
+//! library, and CBOR written by clients readable as jsonb.
+
+use super::{checked_key, checked_keys, checked_value};
+use crate::error;
+use crate::expiry::Policy;
+use crate::json::{self, JsonError};
+use crate::stats::{self, Counter};
+use crate::store::{self, Lookup};
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
+use pgrx::datum::{Array, Datum, Interval, TimestampWithTimeZone};
+use pgrx::nullable::Nullable;
+use pgrx::pg_sys;
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
+use pgrx::prelude::*;
+use std::collections::HashSet;
+
+/// A jsonb datum as PostgreSQL holds it: pgrx's `JsonB` goes through serde_json's doubles and
+/// would lose digits (`1e400`, `1.000`).
+pub struct Jsonb(pg_sys::Datum);
+
+impl FromDatum for Jsonb {
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+        (!is_null).then_some(Jsonb(datum))
+    }
+}
+
+impl IntoDatum for Jsonb {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(self.0)
+    }
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::JSONBOID
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for Jsonb {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        arg.unbox_arg_using_from_datum().unwrap_or_else(|| panic!("argument {index} must not be null"))
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        arg.unbox_arg_using_from_datum().into()
+    }
+}
+
+unsafe impl BoxRet for Jsonb {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
+        fcinfo.return_raw_datum(self.0)
+    }
+}
+
+unsafe impl SqlTranslatable for Jsonb {
+    const TYPE_IDENT: &'static str = concat!(module_path!(), "::Jsonb");
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> = Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
+}
+
+/// As `cache_set`, storing the CBOR encoding of `value`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_set_json(
+    key: Option<&str>,
+    value: Option<Jsonb>,
+    ttl: default!(Option<Interval>, "NULL"),
+    sliding: default!(Option<Interval>, "NULL"),
+    expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+) {
+    const FUNCTION: &str = "cache_set_json";
+    let key = checked_key(FUNCTION, "key", key);
+    let value = error::required(FUNCTION, "value", value);
+    let encoded = match unsafe { json::encode(value.0) } {
+        Ok(encoded) => encoded,
+        Err(JsonError::TooDeep) => error::limit_exceeded(
+            FUNCTION,
+            format!("value is nested more than {} levels deep", json::MAX_DEPTH),
+        ),
+        Err(JsonError::Invalid(reason)) => error::invalid_argument(FUNCTION, format!("value: {reason}")),
+    };
+    let encoded = checked_value(FUNCTION, "value", Some(&encoded));
+    let now = store::now();
+    let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
+    store::set(key, encoded, policy, now);
+    stats::count(Counter::Sets, 1);
+}
+
+/// As `cache_get` (a hit slides), the stored CBOR decoded to jsonb.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_get_json(key: Option<&str>) -> Option<Jsonb> {
+    const FUNCTION: &str = "cache_get_json";
+    let key = checked_key(FUNCTION, "key", key);
+    let hit = store::hit(key, Lookup::Get);
+    stats::count_lookup(hit.is_some());
+    hit.and_then(|hit| hit.value).map(|value| to_jsonb(FUNCTION, key, &value))
+}
+
+/// As `cache_get_many`, each value decoded to jsonb.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_get_many_json(
+    keys: Option<Array<&str>>,
+) -> TableIterator<'static, (name!(key, String), name!(value, Jsonb))> {
+    const FUNCTION: &str = "cache_get_many_json";
+    let keys = checked_keys(FUNCTION, keys);
+    let mut seen = HashSet::with_capacity(keys.len());
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in keys {
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let hit = store::hit(&key, Lookup::Get);
+        stats::count_lookup(hit.is_some());
+        if let Some(value) = hit.and_then(|hit| hit.value) {
+            let value = to_jsonb(FUNCTION, &key, &value);
+            rows.push((key, value));
+        }
+    }
+    TableIterator::new(rows)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn jsonb_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pg_sys::jsonb_in(fcinfo)
+}
+
+/// The jsonb of a stored CBOR value; a value that is not one is an error naming the key.
+fn to_jsonb(function: &str, key: &str, value: &[u8]) -> Jsonb {
+    let text = match json::decode(value) {
+        Ok(text) => text,
+        Err(JsonError::TooDeep) => error::limit_exceeded(
+            function,
+            format!("the value of key \"{key}\" is nested more than {} levels deep", json::MAX_DEPTH),
+        ),
+        Err(JsonError::Invalid(reason)) => error::not_json(function, key, &reason),
+    };
+    let text = std::ffi::CString::new(text).expect("JSON text escapes control characters");
+    let datum = unsafe {
+        pg_sys::DirectFunctionCall1Coll(
+            Some(jsonb_in),
+            pg_sys::InvalidOid,
+            pg_sys::Datum::from(text.as_ptr()),
+        )
+    };
+    Jsonb(datum)
+}
