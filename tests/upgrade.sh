@@ -60,7 +60,7 @@ check "after the update, the new functions work" \
                         AND (SELECT count(*) FROM cache_get_many(ARRAY['m1', 'm2', 'absent'])) = 2
                         AND cache_remove_many(ARRAY['m1']) = 1 AND cache_remove_prefix('m') = 1
                         AND (SELECT sets > 0 FROM cache_stats())
-                        AND cache_set_json('doc', '{\"n\": 1.000}') IS NULL
+                        AND cache_set_json('doc', '{\"n\": 1.000}')::text = ''
                         AND cache_get_json('doc')::text = '{\"n\": 1.000}'
                         AND (SELECT count(*) FROM cache_get_many_json(ARRAY['doc'])) = 1")" = t
 
