@@ -20,10 +20,13 @@ q() { "$PGBIN/psql" -X -A -t -q -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 reload_with() { "$PGBIN/psql" -X -q -d postgres -c "ALTER SYSTEM SET pg_cache.eviction_enabled = $1" -c "SELECT pg_reload_conf()" >/dev/null; }
 evicted_total() { q "SELECT coalesce(max(evicted_total), 0) FROM cache_worker_status() WHERE database = '$DB'"; }
 now_ms() { date +%s%3N; }
-expire_rows() { # N expired rows, inserted straight into the table (as cache_set would store them)
-    q "INSERT INTO pg_cache_entries (key, value, expires_at, absolute_expires_at)
-       SELECT 'expired:' || i, convert_to(repeat('x', 128), 'UTF8'), now() - interval '1 s', now() - interval '1 s'
-       FROM generate_series(1, $1) i"
+expire_rows() { # expire_rows N [DB]: N expired rows, inserted straight into the table (as cache_set
+    # would store them), and one set through cache_set that tells the launcher the database is due
+    "$PGBIN/psql" -X -A -t -q -v ON_ERROR_STOP=1 -d "${2:-$DB}" \
+        -c "INSERT INTO pg_cache_entries (key, value, expires_at, absolute_expires_at)
+            SELECT 'expired:' || i, convert_to(repeat('x', 128), 'UTF8'), now() - interval '1 s', now() - interval '1 s'
+            FROM generate_series(1, $1) i" \
+        -c "SELECT cache_set('due', 'x', ttl => '1 ms')" >/dev/null
 }
 get_ops() { "$PGBIN/pgbench" -n -M prepared -c 8 -j 8 -T "$DURATION" -D keys=10000 -f benches/get_absolute.sql "$DB" 2>&1 \
     | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'; }
@@ -73,5 +76,37 @@ report_churn "at the end"
 sleep 3
 report_churn "3 s later"
 q "SELECT format('  vacuums by the evictor %s, by autovacuum %s', vacuum_count, autovacuum_count) FROM pg_stat_user_tables WHERE relname = 'pg_cache_entries'"
+
+# 4. Many databases: 50 databases with FLEET_ROWS expired entries each, eviction turned on at
+# once; the time until every one is empty, with pg_cache.max_workers = 1 and 2.
+FLEET=50
+if [ "$QUICK" = 1 ]; then FLEET_ROWS=2000; else FLEET_ROWS=20000; fi
+for i in $(seq 1 $FLEET); do
+    "$PGBIN/psql" -X -q -d postgres -c "DROP DATABASE IF EXISTS fleet_$i WITH (FORCE)" -c "CREATE DATABASE fleet_$i" \
+        && "$PGBIN/psql" -X -q -d "fleet_$i" -c "CREATE EXTENSION pg_cache" >/dev/null
+done
+fleet_empty() {
+    for i in $(seq 1 $FLEET); do
+        [ "$("$PGBIN/psql" -X -A -t -q -d "fleet_$i" -c "SELECT count(*) FROM pg_cache_entries")" = 0 ] || return 1
+    done
+}
+for workers in 1 2; do
+    "$PGBIN/psql" -X -q -d postgres -c "ALTER SYSTEM SET pg_cache.max_workers = $workers" >/dev/null
+    reload_with off
+    tests/cluster.sh stop "$DATADIR" && tests/cluster.sh start "$DATADIR" "$PGPORT"
+    for i in $(seq 1 $FLEET); do expire_rows "$FLEET_ROWS" "fleet_$i"; done
+    reload_with on
+    start=$(now_ms)
+    deadline=$((SECONDS + 600))
+    until fleet_empty || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.2; done
+    if fleet_empty; then
+        echo "$FLEET databases x $FLEET_ROWS expired entries, pg_cache.max_workers = $workers: all evicted $(( $(now_ms) - start )) ms after eviction was turned on"
+    else
+        echo "$FLEET databases x $FLEET_ROWS expired entries, pg_cache.max_workers = $workers: NOT all evicted after 600 s"
+    fi
+done
+"$PGBIN/psql" -X -q -d postgres -c "ALTER SYSTEM RESET pg_cache.max_workers" >/dev/null
+tests/cluster.sh stop "$DATADIR" && tests/cluster.sh start "$DATADIR" "$PGPORT"
+for i in $(seq 1 $FLEET); do "$PGBIN/psql" -X -q -d postgres -c "DROP DATABASE fleet_$i WITH (FORCE)"; done
 } | tee "$OUT"
 cp "$OUT" results/latest-eviction.txt

@@ -27,6 +27,13 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cache_expire_wrapper';
 
+CREATE FUNCTION "cache_get_json"(
+	"key" TEXT /* Option < & str > */
+) RETURNS jsonb /* Option < Jsonb > */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_get_json_wrapper';
+
 CREATE FUNCTION "cache_get_many"(
 	"keys" TEXT[] /* :: std :: option :: Option < Array < & str > > */
 ) RETURNS TABLE (
@@ -36,6 +43,16 @@ CREATE FUNCTION "cache_get_many"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cache_get_many_wrapper';
+
+CREATE FUNCTION "cache_get_many_json"(
+	"keys" TEXT[] /* :: std :: option :: Option < Array < & str > > */
+) RETURNS TABLE (
+	"key" TEXT,  /* String */
+	"value" jsonb  /* Jsonb */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_get_many_json_wrapper';
 
 CREATE FUNCTION "cache_incr"(
 	"key" TEXT, /* Option < & str > */
@@ -76,6 +93,17 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cache_remove_prefix_wrapper';
 
+CREATE FUNCTION "cache_set_json"(
+	"key" TEXT, /* Option < & str > */
+	"value" jsonb, /* Option < Jsonb > */
+	"ttl" interval DEFAULT NULL, /* Option < Interval > */
+	"sliding" interval DEFAULT NULL, /* Option < Interval > */
+	"expires_at" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_set_json_wrapper';
+
 CREATE FUNCTION "cache_set_many"(
 	"keys" TEXT[], /* :: std :: option :: Option < Array < & str > > */
 	"vals" bytea[], /* :: std :: option :: Option < Array < & [u8] > > */
@@ -93,6 +121,8 @@ CREATE FUNCTION "cache_stats"() RETURNS TABLE (
 	"sets" bigint,  /* Option < i64 > */
 	"removes" bigint,  /* Option < i64 > */
 	"evicted" bigint,  /* Option < i64 > */
+	"evicted_for_size" bigint,  /* Option < i64 > */
+	"live_bytes" bigint,  /* Option < i64 > */
 	"entries" bigint,  /* Option < i64 > */
 	"total_bytes" bigint,  /* Option < i64 > */
 	"since" timestamp with time zone  /* Option < TimestampWithTimeZone > */
@@ -112,31 +142,3 @@ CREATE FUNCTION "cache_take"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cache_take_wrapper';
-
-CREATE FUNCTION "cache_get_json"(
-	"key" TEXT /* Option < & str > */
-) RETURNS jsonb /* Option < Jsonb > */
-VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'cache_get_json_wrapper';
-
-CREATE FUNCTION "cache_get_many_json"(
-	"keys" TEXT[] /* :: std :: option :: Option < Array < & str > > */
-) RETURNS TABLE (
-	"key" TEXT,  /* String */
-	"value" jsonb  /* Jsonb */
-)
-VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'cache_get_many_json_wrapper';
-
-CREATE FUNCTION "cache_set_json"(
-	"key" TEXT, /* Option < & str > */
-	"value" jsonb, /* Option < Jsonb > */
-	"ttl" interval DEFAULT NULL, /* Option < Interval > */
-	"sliding" interval DEFAULT NULL, /* Option < Interval > */
-	"expires_at" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
-) RETURNS void
-VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'cache_set_json_wrapper';

@@ -14,6 +14,12 @@ pub static EVICTION_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// Rows the eviction worker deletes per transaction.
 pub static EVICTION_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
+/// Eviction workers running at once across the server.
+pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+
+/// Size cap of each database's cache (kB; 0: none).
+pub static MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 /// Whether the eviction worker sweeps at all.
 pub static EVICTION_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -67,6 +73,21 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    // A postmaster setting can only be defined while the library is preloaded.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        define_max_workers();
+    }
+    GucRegistry::define_int_guc(
+        c"pg_cache.max_size",
+        c"Cap on the key and value bytes of a database's live entries; 0 for none.",
+        c"Over it, the eviction worker removes the entries that expire soonest until below 90% of it. \
+          Set it per database with ALTER DATABASE … SET.",
+        &MAX_SIZE,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
+    );
     // A misspelled pg_cache.* setting is an error, not a silently ignored placeholder.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pg_cache".as_ptr()) };
 }
@@ -77,4 +98,17 @@ pub fn default_sliding_micros() -> i64 {
 
 pub fn refresh_granularity_micros() -> i64 {
     i64::from(REFRESH_GRANULARITY.get()) * 1_000
+}
+
+fn define_max_workers() {
+    GucRegistry::define_int_guc(
+        c"pg_cache.max_workers",
+        c"Eviction workers running at once across the server.",
+        c"Each takes a background worker slot (max_worker_processes) while it sweeps a database.",
+        &MAX_WORKERS,
+        1,
+        64,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
 }

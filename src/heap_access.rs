@@ -203,36 +203,83 @@ fn text_datum(text: &str) -> pg_sys::Datum {
     text.into_datum().expect("a text datum")
 }
 
+/// An index scan of the primary key of `opened`, with the read snapshot, probing one key after
+/// another.
+struct Probe {
+    scan: pg_sys::IndexScanDesc,
+    slot: *mut pg_sys::TupleTableSlot,
+}
+
+impl Probe {
+    unsafe fn begin(opened: &Opened) -> Probe {
+        let snapshot = push_read_snapshot();
+        Probe {
+            scan: compat::index_beginscan(opened.table, opened.index, snapshot, 1),
+            slot: pg_sys::table_slot_create(opened.table, std::ptr::null_mut()),
+        }
+    }
+
+    /// The slot of the row stored under `key`, if any.
+    unsafe fn find(&mut self, key: pg_sys::Datum) -> Option<*mut pg_sys::TupleTableSlot> {
+        let mut scan_key = pg_sys::ScanKeyData::default();
+        // Byte-wise equality, the primary key's "C" collation.
+        pg_sys::ScanKeyInit(
+            &mut scan_key,
+            1,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            Oid::from(pg_sys::F_TEXTEQ),
+            key,
+        );
+        scan_key.sk_collation = pg_sys::C_COLLATION_OID;
+        pg_sys::index_rescan(self.scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
+        pg_sys::index_getnext_slot(self.scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot)
+            .then_some(self.slot)
+    }
+
+    unsafe fn end(self) {
+        pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+        pg_sys::index_endscan(self.scan);
+        pg_sys::PopActiveSnapshot();
+    }
+}
+
 /// Probes the primary key of `opened` for `key` and hands the slot of the row found to `read`.
 unsafe fn probe<R>(
     opened: &Opened,
     key: pg_sys::Datum,
     read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R,
 ) -> Option<R> {
-    let mut scan_key = pg_sys::ScanKeyData::default();
-    // Byte-wise equality, the primary key's "C" collation.
-    pg_sys::ScanKeyInit(
-        &mut scan_key,
-        1,
-        pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-        Oid::from(pg_sys::F_TEXTEQ),
-        key,
-    );
-    scan_key.sk_collation = pg_sys::C_COLLATION_OID;
-    let snapshot = push_read_snapshot();
-    let scan = compat::index_beginscan(opened.table, opened.index, snapshot, 1);
-    pg_sys::index_rescan(scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
-    let slot = pg_sys::table_slot_create(opened.table, std::ptr::null_mut());
-    let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
-    let result = found.then(|| read(slot));
-    pg_sys::ExecDropSingleTupleTableSlot(slot);
-    pg_sys::index_endscan(scan);
-    pg_sys::PopActiveSnapshot();
+    let mut probe = Probe::begin(opened);
+    let result = probe.find(key).map(read);
+    probe.end();
     result
 }
 
-/// The row stored under `key`, with its value when `with_value`.
-pub fn find(key: &str, with_value: bool) -> Direct<Option<Row>> {
+/// The entry in `slot`, with its value when `with_value`.
+unsafe fn read_row(slot: *mut pg_sys::TupleTableSlot, with_value: bool) -> Row {
+    pg_sys::slot_getsomeattrs_int(slot, ABSOLUTE_EXPIRES_AT as i32);
+    let column = |attribute: usize| {
+        let null = *(*slot).tts_isnull.add(attribute - 1);
+        (!null).then(|| *(*slot).tts_values.add(attribute - 1))
+    };
+    Row {
+        ctid: (*slot).tts_tid,
+        expires_at: column(EXPIRES_AT).map(|datum| datum.value() as TimestampTz).unwrap_or(TimestampTz::MIN),
+        sliding: column(SLIDING)
+            .and_then(|datum| Interval::from_polymorphic_datum(datum, false, pg_sys::INTERVALOID)),
+        absolute_expires_at: column(ABSOLUTE_EXPIRES_AT).map(|datum| datum.value() as TimestampTz),
+        value: if with_value {
+            column(VALUE).and_then(|datum| Vec::<u8>::from_polymorphic_datum(datum, false, pg_sys::BYTEAOID))
+        } else {
+            None
+        },
+    }
+}
+
+/// The rows stored under `keys`, in order, with their values when `with_value`: one open of the
+/// table, one snapshot, one scan re-aimed at each key (as one `SELECT … WHERE key = ANY($1)`
+/// would read them).
+pub fn find_many(keys: &[&str], with_value: bool) -> Direct<Vec<Option<Row>>> {
     let table = table();
     // The privilege the statement `SELECT … FROM t WHERE key = $1` would need.
     if !has_privileges(table, pg_sys::ACL_SELECT) {
@@ -242,30 +289,22 @@ pub fn find(key: &str, with_value: bool) -> Direct<Option<Row>> {
         let Some(opened) = open(pg_sys::AccessShareLock) else {
             return Direct::Declined;
         };
-        let row = probe(&opened, text_datum(key), |slot| {
-            pg_sys::slot_getsomeattrs_int(slot, ABSOLUTE_EXPIRES_AT as i32);
-            let column = |attribute: usize| {
-                let null = *(*slot).tts_isnull.add(attribute - 1);
-                (!null).then(|| *(*slot).tts_values.add(attribute - 1))
-            };
-            Row {
-                ctid: (*slot).tts_tid,
-                expires_at: column(EXPIRES_AT)
-                    .map(|datum| datum.value() as TimestampTz)
-                    .unwrap_or(TimestampTz::MIN),
-                sliding: column(SLIDING)
-                    .and_then(|datum| Interval::from_polymorphic_datum(datum, false, pg_sys::INTERVALOID)),
-                absolute_expires_at: column(ABSOLUTE_EXPIRES_AT).map(|datum| datum.value() as TimestampTz),
-                value: if with_value {
-                    column(VALUE)
-                        .and_then(|datum| Vec::<u8>::from_polymorphic_datum(datum, false, pg_sys::BYTEAOID))
-                } else {
-                    None
-                },
-            }
-        });
+        let mut probe = Probe::begin(&opened);
+        let rows = keys
+            .iter()
+            .map(|key| probe.find(text_datum(key)).map(|slot| read_row(slot, with_value)))
+            .collect();
+        probe.end();
         close(opened);
-        Direct::Done(row)
+        Direct::Done(rows)
+    }
+}
+
+/// The row stored under `key`, with its value when `with_value`.
+pub fn find(key: &str, with_value: bool) -> Direct<Option<Row>> {
+    match find_many(&[key], with_value) {
+        Direct::Done(mut rows) => Direct::Done(rows.pop().flatten()),
+        Direct::Declined => Direct::Declined,
     }
 }
 

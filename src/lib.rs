@@ -8,8 +8,8 @@ mod expiry;
 mod gucs;
 mod heap_access;
 mod json;
+mod registry;
 mod stats;
-mod status;
 mod store;
 mod worker;
 
@@ -24,7 +24,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     // The eviction worker and its status need shared memory: only when preloaded.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
-        status::init();
+        registry::init();
         stats::init();
         worker::register_launcher();
     }

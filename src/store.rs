@@ -53,6 +53,8 @@ struct Statements {
     delete_range: OwnedPreparedStatement,
     delete_from: OwnedPreparedStatement,
     evict: OwnedPreparedStatement,
+    measure: OwnedPreparedStatement,
+    sample: OwnedPreparedStatement,
 }
 
 /// `SELECT` of live entries with keys from $1 on, `bound` narrowing the range; at most $3 rows.
@@ -204,6 +206,24 @@ impl Statements {
                 ),
                 &[timestamptz(), PgBuiltInOids::INT8OID.oid()],
             ),
+            // When the next entry expires, and the key + value bytes of the live ones (TOASTed
+            // values are measured without being read).
+            measure: prepare_mut(
+                format!(
+                    "SELECT min(expires_at) FILTER (WHERE expires_at OPERATOR(pg_catalog.>) $1), \
+                     coalesce(sum(pg_catalog.octet_length(key) OPERATOR(pg_catalog.+) pg_catalog.octet_length(value)) \
+                              FILTER (WHERE expires_at OPERATOR(pg_catalog.>) $1), 0)::int8 FROM {table}"
+                ),
+                &[timestamptz()],
+            ),
+            // Live entries of a sample of the table's pages ($2 percent), soonest expiring first.
+            sample: prepare_mut(
+                format!(
+                    "SELECT expires_at, (pg_catalog.octet_length(key) OPERATOR(pg_catalog.+) pg_catalog.octet_length(value))::int8 \
+                     FROM {table} TABLESAMPLE SYSTEM ($2) WHERE expires_at OPERATOR(pg_catalog.>) $1 ORDER BY expires_at"
+                ),
+                &[timestamptz(), PgBuiltInOids::FLOAT4OID.oid()],
+            ),
         }
     }
 }
@@ -285,6 +305,22 @@ fn slide(key: &str, row: &Row, next: TimestampTz) -> bool {
 pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
     ensure_not_in_recovery();
     let row = find(key, lookup == Lookup::Get)?;
+    live(key, row, lookup)
+}
+
+/// [`hit`] for several keys, read in one pass (each hit slides as `hit` slides it).
+pub fn hit_many(keys: &[&str]) -> Vec<Option<Hit>> {
+    ensure_not_in_recovery();
+    let rows = match heap_access::find_many(keys, true) {
+        Direct::Done(rows) => rows,
+        Direct::Declined => keys.iter().map(|key| find(key, true)).collect(),
+    };
+    keys.iter().zip(rows).map(|(key, row)| live(key, row?, Lookup::Get)).collect()
+}
+
+/// What a lookup of `row`, stored under `key`, gives: nothing when it expired, else the hit,
+/// slid as `lookup` says.
+fn live(key: &str, row: Row, lookup: Lookup) -> Option<Hit> {
     let now = now();
     if row.expires_at <= now {
         return None;
@@ -312,6 +348,7 @@ pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz) {
         sliding: policy.sliding_column(),
         absolute_expires_at: policy.absolute_column(),
     };
+    crate::registry::note_write(row.expires_at, key.len() + value.len());
     if let Direct::Done(true) = heap_access::replace(key, &row) {
         return;
     }
@@ -366,9 +403,13 @@ pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz) -> bool {
         policy.absolute_column().map(timestamptz).into(),
         timestamptz(now).into(),
     ];
-    with_statements(|client, statements| {
+    let added = with_statements(|client, statements| {
         !client.update(&statements.add, None, &args).expect("add").is_empty()
-    })
+    });
+    if added {
+        crate::registry::note_write(policy.expires_at(now), key.len() + value.len());
+    }
+    added
 }
 
 /// What `incr` found stored under the key.
@@ -386,6 +427,8 @@ pub enum Counter {
 /// concurrent increments add up exactly.
 pub fn incr(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Counter {
     ensure_not_in_recovery();
+    // A counter is short: at most 20 digits.
+    crate::registry::note_write(policy.expires_at(now), key.len() + 20);
     let fresh = |client: &mut SpiClient, statements: &Statements, ctid: Option<ItemPointerData>| {
         let value = delta.to_string().into_bytes();
         let expiry = [
@@ -457,6 +500,7 @@ pub fn expire(key: &str, policy: Policy, now: TimestampTz) -> bool {
         policy.absolute_column().map(timestamptz).into(),
         timestamptz(now).into(),
     ];
+    crate::registry::note_write(policy.expires_at(now), 0);
     with_statements(|client, statements| {
         client.update(&statements.expire, None, &args).expect("expire").len() == 1
     })
@@ -533,8 +577,69 @@ pub fn remove_prefix(prefix: &str) -> (i64, i64) {
 
 /// Deletes up to `max_rows` entries expired by now, skipping rows other sessions hold locked.
 pub fn evict_expired(max_rows: i64) -> i64 {
+    evict_until(now(), max_rows)
+}
+
+/// Deletes up to `max_rows` entries that expire by `cutoff`, skipping rows other sessions hold
+/// locked.
+pub fn evict_until(cutoff: TimestampTz, max_rows: i64) -> i64 {
+    ensure_not_in_recovery();
     with_statements(|client, statements| {
-        let args = [timestamptz(now()).into(), max_rows.into()];
+        let args = [timestamptz(cutoff).into(), max_rows.into()];
         client.update(&statements.evict, None, &args).expect("evict").len() as i64
+    })
+}
+
+/// When the next live entry expires (None: no live entry), and the key + value bytes of the
+/// live entries.
+pub fn measure() -> (Option<TimestampTz>, i64) {
+    with_statements(|client, statements| {
+        let rows = client.update(&statements.measure, None, &[timestamptz(now()).into()]).expect("measure");
+        let row = rows.first();
+        let next = row.get::<TimestampWithTimeZone>(1).expect("next expiry").map(Into::into);
+        (next, row.get::<i64>(2).expect("live bytes").unwrap_or(0))
+    })
+}
+
+/// Rows the size cap's sample of the table aims at: enough to place the cutoff within a few
+/// percent of the bytes to free.
+const SIZE_SAMPLE_ROWS: f64 = 3000.0;
+
+/// The expiry up to which removing the live entries frees about `to_free` of the `live` bytes:
+/// the entries that expire soonest, as a sample of the table's pages shows them. Approximate,
+/// like Redis's volatile-ttl; it needs no index on the expiry, so sliding updates stay HOT.
+pub fn size_cutoff(to_free: i64, live: i64) -> TimestampTz {
+    let now = now();
+    let table = heap_access::table();
+    let rows = Spi::get_one_with_args::<f32>(
+        "SELECT CASE WHEN reltuples > 1 THEN reltuples ELSE 1 END::float4 FROM pg_catalog.pg_class WHERE oid = $1",
+        &[table.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(1.0);
+    let percent = (SIZE_SAMPLE_ROWS / f64::from(rows) * 100.0).clamp(0.5, 100.0) as f32;
+    with_statements(|client, statements| {
+        let sample: Vec<(TimestampTz, i64)> = client
+            .update(&statements.sample, None, &[timestamptz(now).into(), percent.into()])
+            .expect("sample")
+            .filter_map(|row| {
+                let at = row.get::<TimestampWithTimeZone>(1).ok().flatten()?;
+                Some((at.into(), row.get::<i64>(2).ok().flatten().unwrap_or(0)))
+            })
+            .collect();
+        let sampled: i64 = sample.iter().map(|(_, bytes)| bytes).sum();
+        if sampled == 0 {
+            return now;
+        }
+        // Each sampled byte stands for live / sampled bytes of the table.
+        let mut freed = 0.0;
+        for (at, bytes) in &sample {
+            freed += *bytes as f64 * live as f64 / sampled as f64;
+            if freed >= to_free as f64 {
+                return *at;
+            }
+        }
+        sample.last().map_or(now, |(at, _)| *at)
     })
 }

@@ -1,36 +1,44 @@
-//! Background eviction: a launcher started with the server starts one evictor per database that
-//! has the extension; each evictor deletes expired entries in small batches, so no application
-//! has to run cleanup jobs.
+//! Background eviction, scheduled as autovacuum schedules its workers: a launcher started with
+//! the server keeps, in shared memory (`registry`), which databases have pg_cache and when each
+//! is next due (an entry may have expired, or the size cap may be passed), and starts a worker
+//! for the most overdue ones, at most `pg_cache.max_workers` at once. A worker is bound to its
+//! database for its life: it sweeps (deletes expired entries in batches, removes entries for the
+//! size cap, vacuums when that can make progress), sweeps again while its database stays due and
+//! no other database waits, and exits. A database with nothing to do holds no worker slot, and
+//! one without the extension costs nothing after a single look when it first appears.
 //!
-//! The launcher scans pg_database (it is connected to no database, so it never blocks
-//! `DROP DATABASE`) and starts an evictor for each connectable database that has none. An
-//! evictor exits at once where the extension is absent; the launcher tries that database again a
-//! few seconds later, which is how a new `CREATE EXTENSION` gets its evictor. An evictor also
-//! exits when the extension is dropped, and when someone wants the database to themselves
-//! (`DROP DATABASE`, `ALTER DATABASE … RENAME`, `CREATE DATABASE … TEMPLATE`), which otherwise
-//! would wait for it and fail.
+//! The launcher is connected to no database, so it never blocks `DROP DATABASE`; a worker steps
+//! aside within 250 ms when someone wants its database to themselves (`DROP DATABASE`,
+//! `ALTER DATABASE … RENAME`, `CREATE DATABASE … TEMPLATE`), and none is started there for a
+//! while after that.
 
-use crate::gucs::{EVICTION_BATCH_SIZE, EVICTION_ENABLED, EVICTION_INTERVAL};
-use crate::{status, store};
+use crate::gucs::{EVICTION_BATCH_SIZE, EVICTION_ENABLED, EVICTION_INTERVAL, MAX_SIZE, MAX_WORKERS};
+use crate::registry::{self, Claim, Slot, State};
+use crate::{stats, store};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::pg_sys::panic::CaughtError;
-use pgrx::pg_sys::{self, Oid};
+use pgrx::pg_sys::{self, Oid, TimestampTz};
 use pgrx::prelude::*;
 use pgrx::{log, PgTryBuilder};
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::time::{Duration, Instant};
 
-/// How often the launcher looks for databases without an evictor.
-const LAUNCHER_NAP: Duration = Duration::from_secs(1);
-/// How long the launcher leaves a database alone after its evictor stopped or was started. Longer
-/// than the 5 s `DROP DATABASE` waits for other sessions to leave, so a returning evictor never
-/// makes it fail.
-const RESTART_DELAY: Duration = Duration::from_secs(6);
-/// How often an evictor checks whether someone wants its database to themselves.
+/// How often the launcher looks at the registry.
+const LAUNCHER_NAP: Duration = Duration::from_millis(200);
+/// How often the launcher reads pg_database for new and dropped databases.
+const CATALOG_PERIOD: Duration = Duration::from_secs(2);
+/// How long no worker is started in a database after one stepped aside for a command that wants
+/// it alone. Longer than the 5 s `DROP DATABASE` waits for other sessions to leave.
+const HOLD_OFF_MICROS: i64 = 6_000_000;
+/// How often a worker checks whether someone wants its database to themselves.
 const DATABASE_CHECK_PERIOD: Duration = Duration::from_millis(250);
-/// Key of the session advisory lock that keeps evictors to one per database.
-const EVICTOR_LOCK_KEY: i64 = 0x7067_6361_6368_6501;
+/// The longest a worker keeps sweeping its database before leaving the slot to the launcher's
+/// next choice.
+const MAX_WORKER_LIFE: Duration = Duration::from_secs(30);
+/// A database with pg_cache is swept at least this often, due or not: entries written other
+/// than through pg_cache's functions (an INSERT into the table) do not make it due.
+const SAFETY_SWEEP_MICROS: i64 = 10 * 60 * 1_000_000;
 
 /// Registers the launcher; only possible while the library is being preloaded.
 pub fn register_launcher() {
@@ -45,31 +53,121 @@ pub fn register_launcher() {
         .load();
 }
 
+/// Logs a condition when it starts and when it ends, not on every retry.
+struct Condition {
+    active: bool,
+}
+
+impl Condition {
+    fn set(&mut self, active: bool, starts: impl FnOnce() -> String, ends: impl FnOnce() -> String) {
+        if active != self.active {
+            log!("pg_cache: {}", if active { starts() } else { ends() });
+            self.active = active;
+        }
+    }
+}
+
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_cache_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(None, None);
-    // Per database, the earliest time the launcher may start an evictor there.
-    let mut quiet_until: HashMap<Oid, Instant> = HashMap::new();
+    let mut names: HashMap<Oid, String> = HashMap::new();
+    // The workers this launcher started that have not stopped yet, and when each database's last
+    // one started.
+    let mut workers: HashMap<Oid, Worker> = HashMap::new();
+    let mut last_start: HashMap<Oid, Instant> = HashMap::new();
+    let mut next_catalog_read = Instant::now();
+    let mut no_slot = Condition { active: false };
+    let mut registry_full = Condition { active: false };
     while BackgroundWorker::wait_latch(Some(LAUNCHER_NAP)) {
-        let _ = reload_config_if_asked();
+        reload_config_if_asked();
         if !EVICTION_ENABLED.get() {
             continue;
         }
-        let databases = connectable_databases();
-        quiet_until.retain(|database, _| databases.iter().any(|(oid, _)| oid == database));
-        let now = Instant::now();
-        for (database, name) in databases {
-            // While an evictor runs, and for RESTART_DELAY after it stopped or was started.
-            if status::is_served(database) {
-                quiet_until.insert(database, now + RESTART_DELAY);
-            } else if quiet_until.get(&database).is_none_or(|until| now >= *until) {
-                quiet_until.insert(database, now + RESTART_DELAY);
-                start_evictor(database, &name);
-            }
+        if Instant::now() >= next_catalog_read {
+            names = connectable_databases().into_iter().collect();
+            registry::forget_dropped(|database| names.contains_key(&database));
+            let untracked = names.keys().filter(|database| registry::slot(**database).is_none()).count();
+            registry_full.set(
+                untracked > 0,
+                || {
+                    format!(
+                        "{untracked} databases are not swept: more than {} databases",
+                        registry::MAX_DATABASES
+                    )
+                },
+                || "every database is tracked again".to_owned(),
+            );
+            next_catalog_read = Instant::now() + CATALOG_PERIOD;
         }
+        let now = Instant::now();
+        let clock = store::now();
+        let interval = interval();
+        workers.retain(|_, worker| worker.running());
+        let mut running = workers.len();
+        let mut due: Vec<(TimestampTz, u32)> = Vec::new();
+        registry::each(|slot| {
+            let database = slot.database();
+            if workers.contains_key(&database) {
+                return;
+            }
+            // A worker this launcher did not start (it restarted): counts, and serves its database.
+            if slot.pid() != 0 {
+                running += 1;
+                return;
+            }
+            if !names.contains_key(&database)
+                || slot.hold_off_until() > clock
+                || last_start.get(&database).is_some_and(|at| now.duration_since(*at) < interval)
+            {
+                return;
+            }
+            match slot.state() {
+                // Never looked at: first, and only once.
+                State::Unknown => due.push((TimestampTz::MIN, database.to_u32())),
+                State::Present if is_due(slot, clock) => due.push((slot.due_at(), database.to_u32())),
+                _ => {}
+            }
+        });
+        // The most overdue first, so that no database starves when the workers cannot keep up.
+        due.sort_unstable();
+        for database in due.into_iter().map(|(_, database)| Oid::from(database)) {
+            if running >= MAX_WORKERS.get() as usize {
+                break;
+            }
+            let worker = Worker::start(database, &names[&database]);
+            no_slot.set(
+                worker.is_none(),
+                || {
+                    "no background worker slot free for an eviction worker; raise max_worker_processes"
+                        .to_owned()
+                },
+                || "background worker slots are free again for eviction workers".to_owned(),
+            );
+            let Some(worker) = worker else {
+                break;
+            };
+            workers.insert(database, worker);
+            last_start.insert(database, now);
+            running += 1;
+        }
+        last_start.retain(|database, _| names.contains_key(database));
     }
+}
+
+/// Whether a database with pg_cache needs a sweep at `clock`.
+fn is_due(slot: &Slot, clock: TimestampTz) -> bool {
+    slot.due_at() <= clock
+        || slot.writes() > VACUUM_MIN_DEAD_ROWS
+        || over_size_cap(slot)
+        || clock - slot.last_sweep_at() > SAFETY_SWEEP_MICROS
+}
+
+/// Whether the cap the database's last sweep read may be passed by what was written since.
+fn over_size_cap(slot: &Slot) -> bool {
+    let cap = slot.size_cap();
+    cap > 0 && slot.estimated_live_bytes() > cap
 }
 
 /// SIGHUP only sets a flag in a background worker: re-read the configuration here. True when it did.
@@ -81,7 +179,7 @@ fn reload_config_if_asked() -> bool {
     asked
 }
 
-/// Databases an evictor can connect to: not templates, connections allowed.
+/// Databases a worker can connect to: not templates, connections allowed.
 fn connectable_databases() -> Vec<(Oid, String)> {
     let mut databases = Vec::new();
     unsafe {
@@ -108,21 +206,42 @@ fn connectable_databases() -> Vec<(Oid, String)> {
     databases
 }
 
-fn start_evictor(database: Oid, name: &str) {
-    let builder = BackgroundWorkerBuilder::new(&format!("pg_cache evictor for database {name}"))
-        .set_type("pg_cache evictor")
-        .set_library("pg_cache")
-        .set_function("pg_cache_evictor_main")
-        .set_argument(Some(pg_sys::Datum::from(database.to_u32())))
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        // The launcher restarts it; the postmaster must not.
-        .set_restart_time(None);
-    let mut worker: pg_sys::BackgroundWorker = (&builder).into();
-    // No handle: the launcher learns whether an evictor runs from the status slots.
-    let registered = unsafe { pg_sys::RegisterDynamicBackgroundWorker(&mut worker, std::ptr::null_mut()) };
-    if !registered {
-        log!("pg_cache: no background worker slot free for the evictor of database {name}; raise max_worker_processes");
+/// A worker the launcher started, followed through its handle until it stops.
+struct Worker(*mut pg_sys::BackgroundWorkerHandle);
+
+impl Worker {
+    /// Starts a worker for `database`; `None` when no background worker slot is free.
+    fn start(database: Oid, name: &str) -> Option<Worker> {
+        let builder = BackgroundWorkerBuilder::new(&format!("pg_cache evictor for database {name}"))
+            .set_type("pg_cache evictor")
+            .set_library("pg_cache")
+            .set_function("pg_cache_evictor_main")
+            .set_argument(Some(pg_sys::Datum::from(database.to_u32())))
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            // The postmaster wakes the launcher when the worker starts and stops.
+            .set_notify_pid(unsafe { pg_sys::MyProcPid })
+            // The launcher starts it again when due; the postmaster must not.
+            .set_restart_time(None);
+        let mut worker: pg_sys::BackgroundWorker = (&builder).into();
+        let mut handle = std::ptr::null_mut();
+        unsafe { pg_sys::RegisterDynamicBackgroundWorker(&mut worker, &mut handle) }.then_some(Worker(handle))
+    }
+
+    /// False once the worker has stopped (or never will start).
+    fn running(&self) -> bool {
+        let mut pid = 0;
+        let status = unsafe { pg_sys::GetBackgroundWorkerPid(self.0, &mut pid) };
+        matches!(
+            status,
+            pg_sys::BgwHandleStatus::BGWH_STARTED | pg_sys::BgwHandleStatus::BGWH_NOT_YET_STARTED
+        )
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        unsafe { pg_sys::pfree(self.0.cast()) };
     }
 }
 
@@ -132,63 +251,118 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
     let database = Oid::from(arg.value() as u32);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
-    // pg_stat_activity.application_name says which database this evictor serves.
+    // pg_stat_activity.application_name says which database this worker serves.
     let name = std::ffi::CString::new(BackgroundWorker::get_name()).unwrap_or_default();
     unsafe { pg_sys::pgstat_report_appname(name.as_ptr()) };
-
-    // Exit quietly (the launcher tries again later) where the extension is absent or another
-    // evictor already serves this database.
-    let first_in_database = in_transaction(|| extension_exists() && take_evictor_lock()).unwrap_or(false);
-    if !first_in_database {
+    let Some(slot) = registry::slot(database) else {
+        return;
+    };
+    // Names for the log, read while a transaction allows catalog access.
+    let Ok((present, database_name)) = in_transaction(|| (extension_exists(), database_name())) else {
+        return;
+    };
+    if !present {
+        slot.set_state(State::Absent);
         return;
     }
-    let claim = status::claim(database);
-    let mut next_sweep = Instant::now();
-    let mut vacuum_horizon = None;
+    slot.set_state(State::Present);
+    // Another worker may serve the database already (a restarted launcher started a second).
+    let Some(claim) = registry::claim(database) else {
+        return;
+    };
+    let born = Instant::now();
     loop {
-        let nap = next_sweep.saturating_duration_since(Instant::now()).min(DATABASE_CHECK_PERIOD);
-        if !BackgroundWorker::wait_latch(Some(nap)) {
+        if !EVICTION_ENABLED.get() {
             break;
-        }
-        if reload_config_if_asked() {
-            // A shorter interval takes effect now, not after the old one.
-            next_sweep = next_sweep.min(Instant::now() + interval());
         }
         if database_wanted_exclusively() {
+            slot.hold_off(store::now() + HOLD_OFF_MICROS);
             break;
         }
-        if !EVICTION_ENABLED.get() {
-            continue;
-        }
-        if Instant::now() >= next_sweep {
-            next_sweep = Instant::now() + interval();
-            match sweep(claim.as_ref()) {
-                Ok(Sweep::Done) => {
-                    if let Some(claim) = &claim {
-                        claim.record_sweep(store::now());
-                    }
+        match sweep(&claim) {
+            Ok(Sweep::Done) => {
+                if slot.set_failing(false) {
+                    log!("pg_cache: eviction in database {database_name} works again");
                 }
-                Ok(Sweep::ExtensionGone) => break,
-                Err(message) => report_error(claim.as_ref(), "eviction", &message),
             }
+            Ok(Sweep::ExtensionGone) => {
+                slot.set_state(State::Absent);
+                break;
+            }
+            Err(message) => report_error(&claim, &database_name, "eviction", &message),
         }
-        // Between sweeps too: sets replacing values leave dead rows without any entry expiring.
-        if let Err(message) = vacuum_if_bloated(&mut vacuum_horizon) {
-            report_error(claim.as_ref(), "vacuum of the cache table", &message);
+        match vacuum_if_bloated(slot) {
+            // Bloated, but an old snapshot holds the horizon: look again a little later.
+            Ok(Vacuum::Blocked) => slot.retry_at(store::now() + VACUUM_RETRY_MICROS),
+            Ok(_) => {}
+            Err(message) => report_error(&claim, &database_name, "vacuum of the cache table", &message),
+        }
+        // Stay while the database is due again within the interval and no other one waits.
+        let next_sweep = store::now() + interval_micros();
+        let due_again = slot.due_at() <= next_sweep || over_size_cap(slot);
+        if !due_again
+            || born.elapsed() >= MAX_WORKER_LIFE
+            || another_database_waits(database)
+            || !nap_until(next_sweep)
+        {
+            break;
         }
     }
 }
 
-/// An ERROR in a sweep or vacuum is logged and shown by cache_worker_status(); the evictor carries on.
-fn report_error(claim: Option<&status::Claim>, what: &str, message: &str) {
-    log!("pg_cache: {what} failed: {message}");
-    if let Some(claim) = claim {
-        claim.record_error(message, store::now());
+/// Sleeps until the clock reaches `until`, watching for shutdown and for someone wanting the
+/// database alone; false when the worker should exit instead.
+fn nap_until(until: TimestampTz) -> bool {
+    loop {
+        let left = until - store::now();
+        if left <= 0 {
+            return true;
+        }
+        let nap = Duration::from_micros(left as u64).min(DATABASE_CHECK_PERIOD);
+        if !BackgroundWorker::wait_latch(Some(nap)) || database_wanted_exclusively() {
+            return false;
+        }
+        reload_config_if_asked();
     }
+}
+
+fn another_database_waits(mine: Oid) -> bool {
+    let clock = store::now();
+    let mut waits = false;
+    registry::each(|slot| {
+        waits |= slot.database() != mine
+            && slot.pid() == 0
+            && (slot.state() == State::Unknown || (slot.state() == State::Present && is_due(slot, clock)));
+    });
+    waits
+}
+
+/// The current database's name; in a transaction.
+fn database_name() -> String {
+    let name = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
+    if name.is_null() {
+        String::new()
+    } else {
+        unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
+    }
+}
+
+/// An ERROR in a sweep or vacuum is shown by cache_worker_status() and logged when the database
+/// starts failing (not on every retry); the sweep is tried again an interval later.
+fn report_error(claim: &Claim, database_name: &str, what: &str, message: &str) {
+    if claim.slot().set_failing(true) {
+        log!("pg_cache: {what} failed in database {database_name}: {message}");
+    }
+    claim.record_error(message, store::now());
+    claim.slot().retry_at(store::now() + interval_micros());
 }
 
 fn interval() -> Duration {
     Duration::from_millis(EVICTION_INTERVAL.get() as u64)
+}
+
+fn interval_micros() -> i64 {
+    i64::from(EVICTION_INTERVAL.get()) * 1000
 }
 
 fn shutdown_requested() -> bool {
@@ -200,30 +374,40 @@ enum Sweep {
     ExtensionGone,
 }
 
-/// Deletes expired entries batch by batch, one transaction each, while batches come back full,
-/// counting each batch in the status.
-fn sweep(claim: Option<&status::Claim>) -> Result<Sweep, String> {
-    let batch_size = i64::from(EVICTION_BATCH_SIZE.get());
+/// Deletes expired entries batch by batch, one transaction each, while batches come back full;
+/// then, over the size cap, the entries that expire soonest; then notes in the registry when the
+/// database is next due and how many live bytes it holds.
+fn sweep(claim: &Claim) -> Result<Sweep, String> {
+    let slot = claim.slot();
+    slot.begin_sweep();
     unsafe {
         pg_sys::pgstat_report_activity(
             pg_sys::BackendState::STATE_RUNNING,
             c"evicting expired entries".as_ptr(),
         )
     };
-    let outcome = loop {
-        let evicted = match in_transaction(|| extension_exists().then(|| store::evict_expired(batch_size))) {
-            Ok(Some(evicted)) => evicted,
-            Ok(None) => break Ok(Sweep::ExtensionGone),
-            Err(message) => break Err(message),
-        };
-        if let Some(claim) = claim {
-            claim.add_evicted(evicted);
+    let outcome = evict_up_to(slot, store::now(), false).and_then(|gone| {
+        if gone {
+            return Ok(Sweep::ExtensionGone);
         }
-        crate::stats::count_evicted(unsafe { pg_sys::MyDatabaseId }, evicted);
-        if evicted < batch_size || shutdown_requested() || database_wanted_exclusively() {
-            break Ok(Sweep::Done);
+        let cap = MAX_SIZE.get() as i64 * 1024;
+        slot.set_size_cap(cap);
+        let mut measured = measure()?;
+        // Over the cap: remove the entries that expire soonest until below 90% of it.
+        for _ in 0..3 {
+            if cap == 0 || measured.live_bytes <= cap {
+                break;
+            }
+            let cutoff = size_cutoff(measured.live_bytes - cap / 10 * 9, measured.live_bytes)?;
+            evict_up_to(slot, cutoff, true)?;
+            measured = measure()?;
         }
-    };
+        slot.finish_sweep(measured.next_expiry, Some(measured.live_bytes), store::now());
+        Ok(Sweep::Done)
+    });
+    if outcome.is_err() {
+        slot.retry_at(store::now() + interval_micros());
+    }
     unsafe {
         // Report the deletes now, so autovacuum sees them.
         pg_sys::pgstat_report_stat(true);
@@ -231,6 +415,60 @@ fn sweep(claim: Option<&status::Claim>) -> Result<Sweep, String> {
     }
     outcome
 }
+
+/// Deletes entries expiring by `cutoff` in batches while batches come back full, counting them
+/// (as removed for size when `for_size`); true when the extension is gone.
+fn evict_up_to(slot: &Slot, cutoff: TimestampTz, for_size: bool) -> Result<bool, String> {
+    let batch_size = i64::from(EVICTION_BATCH_SIZE.get());
+    loop {
+        let batch = || {
+            let evicted = store::evict_until(cutoff, batch_size);
+            // In the transaction: finding the statistics slot may read the catalog.
+            stats::count_evicted(unsafe { pg_sys::MyDatabaseId }, evicted);
+            evicted
+        };
+        let evicted = match in_transaction(|| extension_exists().then(batch))? {
+            Some(evicted) => evicted,
+            None => return Ok(true),
+        };
+        slot.add_evicted(evicted, for_size);
+        if evicted < batch_size || shutdown_requested() || database_wanted_exclusively() {
+            return Ok(false);
+        }
+    }
+}
+
+struct Measure {
+    /// The earliest expiry of an entry left; i64::MAX when none is left.
+    next_expiry: TimestampTz,
+    /// Key + value bytes of the live entries.
+    live_bytes: i64,
+}
+
+/// One pass over the table: when the next entry expires and how many bytes are live.
+fn measure() -> Result<Measure, String> {
+    in_transaction(|| {
+        let (next, bytes) = store::measure();
+        Measure { next_expiry: next.unwrap_or(i64::MAX), live_bytes: bytes }
+    })
+}
+
+/// The expiry up to which removing entries frees about `to_free` of the `live` bytes, judged
+/// from a sample of the table's pages (so no index on the expiry is needed).
+fn size_cutoff(to_free: i64, live: i64) -> Result<TimestampTz, String> {
+    in_transaction(|| store::size_cutoff(to_free, live))
+}
+
+/// What [`vacuum_if_bloated`] did.
+enum Vacuum {
+    NotNeeded,
+    Done,
+    /// Dead rows piled up, but the removal horizon has not moved since the last vacuum.
+    Blocked,
+}
+
+/// How soon a worker looks again at a table whose vacuum an old snapshot holds back.
+const VACUUM_RETRY_MICROS: i64 = 5_000_000;
 
 /// Dead rows (in the table or its TOAST table) beyond which an evictor vacuums the table itself:
 /// more than this many, and more than a fifth of the live rows. Autovacuum wakes once a minute
@@ -240,8 +478,8 @@ const VACUUM_MIN_DEAD_ROWS: i64 = 1000;
 /// Vacuums the cache table when the deletes of sweeps and the updates of sets left it with many
 /// dead rows, so that their space is reused instead of the table growing; but only when it can
 /// make progress: while an old snapshot holds the removal horizon where it was at the last
-/// vacuum, another would remove nothing the last one could not (`horizon` remembers it).
-fn vacuum_if_bloated(horizon: &mut Option<pg_sys::TransactionId>) -> Result<(), String> {
+/// vacuum, another would remove nothing the last one could not (the slot remembers it).
+fn vacuum_if_bloated(slot: &Slot) -> Result<Vacuum, String> {
     let bloated = in_transaction(|| {
         let table = Spi::get_one_with_args::<Oid>(
             "SELECT c.oid FROM pg_catalog.pg_class c \
@@ -263,11 +501,11 @@ fn vacuum_if_bloated(horizon: &mut Option<pg_sys::TransactionId>) -> Result<(), 
         })
     })?;
     match bloated {
-        Some((table, now)) if *horizon != Some(now) => {
-            *horizon = Some(now);
-            vacuum(&table)
+        Some((table, horizon)) if slot.swap_vacuum_horizon(horizon) != horizon => {
+            vacuum(&table).map(|()| Vacuum::Done)
         }
-        _ => Ok(()),
+        Some(_) => Ok(Vacuum::Blocked),
+        None => Ok(Vacuum::NotNeeded),
     }
 }
 
@@ -346,15 +584,6 @@ fn transaction<R>(
 
 fn extension_exists() -> bool {
     unsafe { pg_sys::get_extension_oid(c"pg_cache".as_ptr(), true) != pg_sys::InvalidOid }
-}
-
-/// A session-level advisory lock: one evictor per database, even when a restarted launcher
-/// starts a second one.
-fn take_evictor_lock() -> bool {
-    Spi::get_one_with_args::<bool>("SELECT pg_catalog.pg_try_advisory_lock($1)", &[EVICTOR_LOCK_KEY.into()])
-        .ok()
-        .flatten()
-        .unwrap_or(false)
 }
 
 /// True while another session holds or waits for a lock on this database that excludes

@@ -28,6 +28,5 @@ configure() {
     if [ "$2" = default ]; then q postgres "ALTER SYSTEM RESET $1"; else q postgres "ALTER SYSTEM SET $1 = '$2'"; fi
     q postgres "SELECT pg_reload_conf()" >/dev/null
 }
-evictor_pid() { q postgres "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = '$1'"; }
 # summary SUITE: the closing line; exit status says whether all passed.
 summary() { echo "$1: $passed passed, $failed failed"; [ "$failed" = 0 ]; }

@@ -5,7 +5,7 @@ use super::{checked_keys, checked_values};
 use crate::error;
 use crate::expiry::Policy;
 use crate::stats::{self, Counter};
-use crate::store::{self, Lookup};
+use crate::store;
 use pgrx::datum::{Array, Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -16,20 +16,29 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 fn cache_get_many(
     keys: Option<Array<&str>>,
 ) -> TableIterator<'static, (name!(key, String), name!(value, Vec<u8>))> {
-    let keys = checked_keys("cache_get_many", keys);
+    TableIterator::new(get_many("cache_get_many", keys, |_, value| value))
+}
+
+/// The live values of `keys` (checked, duplicates once, in order of first appearance), each
+/// hit slid and counted, passed through `convert`.
+pub(super) fn get_many<T>(
+    function: &str,
+    keys: Option<Array<&str>>,
+    convert: impl Fn(&str, Vec<u8>) -> T,
+) -> Vec<(String, T)> {
+    let keys = checked_keys(function, keys);
     let mut seen = HashSet::with_capacity(keys.len());
-    let mut rows = Vec::with_capacity(keys.len());
-    for key in keys {
-        if !seen.insert(key.clone()) {
-            continue;
-        }
-        let hit = store::hit(&key, Lookup::Get);
-        stats::count_lookup(hit.is_some());
-        if let Some(value) = hit.and_then(|hit| hit.value) {
-            rows.push((key, value));
-        }
-    }
-    TableIterator::new(rows)
+    let unique: Vec<&str> = keys.iter().map(String::as_str).filter(|key| seen.insert(*key)).collect();
+    let hits = store::hit_many(&unique);
+    unique
+        .into_iter()
+        .zip(hits)
+        .filter_map(|(key, hit)| {
+            stats::count_lookup(hit.is_some());
+            let value = hit?.value?;
+            Some((key.to_owned(), convert(key, value)))
+        })
+        .collect()
 }
 
 /// Sets every pair with the same expiry and returns the number of pairs given; of a key given

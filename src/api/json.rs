@@ -1,7 +1,7 @@
 //! jsonb values, stored as CBOR (see `json`): readable as bytes by any client with a CBOR
 //! library, and CBOR written by clients readable as jsonb.
 
-use super::{checked_key, checked_keys, checked_value};
+use super::{checked_key, checked_value};
 use crate::error;
 use crate::expiry::Policy;
 use crate::json::{self, JsonError};
@@ -15,7 +15,6 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
 use pgrx::prelude::*;
-use std::collections::HashSet;
 
 /// A jsonb datum as PostgreSQL holds it: pgrx's `JsonB` goes through serde_json's doubles and
 /// would lose digits (`1e400`, `1.000`).
@@ -102,22 +101,9 @@ fn cache_get_json(key: Option<&str>) -> Option<Jsonb> {
 fn cache_get_many_json(
     keys: Option<Array<&str>>,
 ) -> TableIterator<'static, (name!(key, String), name!(value, Jsonb))> {
-    const FUNCTION: &str = "cache_get_many_json";
-    let keys = checked_keys(FUNCTION, keys);
-    let mut seen = HashSet::with_capacity(keys.len());
-    let mut rows = Vec::with_capacity(keys.len());
-    for key in keys {
-        if !seen.insert(key.clone()) {
-            continue;
-        }
-        let hit = store::hit(&key, Lookup::Get);
-        stats::count_lookup(hit.is_some());
-        if let Some(value) = hit.and_then(|hit| hit.value) {
-            let value = to_jsonb(FUNCTION, &key, &value);
-            rows.push((key, value));
-        }
-    }
-    TableIterator::new(rows)
+    TableIterator::new(super::batch::get_many("cache_get_many_json", keys, |key, value| {
+        to_jsonb("cache_get_many_json", key, &value)
+    }))
 }
 
 #[pg_guard]

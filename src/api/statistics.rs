@@ -1,6 +1,7 @@
 //! Statistics: this database's counters since the server started or the last reset.
 
 use crate::heap_access;
+use crate::registry;
 use crate::stats;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
@@ -20,6 +21,8 @@ fn cache_stats() -> TableIterator<
         name!(sets, Option<i64>),
         name!(removes, Option<i64>),
         name!(evicted, Option<i64>),
+        name!(evicted_for_size, Option<i64>),
+        name!(live_bytes, Option<i64>),
         name!(entries, Option<i64>),
         name!(total_bytes, Option<i64>),
         name!(since, Option<TimestampWithTimeZone>),
@@ -35,12 +38,15 @@ fn cache_stats() -> TableIterator<
     let counters = stats::read();
     let counter = |i: usize| counters.map(|(values, _)| values[i]);
     let since = counters.and_then(|(_, since)| TimestampWithTimeZone::try_from(since).ok());
+    let size = registry::my_size();
     TableIterator::once((
         counter(0),
         counter(1),
         counter(2),
         counter(3),
         counter(4),
+        size.map(|(_, evicted_for_size)| evicted_for_size),
+        size.map(|(live_bytes, _)| live_bytes),
         entries,
         total_bytes,
         since,

@@ -1,0 +1,434 @@
+//! What the eviction launcher and workers share, per database, in shared memory (only with the
+//! library preloaded): whether the database has pg_cache, when it is next due for a sweep, which
+//! worker serves it, and what its sweeps did (`cache_worker_status()`, `cache_stats()`).
+//!
+//! A database is due when an entry stored there may have expired (`due_at`: sessions that write
+//! an entry lower it to the entry's expiry; a sweep sets it to the earliest expiry it left), when
+//! enough entries were written since its last sweep to have left dead rows worth a vacuum
+//! (`writes`), or when the size cap may be passed (`pending_bytes`: bytes written since the last
+//! measurement).
+//! So a database with nothing to evict costs no process at all.
+
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::lwlock::PgLwLock;
+use pgrx::pg_sys::{self, Oid, TimestampTz};
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, Ordering};
+
+/// Databases known at once; the launcher forgets dropped ones. More databases than this are
+/// not swept (the launcher says so in the log, once).
+pub const MAX_DATABASES: usize = 4096;
+const MAX_ERROR_BYTES: usize = 256;
+
+/// What the launcher knows of a database.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum State {
+    /// Not looked at yet: a worker is started there once to find out.
+    Unknown = 0,
+    /// Has the extension.
+    Present = 1,
+    /// Has not (or not any more): nothing is started there until a session uses pg_cache in it.
+    Absent = 2,
+}
+
+#[repr(C)]
+pub struct Slot {
+    database: AtomicU32,
+    state: AtomicU32,
+    /// The earliest time an entry stored here may expire; i64::MAX when none is known.
+    due_at: AtomicI64,
+    /// Bytes (key + value) written since live_bytes was last measured.
+    pending_bytes: AtomicI64,
+    /// Entries written since the last sweep began: each may have left a dead row to vacuum.
+    writes: AtomicI64,
+    /// Key + value bytes of the live entries at the last measurement.
+    live_bytes: AtomicI64,
+    /// The worker serving the database, 0 when none.
+    pid: AtomicI32,
+    /// `pg_cache.max_size` in the database as its last sweep read it, in bytes; 0: no cap.
+    size_cap: AtomicI64,
+    /// The removal horizon at the evictor's last VACUUM of the table.
+    vacuum_horizon: AtomicU32,
+    /// No worker is started before this (one just stepped aside for DROP DATABASE and the like).
+    hold_off_until: AtomicI64,
+    last_sweep_at: AtomicI64,
+    evicted_total: AtomicI64,
+    evicted_for_size: AtomicI64,
+    failing: AtomicBool,
+    // Under the lock: the last error.
+    last_error_at: TimestampTz,
+    last_error_len: usize,
+    last_error: [u8; MAX_ERROR_BYTES],
+}
+
+impl Slot {
+    fn empty() -> Slot {
+        Slot {
+            database: AtomicU32::new(0),
+            state: AtomicU32::new(State::Unknown as u32),
+            due_at: AtomicI64::new(0),
+            pending_bytes: AtomicI64::new(0),
+            writes: AtomicI64::new(0),
+            live_bytes: AtomicI64::new(0),
+            pid: AtomicI32::new(0),
+            size_cap: AtomicI64::new(0),
+            vacuum_horizon: AtomicU32::new(0),
+            hold_off_until: AtomicI64::new(0),
+            last_sweep_at: AtomicI64::new(0),
+            evicted_total: AtomicI64::new(0),
+            evicted_for_size: AtomicI64::new(0),
+            failing: AtomicBool::new(false),
+            last_error_at: 0,
+            last_error_len: 0,
+            last_error: [0; MAX_ERROR_BYTES],
+        }
+    }
+
+    fn reset(&mut self, database: Oid) {
+        *self = Slot::empty();
+        self.database.store(database.to_u32(), Ordering::Relaxed);
+    }
+
+    pub fn database(&self) -> Oid {
+        Oid::from(self.database.load(Ordering::Relaxed))
+    }
+
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Relaxed) {
+            1 => State::Present,
+            2 => State::Absent,
+            _ => State::Unknown,
+        }
+    }
+
+    pub fn set_state(&self, state: State) {
+        self.state.store(state as u32, Ordering::Relaxed);
+    }
+
+    pub fn due_at(&self) -> TimestampTz {
+        self.due_at.load(Ordering::Relaxed)
+    }
+
+    /// Starts a sweep: from now on only writes lower `due_at`, and the sweep's own finding is
+    /// merged in by [`Slot::finish_sweep`] (so a write during the sweep is never lost).
+    pub fn begin_sweep(&self) {
+        self.due_at.store(i64::MAX, Ordering::Relaxed);
+        self.writes.store(0, Ordering::Relaxed);
+    }
+
+    /// Entries written since the last sweep began.
+    pub fn writes(&self) -> i64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Ends a sweep that found `next_expiry` the earliest expiry left and measured `live_bytes`
+    /// (None: not measured).
+    pub fn finish_sweep(&self, next_expiry: TimestampTz, live_bytes: Option<i64>, at: TimestampTz) {
+        self.due_at.fetch_min(next_expiry, Ordering::Relaxed);
+        if let Some(bytes) = live_bytes {
+            self.live_bytes.store(bytes, Ordering::Relaxed);
+            self.pending_bytes.store(0, Ordering::Relaxed);
+        }
+        self.last_sweep_at.store(at, Ordering::Relaxed);
+    }
+
+    /// After a failed sweep: due again at `at` at the latest.
+    pub fn retry_at(&self, at: TimestampTz) {
+        self.due_at.fetch_min(at, Ordering::Relaxed);
+    }
+
+    pub fn size_cap(&self) -> i64 {
+        self.size_cap.load(Ordering::Relaxed)
+    }
+
+    pub fn set_size_cap(&self, bytes: i64) {
+        self.size_cap.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Records the removal horizon of a VACUUM about to run; returns the one of the last.
+    pub fn swap_vacuum_horizon(&self, horizon: pg_sys::TransactionId) -> pg_sys::TransactionId {
+        pg_sys::TransactionId::from(self.vacuum_horizon.swap(horizon.into_inner(), Ordering::Relaxed))
+    }
+
+    /// Live bytes as far as known without a scan: the last measurement plus everything written
+    /// since (replaced and removed values still counted: an upper bound).
+    pub fn estimated_live_bytes(&self) -> i64 {
+        self.live_bytes.load(Ordering::Relaxed).saturating_add(self.pending_bytes.load(Ordering::Relaxed))
+    }
+
+    pub fn live_bytes(&self) -> i64 {
+        self.live_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn last_sweep_at(&self) -> TimestampTz {
+        self.last_sweep_at.load(Ordering::Relaxed)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid.load(Ordering::Relaxed)
+    }
+
+    pub fn hold_off_until(&self) -> TimestampTz {
+        self.hold_off_until.load(Ordering::Relaxed)
+    }
+
+    pub fn hold_off(&self, until: TimestampTz) {
+        self.hold_off_until.store(until, Ordering::Relaxed);
+    }
+
+    pub fn add_evicted(&self, rows: i64, for_size: bool) {
+        self.evicted_total.fetch_add(rows, Ordering::Relaxed);
+        if for_size {
+            self.evicted_for_size.fetch_add(rows, Ordering::Relaxed);
+        }
+    }
+
+    pub fn evicted_for_size(&self) -> i64 {
+        self.evicted_for_size.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last sweep failed; [`Slot::set_failing`] returns whether that changed, so a
+    /// condition is logged when it starts and when it ends, not on every retry.
+    pub fn set_failing(&self, failing: bool) -> bool {
+        self.failing.swap(failing, Ordering::Relaxed) != failing
+    }
+}
+
+pub struct Slots([Slot; MAX_DATABASES]);
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots(std::array::from_fn(|_| Slot::empty()))
+    }
+}
+
+unsafe impl PGRXSharedMemory for Slots {}
+
+static SLOTS: PgLwLock<Slots> = unsafe { PgLwLock::new(c"pg_cache_databases") };
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// This backend's database's slot, once found (shared memory stays mapped for the process's
+    /// life, and a slot is only reused once its database is dropped).
+    static MY_SLOT: Cell<Option<*const Slot>> = const { Cell::new(None) };
+}
+
+/// Called from `_PG_init` while the library is being preloaded.
+pub fn init() {
+    pg_shmem_init!(SLOTS);
+    PRELOADED.store(true, Ordering::Relaxed);
+}
+
+pub fn preloaded() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
+/// The slot of `database`, taken for it when it has none; `None` when every slot is taken.
+pub fn slot(database: Oid) -> Option<&'static Slot> {
+    if !preloaded() {
+        return None;
+    }
+    let id = database.to_u32();
+    let found = |slots: &Slots| slots.0.iter().position(|slot| slot.database.load(Ordering::Relaxed) == id);
+    // The share lock is released before the exclusive one is taken.
+    let shared = found(&SLOTS.share());
+    let index = match shared {
+        Some(index) => index,
+        None => {
+            let mut slots = SLOTS.exclusive();
+            match found(&slots) {
+                Some(index) => index,
+                None => {
+                    let free = slots.0.iter().position(|slot| slot.database.load(Ordering::Relaxed) == 0)?;
+                    slots.0[free].reset(database);
+                    free
+                }
+            }
+        }
+    };
+    // The slots live in shared memory for the life of the server.
+    Some(unsafe { &*(&SLOTS.share().0[index] as *const Slot) })
+}
+
+fn my_slot() -> Option<&'static Slot> {
+    let slot = MY_SLOT.get().or_else(|| {
+        let slot: *const Slot = slot(unsafe { pg_sys::MyDatabaseId })?;
+        MY_SLOT.set(Some(slot));
+        Some(slot)
+    })?;
+    Some(unsafe { &*slot })
+}
+
+/// What this transaction wrote, told to the launcher when it commits: before, a sweep could not
+/// see the rows yet, and would forget them.
+#[derive(Clone, Copy)]
+struct Written {
+    earliest_expiry: TimestampTz,
+    bytes: i64,
+    entries: i64,
+}
+
+thread_local! {
+    static WRITTEN: Cell<Option<Written>> = const { Cell::new(None) };
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A session wrote an entry of `bytes` bytes (key + value) that expires at `expires_at`: its
+/// database has pg_cache, and once the transaction commits it is due for a sweep then.
+pub fn note_write(expires_at: TimestampTz, bytes: usize) {
+    let Some(slot) = my_slot() else {
+        return;
+    };
+    if slot.state() != State::Present {
+        slot.set_state(State::Present);
+    }
+    if !CALLBACK_REGISTERED.get() {
+        unsafe { pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut()) };
+        CALLBACK_REGISTERED.set(true);
+    }
+    let written = WRITTEN.get().unwrap_or(Written { earliest_expiry: i64::MAX, bytes: 0, entries: 0 });
+    WRITTEN.set(Some(Written {
+        earliest_expiry: written.earliest_expiry.min(expires_at),
+        bytes: written.bytes.saturating_add(bytes as i64),
+        entries: written.entries + 1,
+    }));
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
+            if let (Some(written), Some(slot)) = (WRITTEN.take(), MY_SLOT.get()) {
+                let slot = &*slot;
+                slot.due_at.fetch_min(written.earliest_expiry, Ordering::Relaxed);
+                slot.pending_bytes.fetch_add(written.bytes, Ordering::Relaxed);
+                slot.writes.fetch_add(written.entries, Ordering::Relaxed);
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => WRITTEN.set(None),
+        _ => {}
+    }
+}
+
+/// The measured live bytes and rows evicted for size of the current database.
+pub fn my_size() -> Option<(i64, i64)> {
+    my_slot().map(|slot| (slot.live_bytes(), slot.evicted_for_size()))
+}
+
+/// Every database in use, with its slot.
+pub fn each(mut visit: impl FnMut(&'static Slot)) {
+    if !preloaded() {
+        return;
+    }
+    let slots = SLOTS.share();
+    for slot in slots.0.iter().filter(|slot| slot.database.load(Ordering::Relaxed) != 0) {
+        visit(unsafe { &*(slot as *const Slot) });
+    }
+}
+
+/// Frees the slots of databases that no longer exist (`exists` says which do).
+pub fn forget_dropped(exists: impl Fn(Oid) -> bool) {
+    if !preloaded() {
+        return;
+    }
+    let mut slots = SLOTS.exclusive();
+    for slot in slots.0.iter_mut() {
+        let database = slot.database();
+        if database != pg_sys::InvalidOid && !exists(database) && slot.pid() == 0 {
+            *slot = Slot::empty();
+        }
+    }
+}
+
+/// A worker's claim on its database, released when the worker process exits. `None` when
+/// another worker serves the database already.
+pub struct Claim(&'static Slot);
+
+pub fn claim(database: Oid) -> Option<Claim> {
+    let slot = slot(database)?;
+    let pid = unsafe { pg_sys::MyProcPid };
+    slot.pid.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+    unsafe { pg_sys::before_shmem_exit(Some(release), pg_sys::Datum::from(slot as *const Slot as usize)) };
+    Some(Claim(slot))
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn release(_code: i32, slot: pg_sys::Datum) {
+    (*(slot.value() as *const Slot)).pid.store(0, Ordering::Release);
+}
+
+impl Claim {
+    pub fn slot(&self) -> &'static Slot {
+        self.0
+    }
+
+    pub fn record_error(&self, message: &str, at: TimestampTz) {
+        // The error fields change only under the lock.
+        let mut slots = SLOTS.exclusive();
+        let Some(slot) = slots.0.iter_mut().find(|slot| std::ptr::eq(*slot, self.0)) else {
+            return;
+        };
+        let mut len = message.len().min(MAX_ERROR_BYTES);
+        while !message.is_char_boundary(len) {
+            len -= 1;
+        }
+        slot.last_error[..len].copy_from_slice(&message.as_bytes()[..len]);
+        slot.last_error_len = len;
+        slot.last_error_at = at;
+    }
+}
+
+fn timestamp(micros: TimestampTz) -> Option<TimestampWithTimeZone> {
+    (micros != 0).then(|| TimestampWithTimeZone::try_from(micros).ok()).flatten()
+}
+
+/// One row per database with pg_cache that the eviction workers know of.
+// The row type stays spelled out: pgrx takes the column names from it.
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_safe)]
+fn cache_worker_status() -> TableIterator<
+    'static,
+    (
+        name!(database, Option<String>),
+        name!(pid, Option<i32>),
+        name!(last_sweep_at, Option<TimestampWithTimeZone>),
+        name!(evicted_total, i64),
+        name!(last_error, Option<String>),
+        name!(last_error_at, Option<TimestampWithTimeZone>),
+    ),
+> {
+    if !preloaded() {
+        pgrx::ereport!(
+            NOTICE,
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            "pg_cache is not in shared_preload_libraries: no eviction worker is running"
+        );
+        return TableIterator::new(Vec::new());
+    }
+    let slots = SLOTS.share();
+    let rows: Vec<_> = slots
+        .0
+        .iter()
+        .filter(|slot| slot.database.load(Ordering::Relaxed) != 0 && slot.state() == State::Present)
+        .filter_map(|slot| {
+            let name = unsafe { pg_sys::get_database_name(slot.database()) };
+            // A database dropped since: nothing to show.
+            let name = (!name.is_null())
+                .then(|| unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned())?;
+            let error = String::from_utf8_lossy(&slot.last_error[..slot.last_error_len]).into_owned();
+            let pid = slot.pid();
+            Some((
+                Some(name),
+                (pid != 0).then_some(pid),
+                timestamp(slot.last_sweep_at.load(Ordering::Relaxed)),
+                slot.evicted_total.load(Ordering::Relaxed),
+                (!error.is_empty()).then_some(error),
+                timestamp(slot.last_error_at),
+            ))
+        })
+        .collect();
+    TableIterator::new(rows)
+}
