@@ -133,7 +133,7 @@ for payload in "${PAYLOADS[@]}"; do
             redis_case "redis incr" incr "$payload" "$clients"
             pgbench_case "add hit" add_hit "$payload" "$clients"
             pgbench_case "add miss" add_miss "$payload" "$clients"
-            pgbench_case "take+set" take "$payload" "$clients"
+            pgbench_case "add+take" take "$payload" "$clients"
         fi
         pgbench_case "get_json" get_json "$payload" "$clients"
         pgbench_case "plain select jsonb" plain_select_json "$payload" "$clients"

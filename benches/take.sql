@@ -1,7 +1,4 @@
--- pg_cache: cache_take of a live entry, set again in the same transaction so the keys stay live
--- (compare with "set": the difference is the take).
-\set k random(1, :keys)
-BEGIN;
-SELECT cache_take('a:' || :k);
-SELECT cache_set('a:' || :k, :value, ttl => '1 hour');
-COMMIT;
+-- pg_cache: cache_take of a live entry: each call adds a new key and takes it in one statement
+-- (compare with "add miss", which only adds: the difference is the take).
+\set k random(1, 1000000000000)
+SELECT cache_take('t:' || :k) FROM (SELECT cache_add('t:' || :k, :value, ttl => '1 min')) AS added;

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, Ordering};
 
 /// Databases known at once; the launcher forgets dropped ones. More databases than this are
 /// not swept (the launcher says so in the log, once).
-pub const MAX_DATABASES: usize = 4096;
-const MAX_ERROR_BYTES: usize = 256;
+pub const MAX_DATABASES: usize = 2048;
+const MAX_ERROR_BYTES: usize = 160;
 
 /// What the launcher knows of a database.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

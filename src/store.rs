@@ -206,11 +206,12 @@ impl Statements {
                 ),
                 &[timestamptz(), PgBuiltInOids::INT8OID.oid()],
             ),
-            // When the next entry expires, and the key + value bytes of the live ones (TOASTed
-            // values are measured without being read).
+            // When the next entry expires (one that expired since the sweep's deletes included:
+            // it makes the database due again at once), and the key + value bytes of the live
+            // ones (TOASTed values are measured without being read).
             measure: prepare_mut(
                 format!(
-                    "SELECT min(expires_at) FILTER (WHERE expires_at OPERATOR(pg_catalog.>) $1), \
+                    "SELECT min(expires_at), \
                      coalesce(sum(pg_catalog.octet_length(key) OPERATOR(pg_catalog.+) pg_catalog.octet_length(value)) \
                               FILTER (WHERE expires_at OPERATOR(pg_catalog.>) $1), 0)::int8 FROM {table}"
                 ),
@@ -590,8 +591,8 @@ pub fn evict_until(cutoff: TimestampTz, max_rows: i64) -> i64 {
     })
 }
 
-/// When the next live entry expires (None: no live entry), and the key + value bytes of the
-/// live entries.
+/// When the next entry expires (None: no entry left; in the past for one that expired since the
+/// sweep deleted), and the key + value bytes of the live entries.
 pub fn measure() -> (Option<TimestampTz>, i64) {
     with_statements(|client, statements| {
         let rows = client.update(&statements.measure, None, &[timestamptz(now()).into()]).expect("measure");

@@ -268,6 +268,7 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
     slot.set_state(State::Present);
     // Another worker may serve the database already (a restarted launcher started a second).
     let Some(claim) = registry::claim(database) else {
+        pgrx::debug1!("pg_cache: database {database_name} is served by another worker");
         return;
     };
     let born = Instant::now();
@@ -403,6 +404,12 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
             measured = measure()?;
         }
         slot.finish_sweep(measured.next_expiry, Some(measured.live_bytes), store::now());
+        pgrx::debug1!(
+            "pg_cache: swept, next expiry in {} ms, {} live bytes, due in {} ms",
+            measured.next_expiry.saturating_sub(store::now()) / 1000,
+            measured.live_bytes,
+            slot.due_at().saturating_sub(store::now()) / 1000
+        );
         Ok(Sweep::Done)
     });
     if outcome.is_err() {
