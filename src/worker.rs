@@ -298,8 +298,10 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
             Ok(_) => {}
             Err(message) => report_error(&claim, &database_name, "vacuum of the cache table", &message),
         }
-        // Stay while the database is due again within the interval and no other one waits.
-        let next_sweep = store::now() + interval_micros();
+        // Stay while the database is due again within the interval and no other one waits;
+        // over the size cap, sweep again at once.
+        let pause = if over_size_cap(slot) { 0 } else { interval_micros() };
+        let next_sweep = store::now() + pause;
         let due_again = slot.due_at() <= next_sweep || over_size_cap(slot);
         if !due_again
             || born.elapsed() >= MAX_WORKER_LIFE
@@ -394,14 +396,13 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
         let cap = MAX_SIZE.get() as i64 * 1024;
         slot.set_size_cap(cap);
         let mut measured = measure()?;
-        // Over the cap: remove the entries that expire soonest until below 90% of it.
-        for _ in 0..3 {
-            if cap == 0 || measured.live_bytes <= cap {
-                break;
-            }
-            let cutoff = size_cutoff(measured.live_bytes - cap / 10 * 9, measured.live_bytes)?;
+        // Over the cap: remove the entries that expire soonest until below 90% of it. The next
+        // sweep measures again; until then the live bytes are what the sample says is left.
+        if cap > 0 && measured.live_bytes > cap {
+            let to_free = measured.live_bytes - cap / 10 * 9;
+            let cutoff = size_cutoff(to_free, measured.live_bytes)?;
             evict_up_to(slot, cutoff, true)?;
-            measured = measure()?;
+            measured.live_bytes -= to_free;
         }
         slot.finish_sweep(measured.next_expiry, Some(measured.live_bytes), store::now());
         pgrx::debug1!(

@@ -85,7 +85,7 @@ wait "$holder"
 rm -f "$churn"
 check "25 s of churn under a 30 s snapshot: the table was vacuumed at most 3 times (it was $vacuums)" test "$vacuums" -le 3
 check "once the snapshot is released, the evictor vacuums the dead rows away" \
-    wait_for 10 alpha "SELECT vacuum_count > $((vacuums_before + vacuums)) FROM pg_stat_user_tables WHERE relname = 'pg_cache_entries'"
+    wait_for 20 alpha "SELECT vacuum_count > $((vacuums_before + vacuums)) FROM pg_stat_user_tables WHERE relname = 'pg_cache_entries'"
 
 # After pg_terminate_backend of a worker in the middle of its work, eviction resumes.
 fill alpha 20000
