@@ -25,7 +25,6 @@ pub extern "C-unwind" fn _PG_init() {
     // The eviction worker and its status need shared memory: only when preloaded.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         registry::init();
-        stats::init();
         worker::register_launcher();
     }
 }

@@ -9,6 +9,7 @@
 //! measurement).
 //! So a database with nothing to evict costs no process at all.
 
+use crate::stats::COUNTERS;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys::{self, Oid, TimestampTz};
@@ -57,6 +58,9 @@ pub struct Slot {
     evicted_total: AtomicI64,
     evicted_for_size: AtomicI64,
     failing: AtomicBool,
+    /// The statistics counters of `stats`, and since when they count.
+    counters: [AtomicI64; COUNTERS],
+    counting_since: AtomicI64,
     // Under the lock: the last error.
     last_error_at: TimestampTz,
     last_error_len: usize,
@@ -80,6 +84,8 @@ impl Slot {
             evicted_total: AtomicI64::new(0),
             evicted_for_size: AtomicI64::new(0),
             failing: AtomicBool::new(false),
+            counters: Default::default(),
+            counting_since: AtomicI64::new(0),
             last_error_at: 0,
             last_error_len: 0,
             last_error: [0; MAX_ERROR_BYTES],
@@ -89,6 +95,27 @@ impl Slot {
     fn reset(&mut self, database: Oid) {
         *self = Slot::empty();
         self.database.store(database.to_u32(), Ordering::Relaxed);
+        self.counting_since.store(unsafe { pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
+    }
+
+    /// Adds `amount` to statistics counter `counter`.
+    pub fn count(&self, counter: usize, amount: i64) {
+        self.counters[counter].fetch_add(amount, Ordering::Relaxed);
+    }
+
+    /// The statistics counters, and since when they count.
+    pub fn counters(&self) -> ([i64; COUNTERS], TimestampTz) {
+        (
+            std::array::from_fn(|i| self.counters[i].load(Ordering::Relaxed)),
+            self.counting_since.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn reset_counters(&self) {
+        for counter in &self.counters {
+            counter.store(0, Ordering::Relaxed);
+        }
+        self.counting_since.store(unsafe { pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
     }
 
     pub fn database(&self) -> Oid {
@@ -252,7 +279,8 @@ pub fn slot(database: Oid) -> Option<&'static Slot> {
     Some(unsafe { &*(&SLOTS.share().0[index] as *const Slot) })
 }
 
-fn my_slot() -> Option<&'static Slot> {
+/// The slot of the current database.
+pub fn my_slot() -> Option<&'static Slot> {
     let slot = MY_SLOT.get().or_else(|| {
         let slot: *const Slot = slot(unsafe { pg_sys::MyDatabaseId })?;
         MY_SLOT.set(Some(slot));
