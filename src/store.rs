@@ -256,9 +256,14 @@ fn timestamptz(micros: TimestampTz) -> TimestampWithTimeZone {
 /// The row stored under `key`: directly, or through the kept statement where the direct read
 /// declines.
 fn find(key: &str, with_value: bool) -> Option<Row> {
-    if let Direct::Done(row) = heap_access::find(key, with_value) {
-        return row;
+    match heap_access::find(key, with_value) {
+        Direct::Done(row) => row,
+        Direct::Declined => find_through_statement(key, with_value),
     }
+}
+
+/// The row stored under `key`, read by the kept statement.
+fn find_through_statement(key: &str, with_value: bool) -> Option<Row> {
     with_statements(|client, statements| {
         let rows = client.update(&statements.find, None, &[key.into(), with_value.into()]).expect("find");
         if rows.is_empty() {
@@ -314,7 +319,8 @@ pub fn hit_many(keys: &[&str]) -> Vec<Option<Hit>> {
     ensure_not_in_recovery();
     let rows = match heap_access::find_many(keys, true) {
         Direct::Done(rows) => rows,
-        Direct::Declined => keys.iter().map(|key| find(key, true)).collect(),
+        // Declined for one key is declined for all: straight to the statement.
+        Direct::Declined => keys.iter().map(|key| find_through_statement(key, true)).collect(),
     };
     keys.iter().zip(rows).map(|(key, row)| live(key, row?, Lookup::Get)).collect()
 }
