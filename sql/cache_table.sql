@@ -15,14 +15,15 @@ $$;
 -- UNLOGGED: no WAL, so writes are cheap; the table is emptied after a crash and is not readable on
 -- a standby, which is what a cache can afford.
 --
--- Only the primary key is indexed, so the sliding-expiry update (which touches expires_at alone)
--- can be a HOT update; fillfactor leaves room on each page for those new row versions.
+-- The sliding-expiry update touches expires_at alone, which no index covers, so it can be a HOT
+-- update; fillfactor leaves room on each page for those new row versions.
 CREATE UNLOGGED TABLE @extschema@.pg_cache_entries (
     key                 text COLLATE "C" NOT NULL,   -- compared byte-wise
     value               bytea NOT NULL,
     expires_at          timestamptz NOT NULL,        -- when the entry stops being live
     sliding             interval,                    -- sliding window, NULL for absolute-only entries
     absolute_expires_at timestamptz,                 -- hard cap that sliding never passes
+    tags                text[] COLLATE "C",          -- NULL for none (since 0.2.0)
     CONSTRAINT pg_cache_entries_pkey PRIMARY KEY (key)
 ) WITH (
     fillfactor = 85,
@@ -31,6 +32,9 @@ CREATE UNLOGGED TABLE @extschema@.pg_cache_entries (
     autovacuum_analyze_scale_factor = 0.05,
     toast.autovacuum_vacuum_scale_factor = 0.05
 );
+
+-- Tagged entries only: untagged writes do not pay for this index.
+CREATE INDEX pg_cache_entries_tags ON @extschema@.pg_cache_entries USING gin (tags) WHERE tags IS NOT NULL;
 
 COMMENT ON TABLE @extschema@.pg_cache_entries IS
     'pg_cache storage (UNLOGGED); read and write it through the cache_* functions';

@@ -1,12 +1,21 @@
--- pg_cache 0.1.0 -> 0.2.0: Redis-class operations and statistics; jsonb values stored as CBOR.
--- New functions only; every 0.1.0 function and the table stay as they were.
+-- pg_cache 0.1.0 -> 0.2.0: Redis-class operations and statistics; jsonb values stored as CBOR;
+-- tags. The 0.1.0 functions stay as they were, except cache_set, which gains tags.
+
+-- Tags: a column (NULL for none) and an index of the tagged entries only.
+ALTER TABLE @extschema@.pg_cache_entries ADD COLUMN tags text[] COLLATE "C";
+CREATE INDEX pg_cache_entries_tags ON @extschema@.pg_cache_entries USING gin (tags) WHERE tags IS NOT NULL;
+
+-- A new argument: dropped and created again (an overload would make calls without it ambiguous).
+-- Until this script runs, the 0.1.0 definition is bound to the library's 0.1.0 symbol.
+DROP FUNCTION @extschema@.cache_set(text, bytea, interval, interval, timestamptz);
 
 CREATE FUNCTION "cache_add"(
 	"key" TEXT, /* Option < & str > */
 	"value" bytea, /* Option < & [u8] > */
 	"ttl" interval DEFAULT NULL, /* Option < Interval > */
 	"sliding" interval DEFAULT NULL, /* Option < Interval > */
-	"expires_at" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+	"expires_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"tags" TEXT[] DEFAULT NULL /* :: std :: option :: Option < Array < & str > > */
 ) RETURNS bool /* bool */
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -79,6 +88,14 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cache_keys_wrapper';
 
+CREATE FUNCTION "cache_remove_by_tag"(
+	"tags" TEXT[], /* :: std :: option :: Option < Array < & str > > */
+	"match_all" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_remove_by_tag_wrapper';
+
 CREATE FUNCTION "cache_remove_many"(
 	"keys" TEXT[] /* :: std :: option :: Option < Array < & str > > */
 ) RETURNS bigint /* i64 */
@@ -93,12 +110,25 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cache_remove_prefix_wrapper';
 
+CREATE FUNCTION "cache_set"(
+	"key" TEXT, /* Option < & str > */
+	"value" bytea, /* Option < & [u8] > */
+	"ttl" interval DEFAULT NULL, /* Option < Interval > */
+	"sliding" interval DEFAULT NULL, /* Option < Interval > */
+	"expires_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"tags" TEXT[] DEFAULT NULL /* :: std :: option :: Option < Array < & str > > */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_set_tagged_wrapper';
+
 CREATE FUNCTION "cache_set_json"(
 	"key" TEXT, /* Option < & str > */
 	"value" jsonb, /* Option < Jsonb > */
 	"ttl" interval DEFAULT NULL, /* Option < Interval > */
 	"sliding" interval DEFAULT NULL, /* Option < Interval > */
-	"expires_at" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+	"expires_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"tags" TEXT[] DEFAULT NULL /* :: std :: option :: Option < Array < & str > > */
 ) RETURNS void
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -109,7 +139,8 @@ CREATE FUNCTION "cache_set_many"(
 	"vals" bytea[], /* :: std :: option :: Option < Array < & [u8] > > */
 	"ttl" interval DEFAULT NULL, /* Option < Interval > */
 	"sliding" interval DEFAULT NULL, /* Option < Interval > */
-	"expires_at" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+	"expires_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"tags" TEXT[] DEFAULT NULL /* :: std :: option :: Option < Array < & str > > */
 ) RETURNS bigint /* i64 */
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -135,6 +166,13 @@ CREATE FUNCTION "cache_stats_reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cache_stats_reset_wrapper';
+
+CREATE FUNCTION "cache_tags"(
+	"key" TEXT /* Option < & str > */
+) RETURNS TEXT[] /* :: std :: option :: Option < Vec < String > > */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_tags_wrapper';
 
 CREATE FUNCTION "cache_take"(
 	"key" TEXT /* Option < & str > */

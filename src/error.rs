@@ -81,3 +81,13 @@ pub fn unavailable_in_recovery() -> ! {
         "Entries live in an unlogged table, which a server in recovery can neither read nor write; use the primary."
     );
 }
+
+/// 0A000: tags on the table of 0.1.0, which has no column for them.
+pub fn tags_need_update() -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "pg_cache: the cache table has no tags column",
+        "Run ALTER EXTENSION pg_cache UPDATE to bring the table to this version."
+    );
+}

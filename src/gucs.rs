@@ -23,6 +23,9 @@ pub static MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Whether the eviction worker sweeps at all.
 pub static EVICTION_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// Whether committed changes are announced on the invalidation channel (see `invalidation`).
+pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"pg_cache.default_sliding_expiration",
@@ -71,6 +74,15 @@ pub fn init() {
         c"Off: expired entries stay stored (never returned) until cache_evict_expired() or a set replaces them.",
         &EVICTION_ENABLED,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_cache.notify",
+        c"Whether each committed transaction that changed entries sends a notification on pg_cache_invalidation.",
+        c"One NOTIFY per transaction, with a JSON payload naming the keys, tags and prefixes changed, or {\"all\": true}. \
+          Set it per database, role or session.",
+        &NOTIFY,
+        GucContext::Userset,
         GucFlags::default(),
     );
     // A postmaster setting can only be defined while the library is preloaded.

@@ -43,15 +43,21 @@ const VALUE: usize = 2;
 const EXPIRES_AT: usize = 3;
 const SLIDING: usize = 4;
 const ABSOLUTE_EXPIRES_AT: usize = 5;
+const TAGS: usize = 6;
 
-/// The columns of the table as every released version creates it: name, type, NOT NULL.
-const COLUMNS: [(&CStr, Oid, bool); 5] = [
+/// The columns of the table as the current version creates it: name, type, NOT NULL.
+const COLUMNS: [(&CStr, Oid, bool); 6] = [
     (c"key", pg_sys::TEXTOID, true),
     (c"value", pg_sys::BYTEAOID, true),
     (c"expires_at", pg_sys::TIMESTAMPTZOID, true),
     (c"sliding", pg_sys::INTERVALOID, false),
     (c"absolute_expires_at", pg_sys::TIMESTAMPTZOID, false),
+    (c"tags", pg_sys::TEXTARRAYOID, false),
 ];
+
+/// Columns of the table as 0.1.0 created it: the first five, without tags. Its functions keep
+/// working on that table, with a newer library, until `ALTER EXTENSION pg_cache UPDATE`.
+const COLUMNS_0_1_0: usize = 5;
 
 /// An entry as stored, live or not.
 pub struct Row {
@@ -130,14 +136,15 @@ unsafe fn is_as_released(table: pg_sys::Relation) -> bool {
         return false;
     }
     let descriptor = (*table).rd_att;
-    if (*descriptor).natts as usize != COLUMNS.len() {
+    let columns = (*descriptor).natts as usize;
+    if columns != COLUMNS.len() && columns != COLUMNS_0_1_0 {
         return false;
     }
     let constraints = (*descriptor).constr;
     if !constraints.is_null() && ((*constraints).num_check > 0 || (*constraints).has_generated_stored) {
         return false;
     }
-    let attributes = compat::attributes(descriptor, COLUMNS.len());
+    let attributes = compat::attributes(descriptor, columns);
     COLUMNS.iter().zip(attributes).all(|((name, type_oid, not_null), attribute)| {
         !attribute.attisdropped
             && attribute.atttypid == *type_oid
@@ -431,6 +438,7 @@ pub struct NewRow<'a> {
     pub expires_at: TimestampTz,
     pub sliding: Option<Interval>,
     pub absolute_expires_at: Option<TimestampTz>,
+    pub tags: Option<&'a [String]>,
 }
 
 /// Replaces the row stored under `key` with a new version, straight through the heap: what the
@@ -446,16 +454,31 @@ pub fn replace(key: &str, row: &NewRow) -> Direct<bool> {
         let Some(opened) = open(pg_sys::RowExclusiveLock) else {
             return Direct::Declined;
         };
+        // A 0.1.0 table cannot hold tags: the statement says so.
+        if row.tags.is_some() && (*(*opened.table).rd_att).natts as usize != TAGS {
+            close(opened);
+            return Direct::Declined;
+        }
         let replaced = probe(&opened, key_datum, |slot| {
+            let tags = row.tags.map(|tags| tags.to_vec().into_datum().expect("a text[] datum"));
             let mut values = [
                 key_datum,
                 row.value.into_datum().expect("a bytea datum"),
                 pg_sys::Datum::from(row.expires_at),
                 row.sliding.into_datum().unwrap_or(pg_sys::Datum::from(0)),
                 row.absolute_expires_at.map_or(pg_sys::Datum::from(0), pg_sys::Datum::from),
+                tags.unwrap_or(pg_sys::Datum::from(0)),
             ];
-            let mut nulls = [false, false, false, row.sliding.is_none(), row.absolute_expires_at.is_none()];
-            // The descriptor has exactly these columns: is_as_released checked it.
+            let mut nulls = [
+                false,
+                false,
+                false,
+                row.sliding.is_none(),
+                row.absolute_expires_at.is_none(),
+                tags.is_none(),
+            ];
+            // The descriptor has these columns, or the first five of them: is_as_released
+            // checked it.
             let tuple =
                 pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
             update_row(opened.table, (*slot).tts_tid, tuple) == pg_sys::TM_Result::TM_Ok
@@ -463,6 +486,12 @@ pub fn replace(key: &str, row: &NewRow) -> Direct<bool> {
         close(opened);
         Direct::Done(replaced.unwrap_or(false))
     }
+}
+
+/// Whether the cache table has the tags column (the table of 0.1.0, before `ALTER EXTENSION
+/// pg_cache UPDATE`, has not).
+pub fn has_tags_column(table: Oid) -> bool {
+    unsafe { pg_sys::get_attnum(table, c"tags".as_ptr()) == TAGS as pg_sys::AttrNumber }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -500,6 +529,7 @@ mod tests {
             expires_at: i64::MAX / 2,
             sliding: None,
             absolute_expires_at: Some(i64::MAX / 2),
+            tags: None,
         };
         assert!(matches!(replace("probe", &row), Direct::Done(false)), "no row to replace yet");
         Spi::run("SELECT cache_set('probe', 'old', sliding => '5 min')").unwrap();
@@ -524,8 +554,13 @@ mod tests {
         Spi::run("SELECT cache_set('probe', 'v')").unwrap();
         Spi::run("ALTER TABLE pg_cache_entries ADD COLUMN extra int").unwrap();
         assert!(matches!(find("probe", true), Direct::Declined));
-        let row =
-            NewRow { value: b"new", expires_at: i64::MAX / 2, sliding: None, absolute_expires_at: None };
+        let row = NewRow {
+            value: b"new",
+            expires_at: i64::MAX / 2,
+            sliding: None,
+            absolute_expires_at: None,
+            tags: None,
+        };
         assert!(matches!(replace("probe", &row), Direct::Declined));
     }
 

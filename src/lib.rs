@@ -7,6 +7,7 @@ mod error;
 mod expiry;
 mod gucs;
 mod heap_access;
+mod invalidation;
 mod json;
 mod registry;
 mod stats;

@@ -5,6 +5,7 @@
 
 use crate::expiry::Policy;
 use crate::heap_access::{self, Direct, NewRow, Row};
+use crate::invalidation::{self, Change};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
 use pgrx::prelude::*;
@@ -37,6 +38,9 @@ pub enum Lookup {
 struct Statements {
     /// The table they were prepared for: a new one (the extension created again) needs new ones.
     table: pg_sys::Oid,
+    /// Those that read or write tags, when the table has the column (a 0.1.0 table, before
+    /// `ALTER EXTENSION pg_cache UPDATE`, has not).
+    tagged: Option<TagStatements>,
     find: OwnedPreparedStatement,
     slide: OwnedPreparedStatement,
     upsert: OwnedPreparedStatement,
@@ -55,6 +59,35 @@ struct Statements {
     evict: OwnedPreparedStatement,
     measure: OwnedPreparedStatement,
     sample: OwnedPreparedStatement,
+}
+
+struct TagStatements {
+    tags_of: OwnedPreparedStatement,
+    remove_any: OwnedPreparedStatement,
+    remove_all: OwnedPreparedStatement,
+}
+
+/// `INSERT` of a whole entry ($1 to $5, and the tags $6 when the table has them) that replaces
+/// the entry stored under the key, `condition` saying which may be replaced.
+fn upsert_sql(table: &str, tagged: bool, condition: &str) -> String {
+    let (tags_column, tags_value, set_tags) =
+        if tagged { (", tags", ", $6", ", tags = EXCLUDED.tags") } else { ("", "", "") };
+    format!(
+        "INSERT INTO {table} AS e (key, value, expires_at, sliding, absolute_expires_at{tags_column}) \
+         VALUES ($1, $2, $3, $4, $5{tags_value}) \
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, \
+         sliding = EXCLUDED.sliding, absolute_expires_at = EXCLUDED.absolute_expires_at{set_tags} {condition}"
+    )
+}
+
+/// `DELETE` of every entry whose tags `overlap` ($1), locked in key order; RETURNING says which
+/// were live at $2.
+fn remove_by_tag_sql(table: &str, overlap: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \
+         SELECT ctid FROM {table} WHERE tags OPERATOR(pg_catalog.{overlap}) $1 ORDER BY key FOR UPDATE)) \
+         RETURNING expires_at OPERATOR(pg_catalog.>) $2"
+    )
 }
 
 /// `SELECT` of live entries with keys from $1 on, `bound` narrowing the range; at most $3 rows.
@@ -80,7 +113,7 @@ thread_local! {
 }
 
 impl Statements {
-    fn prepare(client: &SpiClient, table_oid: pg_sys::Oid) -> Statements {
+    fn prepare(client: &SpiClient, table_oid: pg_sys::Oid, tagged: bool) -> Statements {
         let table = heap_access::qualified_table_name(table_oid);
         let timestamptz = || PgBuiltInOids::TIMESTAMPTZOID.oid();
         let text = || PgBuiltInOids::TEXTOID.oid();
@@ -88,11 +121,23 @@ impl Statements {
         let interval = || PgBuiltInOids::INTERVALOID.oid();
         let int8 = || PgBuiltInOids::INT8OID.oid();
         let tid = || PgBuiltInOids::TIDOID.oid();
+        let text_array = || PgBuiltInOids::TEXTARRAYOID.oid();
         let prepare_mut = |sql: String, args: &[pg_sys::PgOid]| {
             client.prepare_mut(&sql, args).expect("cache statement").keep()
         };
         Statements {
             table: table_oid,
+            tagged: tagged.then(|| TagStatements {
+                tags_of: prepare_mut(
+                    format!(
+                        "SELECT tags FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 \
+                         AND expires_at OPERATOR(pg_catalog.>) $2"
+                    ),
+                    &[text(), timestamptz()],
+                ),
+                remove_any: prepare_mut(remove_by_tag_sql(&table, "&&"), &[text_array(), timestamptz()]),
+                remove_all: prepare_mut(remove_by_tag_sql(&table, "@>"), &[text_array(), timestamptz()]),
+            }),
             // What the direct read does when it declines (see heap_access). Prepared as a
             // mutating statement, so SPI gives it a new snapshot per call, as for the others.
             find: prepare_mut(
@@ -124,30 +169,13 @@ impl Statements {
                 ],
             ),
             upsert: prepare_mut(
-                format!(
-                    "INSERT INTO {table} AS e (key, value, expires_at, sliding, absolute_expires_at) \
-                     VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, \
-                     sliding = EXCLUDED.sliding, absolute_expires_at = EXCLUDED.absolute_expires_at"
-                ),
-                &[
-                    text(),
-                    PgBuiltInOids::BYTEAOID.oid(),
-                    timestamptz(),
-                    PgBuiltInOids::INTERVALOID.oid(),
-                    timestamptz(),
-                ],
+                upsert_sql(&table, tagged, ""),
+                &[text(), bytea(), timestamptz(), interval(), timestamptz(), text_array()],
             ),
-            // cache_add: replaces only an entry expired by $6; RETURNING says whether it wrote.
+            // cache_add: replaces only an entry expired by $7; RETURNING says whether it wrote.
             add: prepare_mut(
-                format!(
-                    "INSERT INTO {table} AS e (key, value, expires_at, sliding, absolute_expires_at) \
-                     VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, \
-                     sliding = EXCLUDED.sliding, absolute_expires_at = EXCLUDED.absolute_expires_at \
-                     WHERE e.expires_at OPERATOR(pg_catalog.<=) $6 RETURNING true"
-                ),
-                &[text(), bytea(), timestamptz(), interval(), timestamptz(), timestamptz()],
+                upsert_sql(&table, tagged, "WHERE e.expires_at OPERATOR(pg_catalog.<=) $7 RETURNING true"),
+                &[text(), bytea(), timestamptz(), interval(), timestamptz(), text_array(), timestamptz()],
             ),
             // cache_incr reads the counter locked, then writes it by ctid: the row cannot change
             // in between.
@@ -161,10 +189,12 @@ impl Statements {
                 format!("UPDATE {table} SET value = $2 WHERE ctid OPERATOR(pg_catalog.=) $1"),
                 &[tid(), bytea()],
             ),
+            // A counter started again has no tags, as after a set without them.
             renew: prepare_mut(
                 format!(
-                    "UPDATE {table} SET value = $2, expires_at = $3, sliding = $4, absolute_expires_at = $5 \
-                     WHERE ctid OPERATOR(pg_catalog.=) $1"
+                    "UPDATE {table} SET value = $2, expires_at = $3, sliding = $4, absolute_expires_at = $5{} \
+                     WHERE ctid OPERATOR(pg_catalog.=) $1",
+                    if tagged { ", tags = NULL" } else { "" }
                 ),
                 &[tid(), bytea(), timestamptz(), interval(), timestamptz()],
             ),
@@ -238,11 +268,15 @@ fn ensure_not_in_recovery() {
 fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> R) -> R {
     ensure_not_in_recovery();
     let table = heap_access::table();
+    let tagged = heap_access::has_tags_column(table);
     Spi::connect_mut(|client| {
         STATEMENTS.with(|cell| {
             let mut statements = cell.borrow_mut();
-            if statements.as_ref().is_none_or(|prepared| prepared.table != table) {
-                *statements = Some(Statements::prepare(client, table));
+            if statements
+                .as_ref()
+                .is_none_or(|prepared| prepared.table != table || prepared.tagged.is_some() != tagged)
+            {
+                *statements = Some(Statements::prepare(client, table, tagged));
             }
             f(client, statements.as_ref().expect("prepared just above"))
         })
@@ -345,27 +379,41 @@ fn live(key: &str, row: Row, lookup: Lookup) -> Option<Hit> {
     Some(Hit { value: row.value, expires_at })
 }
 
+/// The tags of an entry: `None` for none (the column is NULL then).
+pub type Tags<'a> = Option<&'a [String]>;
+
+/// Refuses tags where the table cannot hold them.
+fn ensure_taggable(statements: &Statements, tags: Tags) {
+    if tags.is_some() && statements.tagged.is_none() {
+        crate::error::tags_need_update();
+    }
+}
+
 /// Inserts or replaces `key`: an existing entry is replaced directly, anything else (a new key, a
 /// concurrent change, a table the direct path declines) goes through the upsert.
-pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz) {
+pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags) {
     ensure_not_in_recovery();
     let row = NewRow {
         value,
         expires_at: policy.expires_at(now),
         sliding: policy.sliding_column(),
         absolute_expires_at: policy.absolute_column(),
+        tags,
     };
     crate::registry::note_write(row.expires_at, key.len() + value.len());
+    invalidation::note(Change::Key(key));
     if let Direct::Done(true) = heap_access::replace(key, &row) {
         return;
     }
     with_statements(|client, statements| {
+        ensure_taggable(statements, tags);
         let args = [
             key.into(),
             value.into(),
             timestamptz(row.expires_at).into(),
             row.sliding.into(),
             row.absolute_expires_at.map(timestamptz).into(),
+            tags.map(<[String]>::to_vec).into(),
         ];
         client.update(&statements.upsert, None, &args).expect("upsert");
     })
@@ -379,6 +427,7 @@ pub fn remove(key: &str) -> bool {
         if rows.is_empty() {
             return false;
         }
+        invalidation::note(Change::Key(key));
         let expires_at = rows.first().get_one::<TimestampWithTimeZone>().expect("expires_at");
         expires_at.is_some_and(|at| TimestampTz::from(at) > now())
     })
@@ -392,6 +441,7 @@ pub fn take(key: &str) -> Option<Vec<u8>> {
         if rows.is_empty() {
             return None;
         }
+        invalidation::note(Change::Key(key));
         let row = rows.first();
         let expires_at: TimestampTz = row.get::<TimestampWithTimeZone>(1).expect("expires_at")?.into();
         (expires_at > now()).then(|| row.get::<Vec<u8>>(2).expect("value")).flatten()
@@ -400,7 +450,7 @@ pub fn take(key: &str) -> Option<Vec<u8>> {
 
 /// Sets `key` only when no live entry has it (an expired one is replaced); true when it set.
 /// A concurrent add of the same key waits for the first to commit and then finds it live.
-pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz) -> bool {
+pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags) -> bool {
     ensure_not_in_recovery();
     let args = [
         key.into(),
@@ -408,13 +458,16 @@ pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz) -> bool {
         timestamptz(policy.expires_at(now)).into(),
         policy.sliding_column().into(),
         policy.absolute_column().map(timestamptz).into(),
+        tags.map(<[String]>::to_vec).into(),
         timestamptz(now).into(),
     ];
     let added = with_statements(|client, statements| {
+        ensure_taggable(statements, tags);
         !client.update(&statements.add, None, &args).expect("add").is_empty()
     });
     if added {
         crate::registry::note_write(policy.expires_at(now), key.len() + value.len());
+        invalidation::note(Change::Key(key));
     }
     added
 }
@@ -436,6 +489,7 @@ pub fn incr(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Counter 
     ensure_not_in_recovery();
     // A counter is short: at most 20 digits.
     crate::registry::note_write(policy.expires_at(now), key.len() + 20);
+    invalidation::note(Change::Key(key));
     let fresh = |client: &mut SpiClient, statements: &Statements, ctid: Option<ItemPointerData>| {
         let value = delta.to_string().into_bytes();
         let expiry = [
@@ -508,9 +562,13 @@ pub fn expire(key: &str, policy: Policy, now: TimestampTz) -> bool {
         timestamptz(now).into(),
     ];
     crate::registry::note_write(policy.expires_at(now), 0);
-    with_statements(|client, statements| {
+    let expired = with_statements(|client, statements| {
         client.update(&statements.expire, None, &args).expect("expire").len() == 1
-    })
+    });
+    if expired {
+        invalidation::note(Change::Key(key));
+    }
+    expired
 }
 
 /// A live entry as `cache_keys` lists it.
@@ -578,7 +636,37 @@ pub fn remove_prefix(prefix: &str) -> (i64, i64) {
         .expect("remove range");
         let removed = rows.len() as i64;
         let live = rows.filter(|row| row.get::<bool>(1).ok().flatten().unwrap_or(false)).count() as i64;
+        if removed > 0 {
+            invalidation::note(if prefix.is_empty() { Change::All } else { Change::Prefix(prefix) });
+        }
         (removed, live)
+    })
+}
+
+/// A live entry's tags: `Some(None)` when it has none, `None` when absent or expired.
+pub fn tags_of(key: &str) -> Option<Option<Vec<String>>> {
+    ensure_not_in_recovery();
+    with_statements(|client, statements| {
+        let tagged = statements.tagged.as_ref().unwrap_or_else(|| crate::error::tags_need_update());
+        let rows =
+            client.update(&tagged.tags_of, None, &[key.into(), timestamptz(now()).into()]).expect("tags");
+        (!rows.is_empty()).then(|| rows.first().get::<Vec<String>>(1).expect("tags"))
+    })
+}
+
+/// Removes every entry tagged with any of `tags` (all of them when `match_all`), locking them in
+/// key order; returns how many live ones it removed.
+pub fn remove_by_tag(tags: &[String], match_all: bool) -> i64 {
+    ensure_not_in_recovery();
+    with_statements(|client, statements| {
+        let tagged = statements.tagged.as_ref().unwrap_or_else(|| crate::error::tags_need_update());
+        let statement = if match_all { &tagged.remove_all } else { &tagged.remove_any };
+        let args = [tags.to_vec().into(), timestamptz(now()).into()];
+        let rows = client.update(statement, None, &args).expect("remove by tag");
+        if !rows.is_empty() {
+            invalidation::note(Change::Tags(tags));
+        }
+        rows.filter(|row| row.get::<bool>(1).ok().flatten().unwrap_or(false)).count() as i64
     })
 }
 

@@ -1,7 +1,7 @@
 //! Several keys in one round trip. Writes take their row locks in key order, so concurrent
 //! batches never deadlock.
 
-use super::{checked_keys, checked_values};
+use super::{checked_keys, checked_values, entry_tags};
 use crate::error;
 use crate::expiry::Policy;
 use crate::stats::{self, Counter};
@@ -41,7 +41,7 @@ pub(super) fn get_many<T>(
         .collect()
 }
 
-/// Sets every pair with the same expiry and returns the number of pairs given; of a key given
+/// Sets every pair with the same expiry and tags and returns the number of pairs given; of a key given
 /// twice the last pair wins.
 #[pg_extern(volatile, parallel_unsafe)]
 fn cache_set_many(
@@ -50,6 +50,7 @@ fn cache_set_many(
     ttl: default!(Option<Interval>, "NULL"),
     sliding: default!(Option<Interval>, "NULL"),
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    tags: default!(Option<Array<&str>>, "NULL"),
 ) -> i64 {
     const FUNCTION: &str = "cache_set_many";
     let keys = checked_keys(FUNCTION, keys);
@@ -64,13 +65,14 @@ fn cache_set_many(
             ),
         );
     }
+    let tags = entry_tags(FUNCTION, tags);
     let now = store::now();
     let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
     // Key order (byte-wise, as the primary key sorts), the last value of a repeated key.
     let pairs: BTreeMap<&str, &[u8]> =
         keys.iter().map(String::as_str).zip(vals.iter().map(Vec::as_slice)).collect();
     for (key, value) in &pairs {
-        store::set(key, value, policy, now);
+        store::set(key, value, policy, now, tags.as_deref());
     }
     stats::count(Counter::Sets, pairs.len() as i64);
     keys.len() as i64

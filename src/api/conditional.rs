@@ -1,15 +1,15 @@
 //! Conditional operations: set if absent (locks, de-duplication) and get-and-remove (one-time
 //! tokens).
 
-use super::{checked_key, checked_value};
+use super::{checked_key, checked_value, entry_tags};
 use crate::expiry::Policy;
 use crate::stats::{self, Counter};
 use crate::store;
-use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::datum::{Array, Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
-/// Sets the entry only when no live entry has the key (an expired one counts as absent and is
-/// replaced); true when it set.
+/// Sets the entry (with `tags`, as `cache_set`) only when no live entry has the key (an expired
+/// one counts as absent and is replaced); true when it set.
 #[pg_extern(volatile, parallel_unsafe)]
 fn cache_add(
     key: Option<&str>,
@@ -17,13 +17,15 @@ fn cache_add(
     ttl: default!(Option<Interval>, "NULL"),
     sliding: default!(Option<Interval>, "NULL"),
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    tags: default!(Option<Array<&str>>, "NULL"),
 ) -> bool {
     const FUNCTION: &str = "cache_add";
     let key = checked_key(FUNCTION, "key", key);
     let value = checked_value(FUNCTION, "value", value);
+    let tags = entry_tags(FUNCTION, tags);
     let now = store::now();
     let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
-    let added = store::add(key, value, policy, now);
+    let added = store::add(key, value, policy, now, tags.as_deref());
     stats::count(Counter::Sets, i64::from(added));
     added
 }

@@ -1,29 +1,45 @@
 //! Single entries: set, get, refresh, remove, ttl, and changing an expiry.
 
-use super::{checked_key, checked_value};
+use super::{checked_key, checked_value, entry_tags};
 use crate::error;
 use crate::expiry::Policy;
 use crate::stats::{self, Counter};
 use crate::store::{self, Lookup};
-use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::datum::{Array, Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
-/// Inserts or replaces an entry. With none of ttl, sliding and expires_at the entry gets a
-/// sliding window of `pg_cache.default_sliding_expiration`.
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_set(
+/// Inserts or replaces an entry, with `tags` (none when not given: a replaced entry's old tags
+/// go). With none of ttl, sliding and expires_at the entry gets a sliding window of
+/// `pg_cache.default_sliding_expiration`.
+#[pg_extern(name = "cache_set", volatile, parallel_unsafe)]
+fn cache_set_tagged(
     key: Option<&str>,
     value: Option<&[u8]>,
     ttl: default!(Option<Interval>, "NULL"),
     sliding: default!(Option<Interval>, "NULL"),
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    tags: default!(Option<Array<&str>>, "NULL"),
 ) {
     const FUNCTION: &str = "cache_set";
-    let key = checked_key(FUNCTION, "key", key);
-    let value = checked_value(FUNCTION, "value", value);
+    let tags = entry_tags(FUNCTION, tags);
+    set(FUNCTION, key, value, ttl, sliding, expires_at, tags.as_deref());
+}
+
+/// `cache_set` of one entry; `function` names it in errors.
+pub(super) fn set(
+    function: &str,
+    key: Option<&str>,
+    value: Option<&[u8]>,
+    ttl: Option<Interval>,
+    sliding: Option<Interval>,
+    expires_at: Option<TimestampWithTimeZone>,
+    tags: store::Tags,
+) {
+    let key = checked_key(function, "key", key);
+    let value = checked_value(function, "value", value);
     let now = store::now();
-    let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
-    store::set(key, value, policy, now);
+    let policy = Policy::from_arguments(function, now, ttl, sliding, expires_at);
+    store::set(key, value, policy, now, tags);
     stats::count(Counter::Sets, 1);
 }
 

@@ -67,6 +67,7 @@ fn cache_set_json(
     ttl: default!(Option<Interval>, "NULL"),
     sliding: default!(Option<Interval>, "NULL"),
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    tags: default!(Option<Array<&str>>, "NULL"),
 ) {
     const FUNCTION: &str = "cache_set_json";
     let key = checked_key(FUNCTION, "key", key);
@@ -82,7 +83,7 @@ fn cache_set_json(
     let encoded = checked_value(FUNCTION, "value", Some(&encoded));
     let now = store::now();
     let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
-    store::set(key, encoded, policy, now);
+    store::set(key, encoded, policy, now, super::entry_tags(FUNCTION, tags).as_deref());
     stats::count(Counter::Sets, 1);
 }
 

@@ -2,18 +2,22 @@
 //! its statistics; the work is done by `store`. Arguments are nullable at the SQL level so that a
 //! NULL gets a clear 22004 error naming it, instead of a silent NULL result. The Rust names are
 //! the SQL names: pgrx binds each function to the symbol `<name>_wrapper`, which installed SQL
-//! refers to, so a released name and signature never change (see `legacy`).
+//! refers to, so a released name and signature never change. A released function whose arguments
+//! change gets a new Rust name (`#[pg_extern(name = …)]`), and its old symbol stays in `legacy`.
 
 mod batch;
 mod conditional;
 mod counters;
 mod entries;
 mod json;
+mod legacy;
 mod maintenance;
 mod statistics;
+mod tags;
 
 use crate::error::{self, required};
 use pgrx::datum::Array;
+use std::collections::HashSet;
 
 /// Keys longer than this are rejected: the primary-key index cannot hold much larger ones.
 const MAX_KEY_BYTES: usize = 2048;
@@ -25,6 +29,10 @@ const MAX_VALUE_BYTES: usize = 500 * 1024 * 1024;
 /// Keys (or pairs) one batch call takes at most: a batch holds its row locks to the end of the
 /// transaction, and its result is built in memory.
 const MAX_BATCH_KEYS: usize = 10_000;
+
+/// Tags one entry has at most, and the bytes of one tag.
+const MAX_TAGS: usize = 64;
+const MAX_TAG_BYTES: usize = 256;
 
 /// Checks a key as every function does; `argument` names it in errors (`key`, `keys[3]`).
 fn checked_key<'a>(function: &str, argument: &str, key: Option<&'a str>) -> &'a str {
@@ -80,4 +88,40 @@ fn checked_keys(function: &str, keys: Option<Array<&str>>) -> Vec<String> {
 fn checked_values(function: &str, vals: Option<Array<&[u8]>>) -> Vec<Vec<u8>> {
     let vals = vals.as_ref().map(|vals| vals.iter());
     checked_elements(function, "vals", vals, |name, value| checked_value(function, name, value).to_vec())
+}
+
+/// The tags of a `tags text[]` argument: each non-empty and at most [`MAX_TAG_BYTES`], no NULL
+/// element, duplicates collapsed (the first kept), at most [`MAX_TAGS`] distinct ones.
+fn checked_tags(function: &str, tags: &Array<&str>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut distinct = Vec::new();
+    for (i, tag) in tags.iter().enumerate() {
+        let name = || format!("tags[{}]", i + 1);
+        let tag = tag.unwrap_or_else(|| error::null_argument(function, &name()));
+        if tag.is_empty() {
+            error::invalid_argument(function, format!("{} must not be empty", name()));
+        }
+        if tag.len() > MAX_TAG_BYTES {
+            error::limit_exceeded(
+                function,
+                format!("{} is {} bytes long; the maximum is {MAX_TAG_BYTES} bytes", name(), tag.len()),
+            );
+        }
+        if seen.insert(tag) {
+            distinct.push(tag.to_owned());
+        }
+    }
+    if distinct.len() > MAX_TAGS {
+        error::limit_exceeded(
+            function,
+            format!("tags has {} distinct tags; the maximum is {MAX_TAGS}", distinct.len()),
+        );
+    }
+    distinct
+}
+
+/// The tags to give an entry: none for NULL or an empty array.
+fn entry_tags(function: &str, tags: Option<Array<&str>>) -> Option<Vec<String>> {
+    let tags = checked_tags(function, &tags?);
+    (!tags.is_empty()).then_some(tags)
 }
