@@ -1,0 +1,88 @@
+-- The invalidation feed: with pg_cache.notify on, one notification per committed transaction on
+-- pg_cache_invalidation, naming what changed; nothing for rollbacks, eviction or sliding hits.
+-- A second session listens through dblink (psql would print the listener's PID).
+CREATE EXTENSION dblink;
+SELECT dblink_connect('listener', format('dbname=%s port=%s host=%s', current_database(),
+       current_setting('port'), split_part(current_setting('unix_socket_directories'), ',', 1)));
+SELECT dblink_exec('listener', 'LISTEN pg_cache_invalidation');
+
+-- The payloads the listener received, waiting up to 5 s for `expected` of them.
+CREATE FUNCTION heard(expected int) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    payloads text[] := '{}';
+    deadline timestamptz := clock_timestamp() + interval '5 s';
+BEGIN
+    LOOP
+        payloads := payloads || ARRAY(SELECT extra FROM dblink_get_notify('listener'));
+        EXIT WHEN cardinality(payloads) >= expected OR clock_timestamp() > deadline;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    RETURN QUERY SELECT unnest(payloads);
+END
+$$;
+
+-- Off (the default): nothing is sent.
+SHOW pg_cache.notify;
+SELECT cache_set('feed:off', 'v');
+SET pg_cache.notify = on;
+SELECT cache_set('feed:marker', 'v');
+SELECT * FROM heard(1);
+
+-- One notification per transaction, with every kind of change merged; a savepoint rolled back
+-- takes its changes with it; removals of absent keys and failed adds change nothing.
+SELECT cache_set('feed:a', '1'), cache_set('feed:b', '1', tags => '{t}'), cache_set('feed:c', '1');
+SELECT * FROM heard(1);
+BEGIN;
+SELECT cache_set('feed:a', '2');
+SELECT cache_add('feed:a', 'x') AS not_added, cache_add('feed:new', 'x') AS added;
+SELECT cache_remove('feed:absent') AS absent;
+SAVEPOINT s;
+SELECT cache_set('feed:undone', 'v');
+ROLLBACK TO s;
+SAVEPOINT t;
+SELECT cache_incr('feed:n');
+RELEASE t;
+SELECT cache_expire('feed:c', ttl => '1 hour');
+SELECT convert_from(cache_take('feed:a'), 'UTF8') AS taken;
+SELECT cache_remove_by_tag('{t}');
+SELECT cache_remove_prefix('feed:n');
+SELECT cache_set('feed:"quoted"\', 'v');
+COMMIT;
+SELECT * FROM heard(1);
+
+-- A rolled-back transaction sends nothing; reads and slides send nothing.
+BEGIN;
+SELECT cache_set('feed:rolled back', 'v');
+ROLLBACK;
+SELECT cache_set('feed:slides', 'v', sliding => '1 hour');
+SET pg_cache.refresh_granularity = 0;
+SELECT cache_get('feed:slides') IS NOT NULL AS hit, cache_refresh('feed:slides') AS refreshed,
+       cache_ttl('feed:slides') IS NOT NULL AS ttl;
+SELECT cache_set('feed:marker', 'v');
+SELECT * FROM heard(2);
+
+-- Batches name each key once; a clear says all.
+SELECT cache_set_many(ARRAY['feed:m2', 'feed:m1', 'feed:m2'], ARRAY['1', '2', '3']::bytea[]);
+SELECT cache_remove_many(ARRAY['feed:m1', 'feed:gone']);
+SELECT cache_clear() > 0 AS cleared;
+SELECT * FROM heard(3);
+
+-- More changes than a payload can name: {"all": true}.
+SELECT cache_set_many(ARRAY(SELECT 'feed:many ' || i FROM generate_series(1, 1000) AS i),
+                      ARRAY(SELECT 'v'::bytea FROM generate_series(1, 1000)));
+SELECT * FROM heard(1);
+
+-- Eviction sends nothing.
+SELECT cache_set('feed:evicted', 'v', expires_at => clock_timestamp() + interval '100 ms');
+SELECT * FROM heard(1);
+SELECT pg_sleep(0.2);
+SELECT cache_evict_expired() > 0 AS evicted;
+SELECT cache_set('feed:marker', 'v');
+SELECT * FROM heard(1);
+
+SELECT dblink_disconnect('listener');
+RESET pg_cache.notify;
+RESET pg_cache.refresh_granularity;
+DROP FUNCTION heard(int);
+DROP EXTENSION dblink;
+SELECT cache_clear() >= 0;
