@@ -37,21 +37,24 @@ session_out=$(mktemp)
 "$PGBIN/psql" -X -A -t -q -d upgraded <"$session_in" >"$session_out" 2>&1 &
 session=$!
 exec 3>"$session_in"
-echo "SELECT 'before ' || convert_from(cache_get('absolute'), 'UTF8');" >&3
+# It prepares its statements for the 0.1.0 table (a new key goes through the upsert).
+echo "SELECT 'before ' || convert_from(cache_get('absolute'), 'UTF8'), cache_set('session key', 'v');" >&3
 
 q upgraded "ALTER EXTENSION pg_cache UPDATE"
 check "ALTER EXTENSION pg_cache UPDATE reaches $CURRENT" \
     test "$(q upgraded "SELECT extversion FROM pg_extension WHERE extname = 'pg_cache'")" = "$CURRENT"
-echo "SELECT 'after ' || convert_from(cache_get('absolute'), 'UTF8') || ' ' || cache_incr('session counter');" >&3
+# After the update: the table has tags, and a new key with tags goes through the upsert again.
+echo "SELECT 'after ' || convert_from(cache_get('absolute'), 'UTF8') || ' ' || cache_incr('session counter');
+      SELECT cache_set('session tagged', 'v', tags => '{t}'); SELECT cache_tags('session tagged');" >&3
 exec 3>&-
 wait "$session"
 rm -f "$session_in"
 check "a session that used 0.1.0 keeps working after the update (got: $(tr '\n' ' ' <"$session_out"))" \
-    test "$(tr '\n' ' ' <"$session_out")" = "before a after a 1 "
+    test "$(tr '\n' ' ' <"$session_out")" = "before a| after a 1  {t} "
 rm -f "$session_out"
 
 check "after the update, every entry is still there" \
-    test "$(q upgraded "SELECT count(*) FROM cache_keys()")" = 5
+    test "$(q upgraded "SELECT count(*) FROM cache_keys()")" = 7
 check "after the update, the new functions work" \
     test "$(q upgraded "SELECT cache_add('lock', 'x') AND NOT cache_add('lock', 'y')
                         AND convert_from(cache_take('lock'), 'UTF8') = 'x'
@@ -62,7 +65,9 @@ check "after the update, the new functions work" \
                         AND (SELECT sets > 0 FROM cache_stats())
                         AND cache_set_json('doc', '{\"n\": 1.000}')::text = ''
                         AND cache_get_json('doc')::text = '{\"n\": 1.000}'
-                        AND (SELECT count(*) FROM cache_get_many_json(ARRAY['doc'])) = 1")" = t
+                        AND (SELECT count(*) FROM cache_get_many_json(ARRAY['doc'])) = 1
+                        AND cache_set('tagged', 'v', tags => '{a, b}')::text = ''
+                        AND cache_tags('tagged') = '{a,b}' AND cache_remove_by_tag('{b}') = 1")" = t
 
 # The upgraded extension's objects against a fresh install: functions (arguments with names
 # and defaults, results, volatility, parallel safety, strictness, symbol), the table (columns,
