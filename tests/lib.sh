@@ -30,3 +30,21 @@ configure() {
 }
 # summary SUITE: the closing line; exit status says whether all passed.
 summary() { echo "$1: $passed passed, $failed failed"; [ "$failed" = 0 ]; }
+# table_checked DB: amcheck finds the cache table's heap and B-tree indexes clean (every tuple
+# indexed), and its tags index finds exactly the tagged rows a heap scan finds (amcheck checks GIN
+# indexes only from PostgreSQL 18 on: there it runs too). Needs the amcheck extension.
+table_checked() {
+    local db=$1 all_tags by_heap by_index
+    q "$db" "SELECT count(bt_index_check(i.indexrelid, true)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             WHERE i.indrelid = 'pg_cache_entries'::regclass AND c.relam = (SELECT oid FROM pg_am WHERE amname = 'btree')" >/dev/null || return 1
+    test "$(q "$db" "SELECT count(*) FROM verify_heapam('pg_cache_entries')")" = 0 || return 1
+    if [ "$(q "$db" "SELECT count(*) FROM pg_proc WHERE proname = 'gin_index_check'")" = 1 ]; then
+        q "$db" "SELECT gin_index_check('pg_cache_entries_tags')" >/dev/null || return 1
+    fi
+    all_tags="(SELECT coalesce(array_agg(DISTINCT tag), '{}') FROM pg_cache_entries, unnest(tags) AS tag)"
+    by_heap=$(q "$db" "SET enable_indexscan = off; SET enable_bitmapscan = off;
+                       SELECT count(*) || ' ' || coalesce(md5(string_agg(key, ',' ORDER BY key)), '') FROM pg_cache_entries WHERE tags && $all_tags" | tail -1)
+    by_index=$(q "$db" "SET enable_seqscan = off;
+                        SELECT count(*) || ' ' || coalesce(md5(string_agg(key, ',' ORDER BY key)), '') FROM pg_cache_entries WHERE tags && $all_tags" | tail -1)
+    [ "$by_heap" = "$by_index" ] || { echo "tags index: $by_index rows, heap: $by_heap" >&2; return 1; }
+}
