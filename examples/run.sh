@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make examples`: installs each example's pinned dependency from the registries this machine
-# reaches, then runs the Python, Node.js, Java and Rust examples against PG_CACHE_URL (default:
+# reaches, then runs the Python (with the two-process L1 cache test), Node.js, Java and Rust examples against PG_CACHE_URL (default:
 # the cluster `make run` starts). Exits non-zero when any example fails.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -16,7 +16,8 @@ apt_install() {
 
 python_example() {
     python3 -m venv python/.venv && python/.venv/bin/pip install -q -r python/requirements.txt \
-        && python/.venv/bin/python python/example.py
+        && python/.venv/bin/python python/example.py \
+        && python/.venv/bin/python python/l1_cache_test.py
 }
 node_example() {
     command -v npm >/dev/null || apt_install nodejs npm
