@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make examples`: installs each example's pinned dependency from the registries this machine
-# reaches, then runs the Python (with the two-process L1 cache test), Node.js, Java and Rust examples against PG_CACHE_URL (default:
-# the cluster `make run` starts). Exits non-zero when any example fails.
+# reaches, then runs the Python (and its two-process L1 cache test), Node.js, Java and Rust
+# examples against PG_CACHE_URL (default: the cluster `make run` starts). Exits non-zero when any
+# example fails.
 set -uo pipefail
 cd "$(dirname "$0")"
 export PG_CACHE_URL=${PG_CACHE_URL:-postgresql://postgres@127.0.0.1:5499/pg_cache}
