@@ -26,6 +26,9 @@ pub static EVICTION_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Whether committed changes are announced on the invalidation channel (see `invalidation`).
 pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// Whether the feed's notifications go through the database's relay worker.
+pub static NOTIFY_RELAY: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"pg_cache.default_sliding_expiration",
@@ -82,6 +85,16 @@ pub fn init() {
         c"One NOTIFY per transaction, with a JSON payload naming the keys, tags and prefixes changed, or {\"all\": true}. \
           Set it per database, role or session.",
         &NOTIFY,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_cache.notify_relay",
+        c"Whether pg_cache.notify's changes are sent by the database's relay worker.",
+        c"On (with pg_cache preloaded): a committing transaction hands its changes to the relay, which sends \
+          what committed since its last notification as one NOTIFY. Off: each transaction sends its own NOTIFY \
+          at commit, which serialises committing transactions.",
+        &NOTIFY_RELAY,
         GucContext::Userset,
         GucFlags::default(),
     );

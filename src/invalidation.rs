@@ -1,13 +1,15 @@
-//! The invalidation feed: with `pg_cache.notify` on, each committed transaction that changed
-//! entries sends one notification on the channel `pg_cache_invalidation`, so in-process (L1)
-//! caches can drop their copies. PostgreSQL's NOTIFY is transactional: a rolled-back transaction
-//! (or savepoint) sends nothing, and listeners hear of a change only once it is committed.
+//! The invalidation feed: with `pg_cache.notify` on, the changes of each committed transaction
+//! are announced on the channel `pg_cache_invalidation`, so in-process (L1) caches can drop their
+//! copies: by the database's relay (`invalidation_relay`), or by the transaction's own NOTIFY.
+//! Either way a rolled-back transaction (or savepoint) sends nothing, and listeners hear of a
+//! change only once it is committed.
 //!
-//! The payload is one JSON object per transaction: `"keys"` (entries set, added, taken,
+//! The payload is one JSON object: `"keys"` (entries set, added, taken,
 //! incremented, re-expired or removed), `"tags"` (`cache_remove_by_tag`), `"prefixes"`
 //! (`cache_remove_prefix`), or `{"all": true}` for `cache_clear` and for changes too many to
 //! name within NOTIFY's payload limit. Eviction and sliding hits send nothing.
 
+use crate::invalidation_relay;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -34,6 +36,7 @@ pub enum Change<'a> {
 
 /// The members of the payload, in the order it lists them.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 enum Member {
     Keys,
     Tags,
@@ -42,6 +45,10 @@ enum Member {
 
 impl Member {
     const ALL: [Member; 3] = [Member::Keys, Member::Tags, Member::Prefixes];
+
+    fn from_u8(code: u8) -> Member {
+        Member::ALL.get(usize::from(code)).copied().unwrap_or(Member::Keys)
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -52,8 +59,9 @@ impl Member {
     }
 }
 
-/// The changes of one (sub)transaction nesting level, each named once, as JSON strings.
-struct Changes {
+/// The changes of one (sub)transaction nesting level, or of what a relay sends, each named once,
+/// as JSON strings.
+pub struct Changes {
     level: i32,
     named: Vec<(Member, String)>,
     seen: HashSet<(Member, String)>,
@@ -63,8 +71,25 @@ struct Changes {
 }
 
 impl Changes {
-    fn new(level: i32) -> Changes {
+    pub fn new(level: i32) -> Changes {
         Changes { level, named: Vec::new(), seen: HashSet::new(), bytes: 0, all: false }
+    }
+
+    pub fn all(&self) -> bool {
+        self.all
+    }
+
+    /// The names, each with its member's code (for [`Changes::add_named`]).
+    pub fn names(&self) -> impl Iterator<Item = (u8, &str)> {
+        self.named.iter().map(|(member, name)| (*member as u8, name.as_str()))
+    }
+
+    pub fn add_named(&mut self, member: u8, escaped: String) {
+        self.add(Member::from_u8(member), escaped);
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.all && self.named.is_empty()
     }
 
     fn add(&mut self, member: Member, escaped: String) {
@@ -80,7 +105,7 @@ impl Changes {
         self.named.push((member, escaped));
     }
 
-    fn set_all(&mut self) {
+    pub fn set_all(&mut self) {
         self.all = true;
         self.named = Vec::new();
         self.seen = HashSet::new();
@@ -96,7 +121,7 @@ impl Changes {
     }
 
     /// The notification's payload; `{"all": true}` when the names would not fit.
-    fn payload(&self) -> String {
+    pub fn payload(&self) -> String {
         let all = r#"{"all": true}"#.to_owned();
         if self.all {
             return all;
@@ -121,6 +146,8 @@ impl Changes {
 thread_local! {
     /// Changes not yet committed, innermost nesting level last.
     static PENDING: RefCell<Vec<Changes>> = const { RefCell::new(Vec::new()) };
+    /// Between pre-commit and commit: the changes a relay will send, and its slot.
+    static COMMITTING: RefCell<Option<(usize, Changes)>> = const { RefCell::new(None) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -159,18 +186,33 @@ fn register_callbacks() {
 unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
     match event {
-        // Before the commit (or PREPARE, which refuses a transaction that notifies): the
-        // notification is queued with the transaction and delivered once it has committed.
+        // Before the commit: the database's relay will send the changes once the transaction
+        // has committed, or the transaction's own notification is queued with it (and delivered
+        // once it has committed). PREPARE refuses a transaction that notifies: it says so.
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
             let mut merged = Changes::new(1);
             PENDING.take().into_iter().for_each(|changes| merged.absorb(changes));
-            if merged.all || !merged.named.is_empty() {
-                let payload = std::ffi::CString::new(merged.payload()).expect("JSON has no NUL");
-                let payload = payload.as_ptr();
-                pg_sys::ffi::pg_guard_ffi_boundary(|| Async_Notify(CHANNEL.as_ptr(), payload));
+            if merged.is_empty() {
+                return;
+            }
+            let relay = if event == XACT_EVENT_PRE_COMMIT { invalidation_relay::reserve() } else { None };
+            match relay {
+                Some(relay) => COMMITTING.set(Some((relay, merged))),
+                None => notify(&merged.payload()),
             }
         }
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => drop(PENDING.take()),
+        // After the commit: nothing here may raise an error.
+        XACT_EVENT_COMMIT => {
+            if let Some((relay, changes)) = COMMITTING.take() {
+                invalidation_relay::hand_over(relay, &changes);
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            drop(PENDING.take());
+            if let Some((relay, _)) = COMMITTING.take() {
+                invalidation_relay::release(relay);
+            }
+        }
         _ => {}
     }
 }
@@ -201,6 +243,13 @@ unsafe extern "C-unwind" fn at_subtransaction_end(
         }
         _ => {}
     });
+}
+
+/// Queues `payload` on the channel, to be delivered when the current transaction commits.
+pub fn notify(payload: &str) {
+    let payload = std::ffi::CString::new(payload).expect("JSON has no NUL");
+    let payload = payload.as_ptr();
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| Async_Notify(CHANNEL.as_ptr(), payload)) };
 }
 
 /// `text` as a JSON string, quotes included.

@@ -8,6 +8,7 @@ mod expiry;
 mod gucs;
 mod heap_access;
 mod invalidation;
+mod invalidation_relay;
 mod json;
 mod registry;
 mod stats;
@@ -26,6 +27,7 @@ pub extern "C-unwind" fn _PG_init() {
     // The eviction worker and its status need shared memory: only when preloaded.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         registry::init();
+        invalidation_relay::init();
         worker::register_launcher();
     }
 }

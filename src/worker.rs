@@ -553,7 +553,7 @@ fn vacuum(table: &str) -> Result<(), String> {
 
 /// Runs `body` in a transaction of its own, with a snapshot; a Postgres ERROR aborts it and comes
 /// back as its message.
-fn in_transaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
+pub(crate) fn in_transaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
     transaction(true, body)
 }
 
@@ -597,7 +597,7 @@ fn extension_exists() -> bool {
 /// True while another session holds or waits for a lock on this database that excludes
 /// connections: `DROP DATABASE` and `ALTER DATABASE … RENAME` take AccessExclusiveLock,
 /// `CREATE DATABASE … TEMPLATE` a ShareLock, then wait for other sessions to leave.
-fn database_wanted_exclusively() -> bool {
+pub(crate) fn database_wanted_exclusively() -> bool {
     let tag = pg_sys::LOCKTAG {
         locktag_field1: pg_sys::InvalidOid.to_u32(),
         locktag_field2: pg_sys::DatabaseRelationId.to_u32(),

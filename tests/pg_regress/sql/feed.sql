@@ -1,6 +1,8 @@
--- The invalidation feed: with pg_cache.notify on, one notification per committed transaction on
--- pg_cache_invalidation, naming what changed; nothing for rollbacks, eviction or sliding hits.
--- A second session listens through dblink (psql would print the listener's PID).
+-- The invalidation feed: with pg_cache.notify on, committed changes are announced on
+-- pg_cache_invalidation; nothing for rollbacks, eviction or sliding hits. First with
+-- pg_cache.notify_relay off: each transaction sends its own notification, so each payload is
+-- exactly its transaction's; then through the database's relay. A second session listens
+-- through dblink (psql would print the listener's PID).
 CREATE EXTENSION dblink;
 SELECT dblink_connect('listener', format('dbname=%s port=%s host=%s', current_database(),
        current_setting('port'), split_part(current_setting('unix_socket_directories'), ',', 1)));
@@ -25,6 +27,7 @@ $$;
 SHOW pg_cache.notify;
 SELECT cache_set('feed:off', 'v');
 SET pg_cache.notify = on;
+SET pg_cache.notify_relay = off;
 SELECT cache_set('feed:marker', 'v');
 SELECT * FROM heard(1);
 
@@ -80,9 +83,55 @@ SELECT cache_evict_expired() > 0 AS evicted;
 SELECT cache_set('feed:marker', 'v');
 SELECT * FROM heard(1);
 
+-- Through the relay: once it runs, transactions hand their changes over and it sends what
+-- committed since its last notification; every committed change is heard, nothing rolled back.
+SET pg_cache.notify_relay = on;
+SELECT cache_set('feed:asks for the relay', 'v');
+DO $$
+BEGIN
+    FOR i IN 1..100 LOOP
+        EXIT WHEN EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_cache invalidation relay'
+                                                        AND datname = current_database());
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+$$;
+SELECT count(*) AS relays FROM pg_stat_activity
+WHERE backend_type = 'pg_cache invalidation relay' AND datname = current_database();
+-- The keys the listener heard, until it hears `last`.
+CREATE FUNCTION heard_keys(last text) RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+    payloads text[] := '{}';
+    deadline timestamptz := clock_timestamp() + interval '5 s';
+BEGIN
+    LOOP
+        payloads := payloads || ARRAY(SELECT extra FROM dblink_get_notify('listener'));
+        EXIT WHEN clock_timestamp() > deadline OR EXISTS (
+            SELECT FROM unnest(payloads) AS p, jsonb_array_elements_text(p::jsonb -> 'keys') AS k WHERE k = last);
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT k FROM unnest(payloads) AS p, jsonb_array_elements_text(p::jsonb -> 'keys') AS k
+                 ORDER BY k);
+END
+$$;
+SELECT heard_keys('feed:asks for the relay');
+SELECT cache_set('feed:relayed 1', 'v');
+SELECT cache_set('feed:relayed 2', 'v');
+SELECT cache_set('feed:relayed 3', 'v');
+BEGIN;
+SELECT cache_set('feed:relayed but rolled back', 'v');
+ROLLBACK;
+BEGIN;
+SELECT cache_remove('feed:relayed 1');
+SELECT cache_set('feed:relayed last', 'v');
+COMMIT;
+SELECT heard_keys('feed:relayed last');
+
 SELECT dblink_disconnect('listener');
 RESET pg_cache.notify;
+RESET pg_cache.notify_relay;
 RESET pg_cache.refresh_granularity;
 DROP FUNCTION heard(int);
+DROP FUNCTION heard_keys(text);
 DROP EXTENSION dblink;
 SELECT cache_clear() >= 0;
