@@ -102,6 +102,7 @@ soak: install
 bench: install
 	@bash benches/run.sh
 	@bash benches/eviction.sh
+	@bash benches/tags.sh
 
 ## make examples: the Python, Node.js, Java and Rust examples against the `make run` cluster.
 examples: run

@@ -34,7 +34,8 @@ start_listener() { # start_listener MODE: until stop_listener, which prints its 
     LISTENER=$!
     for _ in $(seq 100); do grep -q listening "$WORK/listener" 2>/dev/null && return; sleep 0.1; done
 }
-stop_listener() { kill -TERM "$LISTENER"; wait "$LISTENER" || true; LISTENER=; tail -1 "$WORK/listener"; }
+# stop_listener: its result in HEARD (not in a subshell: the listener is this shell's child)
+stop_listener() { kill -TERM "$LISTENER"; wait "$LISTENER" || true; LISTENER=; HEARD=$(tail -1 "$WORK/listener"); }
 
 tests/cluster.sh start "$DATADIR" "$PGPORT" "shared_buffers = 1GB"
 "$PGBIN/psql" -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
@@ -74,12 +75,18 @@ for clients in 1 8; do
 done
 start_listener count
 alternating "cache_set, pg_cache.notify on / off" set "" set "-c pg_cache.notify=on" 8
-report "  (notifications the listener heard: $(stop_listener))"
+alternating "cache_set, notify on without the relay / off" set "" set "-c pg_cache.notify=on -c pg_cache.notify_relay=off" 8
+stop_listener
+report "  (notifications the listener heard: $HEARD)"
 
-start_listener latency
-PGOPTIONS="-c pg_cache.notify=on" "$PGBIN/pgbench" -n -M prepared -c 4 -j 4 -R 1000 -T $((DURATION * 2)) -f benches/set_latency.sql "$DB" >/dev/null 2>&1
-read -r heard p50 p99 <<<"$(stop_listener)"
-report "feed latency at 1,000 changes/s, commit to listener: p50 $p50 ms, p99 $p99 ms ($heard notifications)"
+for relay in on off; do
+    start_listener latency
+    PGOPTIONS="-c pg_cache.notify=on -c pg_cache.notify_relay=$relay" "$PGBIN/pgbench" -n -M prepared -c 4 -j 4 -R 1000 \
+        -T $((DURATION * 2)) -f benches/set_latency.sql "$DB" >/dev/null 2>&1
+    stop_listener
+    read -r heard p50 p99 <<<"$HEARD"
+    report "feed latency at 1,000 changes/s (relay $relay), set to listener: p50 $p50 ms, p99 $p99 ms ($heard keys heard)"
+done
 
 # Removal by tag: ENTRIES entries 'r:N' tagged tenant:(N % 100), so each tenant has ENTRIES / 100.
 q "TRUNCATE pg_cache_entries" >/dev/null
