@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Tags and the invalidation feed, measured (after run.sh, on its cluster): cache_get of tagged
 # against untagged entries and cache_set with three tags against none, each as the median of 5
-# alternating runs; cache_set with pg_cache.notify on against off (a listener consuming); the
-# latency from commit to a listener at 1,000 changes/s; and removing the 10,000 entries of one tag
-# out of 1,000,000 while other sessions read other keys. Writes results/tags-<time>.txt (and
+# alternating runs; cache_get with the statistics counters against without (the same way);
+# cache_set with pg_cache.notify on against off (a listener consuming), through the relay and
+# without it; the latency from commit to a listener at 1,000 changes/s; and removing the 10,000
+# entries of one tag out of 1,000,000 while other sessions read other keys. Writes results/tags-<time>.txt (and
 # results/latest-tags.txt).
 #   QUICK=1   3 s runs, 3 rounds, 200k entries
 set -euo pipefail
@@ -74,6 +75,7 @@ for clients in 1 8; do
     alternating "cache_set with 3 tags / without" set "" set_tagged "" "$clients"
 done
 start_listener count
+alternating "cache_get, statistics counted / not" get_absolute "-c pg_cache.track_stats=off" get_absolute "" 8
 alternating "cache_set, pg_cache.notify on / off" set "" set "-c pg_cache.notify=on" 8
 alternating "cache_set, notify on without the relay / off" set "" set "-c pg_cache.notify=on -c pg_cache.notify_relay=off" 8
 stop_listener

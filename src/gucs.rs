@@ -26,6 +26,9 @@ pub static EVICTION_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Whether committed changes are announced on the invalidation channel (see `invalidation`).
 pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// Whether the statistics counters count.
+pub static TRACK_STATS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 /// Whether the feed's notifications go through the database's relay worker.
 pub static NOTIFY_RELAY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -86,6 +89,14 @@ pub fn init() {
           Set it per database, role or session.",
         &NOTIFY,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_cache.track_stats",
+        c"Whether calls are counted in cache_stats().",
+        c"Off: the counters stay as they are (as track_counts does for the server's own statistics).",
+        &TRACK_STATS,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_bool_guc(

@@ -16,9 +16,13 @@ pub enum Counter {
 }
 pub const COUNTERS: usize = 5;
 
+fn counting(amount: i64) -> bool {
+    amount != 0 && crate::gucs::TRACK_STATS.get()
+}
+
 /// Adds `amount` to this database's `counter`.
 pub fn count(counter: Counter, amount: i64) {
-    if amount != 0 {
+    if counting(amount) {
         if let Some(slot) = registry::my_slot() {
             slot.count(counter as usize, amount);
         }
@@ -45,7 +49,7 @@ pub fn reset() {
 
 /// Counts rows the eviction worker of `database` deleted.
 pub fn count_evicted(database: Oid, rows: i64) {
-    if rows > 0 {
+    if counting(rows) {
         if let Some(slot) = registry::slot(database) {
             slot.count(Counter::Evicted as usize, rows);
         }

@@ -110,6 +110,12 @@ SELECT cache_get('ops:s') IS NOT NULL AS hit_in_rolled_back_transaction;
 ROLLBACK;
 SELECT hits AS rolled_back_calls_count FROM cache_stats();
 SELECT entries >= 0 AS has_entries, total_bytes > 0 AS has_size FROM cache_stats();
+-- pg_cache.track_stats = off: calls are not counted
+SELECT cache_stats_reset();
+SET pg_cache.track_stats = off;
+SELECT cache_get('ops:absent'), cache_set('ops:uncounted', 'v');
+SELECT hits, misses, sets FROM cache_stats();
+RESET pg_cache.track_stats;
 
 -- cache_clear removes everything, live or expired.
 SELECT cache_clear() > 0 AS cleared;
