@@ -91,7 +91,7 @@ test-regress: install
 # Behaviour that needs a live server: background worker, crashes, concurrency, standby, DDL and
 # maintenance against the direct paths, the upgrade from 0.1.0.
 test-scripts: install
-	@status=0; for script in live reliability safety upgrade fleet; do bash tests/$$script.sh || status=1; done; exit $$status
+	@status=0; for script in live reliability safety upgrade fleet feed; do bash tests/$$script.sh || status=1; done; exit $$status
 
 ## make soak: the concurrency run for 60 s instead of 10, with the other reliability tests.
 soak: install

@@ -177,7 +177,7 @@ pub fn hand_over(index: usize, changes: &Changes) {
     let mut relays = RELAY_TABLE.exclusive();
     let relay = &mut relays.0[index];
     relay.append(changes);
-    relay.committing -= 1;
+    relay.committing = relay.committing.saturating_sub(1);
     let latch = relay.latch;
     let database = relay.database;
     if latch == 0 && relay.starting_since == 0 {
@@ -194,7 +194,8 @@ pub fn hand_over(index: usize, changes: &Changes) {
 
 /// When a transaction [`reserve`] counted aborts instead.
 pub fn release(index: usize) {
-    RELAY_TABLE.exclusive().0[index].committing -= 1;
+    let mut relays = RELAY_TABLE.exclusive();
+    relays.0[index].committing = relays.0[index].committing.saturating_sub(1);
 }
 
 /// Asks the postmaster for a relay of `database`. Never raises an error (it may run after a
@@ -226,11 +227,16 @@ fn attach(database: u32) -> Option<usize> {
     Some(index)
 }
 
-/// Leaves the slot: free again unless changes are still on their way (then the next
-/// transaction's hand-over asks for a new relay).
+/// Leaves the slot, if this process still holds it: free again unless changes are still on
+/// their way (then the next transaction's hand-over asks for a new relay). False when
+/// `only_if_idle` and changes are on their way.
 fn detach(index: usize, only_if_idle: bool) -> bool {
     let mut relays = RELAY_TABLE.exclusive();
     let relay = &mut relays.0[index];
+    if relay.latch != unsafe { pg_sys::MyLatch } as usize {
+        // Not ours (any more): nothing to leave.
+        return true;
+    }
     if only_if_idle && relay.pending() {
         return false;
     }
@@ -245,13 +251,42 @@ fn take(index: usize) -> Option<Changes> {
     RELAY_TABLE.exclusive().0[index].take()
 }
 
-/// Sends `changes` as one notification, in a transaction of its own.
-fn send(changes: &Changes) {
+/// Leaves the slot at once, with what it holds: transactions still committing ask for a new
+/// relay when they hand over.
+fn leave(index: usize) -> Option<Changes> {
+    let mut relays = RELAY_TABLE.exclusive();
+    let relay = &mut relays.0[index];
+    if relay.latch != unsafe { pg_sys::MyLatch } as usize {
+        return None;
+    }
+    let changes = relay.take();
+    relay.latch = 0;
+    if !relay.pending() {
+        *relay = Relay::free();
+    }
+    changes
+}
+
+/// Sends `changes` as one notification, in a transaction of its own. When NOTIFY fails (its
+/// queue is full while a listener lags), the next try says all: what failed is not lost.
+fn send(index: usize, changes: &Changes) -> bool {
     let payload = changes.payload();
     let sent = crate::worker::in_transaction(move || crate::invalidation::notify(&payload));
-    if let Err(message) = sent {
+    if let Err(message) = &sent {
         pgrx::warning!("pg_cache: the invalidation relay could not notify: {message}");
+        let mut relays = RELAY_TABLE.exclusive();
+        if relays.0[index].latch == unsafe { pg_sys::MyLatch } as usize {
+            relays.0[index].all = true;
+        }
     }
+    sent.is_ok()
+}
+
+/// On any exit of the relay process (an error included), its slot is left, so that the
+/// database's next transaction asks for a new relay instead of waking one that is gone.
+#[pg_guard]
+unsafe extern "C-unwind" fn detach_at_exit(_code: i32, index: pg_sys::Datum) {
+    detach(index.value(), false);
 }
 
 #[pg_guard]
@@ -265,21 +300,25 @@ pub extern "C-unwind" fn pg_cache_relay_main(arg: pg_sys::Datum) {
     let Some(index) = attach(database) else {
         return;
     };
+    unsafe { pg_sys::before_shmem_exit(Some(detach_at_exit), pg_sys::Datum::from(index)) };
     let mut last_sent = Instant::now();
     loop {
+        let mut nap = CHECK_PERIOD;
         if let Some(changes) = take(index) {
-            send(&changes);
+            if !send(index, &changes) {
+                // Tried again a second later, saying all.
+                nap = Duration::from_secs(1);
+            }
             last_sent = Instant::now();
         } else if last_sent.elapsed() >= IDLE_LIFE && detach(index, true) {
             return;
         }
-        if !BackgroundWorker::wait_latch(Some(CHECK_PERIOD)) || crate::worker::database_wanted_exclusively() {
-            // Shutting down, or DROP DATABASE waits for us: what is here goes out first.
-            detach(index, false);
-            if let Some(changes) = take(index) {
-                send(&changes);
-            }
-            return;
+        if !BackgroundWorker::wait_latch(Some(nap)) || crate::worker::database_wanted_exclusively() {
+            break;
         }
+    }
+    // Shutting down, or DROP DATABASE waits for us: what is here goes out first.
+    if let Some(changes) = leave(index) {
+        send(index, &changes);
     }
 }

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The invalidation feed's relay under load: 4 clients set keys with pg_cache.notify on while a
+# listener collects what it hears and the relay is terminated mid-run; every key set is heard
+# (or {"all": true} covers it). The relay steps aside for DROP DATABASE. Expects pg_cache
+# installed (make install); the listener is a dblink connection (contrib).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+source tests/lib.sh
+DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/feed
+export PGPORT=$((5488 + ${PG_CACHE_PORT_OFFSET:-0}))
+DB=feed
+
+cleanup() { tests/cluster.sh destroy "$DATADIR"; }
+trap cleanup EXIT
+cleanup
+tests/cluster.sh start "$DATADIR" "$PGPORT"
+q postgres "CREATE DATABASE $DB" && q "$DB" "CREATE EXTENSION pg_cache" && q "$DB" "CREATE EXTENSION dblink"
+relays() { q "$DB" "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cache invalidation relay' AND datname = '$DB'"; }
+
+# The listener: a dblink connection of a psql session that collects payloads for 14 s, then
+# says how many distinct keys it heard and whether it heard all.
+listener_out=$(mktemp)
+"$PGBIN/psql" -X -A -t -q -d "$DB" >"$listener_out" 2>&1 <<SQL &
+SELECT dblink_connect('listener', 'dbname=$DB port=$PGPORT host=$PGHOST user=postgres') \gset
+SELECT dblink_exec('listener', 'LISTEN pg_cache_invalidation') \gset
+CREATE TEMP TABLE heard (payload jsonb);
+DO \$\$
+BEGIN
+    WHILE clock_timestamp() < statement_timestamp() + interval '14 s' LOOP
+        INSERT INTO heard SELECT extra::jsonb FROM dblink_get_notify('listener');
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END
+\$\$;
+SELECT (SELECT count(DISTINCT k) FROM heard, jsonb_array_elements_text(payload -> 'keys') AS k)
+       || ' ' || (SELECT count(*) FROM heard WHERE payload ? 'all');
+SQL
+listener=$!
+sleep 1
+
+cat >"$DATADIR.writes.sql" <<'SQL'
+\set k random(1, 1000000000)
+SELECT cache_set('w:' || :k, 'v', ttl => '1 hour');
+SQL
+PGOPTIONS="-c pg_cache.notify=on" "$PGBIN/pgbench" -n -M prepared -c 4 -j 4 -T 8 -f "$DATADIR.writes.sql" "$DB" >/dev/null 2>&1 &
+writers=$!
+sleep 3
+check "under load a relay sends the database's notifications" test "$(relays)" = 1
+q "$DB" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_cache invalidation relay'" >/dev/null
+check "after the relay is terminated, the next transactions start another" wait_for 5 "$DB" \
+    "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_cache invalidation relay' AND datname = '$DB'"
+wait "$writers"
+wait "$listener"
+rm -f "$DATADIR.writes.sql"
+read -r heard all <<<"$(tail -1 "$listener_out")"
+set_keys=$(q "$DB" "SELECT count(*) FROM pg_cache_entries WHERE key LIKE 'w:%'")
+echo "keys set: $set_keys, distinct keys heard: $heard, notifications saying all: $all"
+check "every key set was heard, the relay's termination included" test "$heard" = "$set_keys" -o "${all:-0}" -gt 0
+check "the listener heard something at all" test "${heard:-0}" -gt 1000
+rm -f "$listener_out"
+
+check "a relay is connected before DROP DATABASE" test "$(relays)" = 1
+started=$(date +%s%N)
+q postgres "DROP DATABASE $DB"
+elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+check "DROP DATABASE does not wait for the relay (took $elapsed_ms ms)" test "$elapsed_ms" -lt 2000
+summary feed
