@@ -488,6 +488,54 @@ pub fn replace(key: &str, row: &NewRow) -> Direct<bool> {
     }
 }
 
+/// An entry [`delete`] removed.
+pub struct Deleted {
+    pub expires_at: TimestampTz,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Deletes the row stored under `key`, with its value when `with_value`: the statement `DELETE
+/// FROM t WHERE key = $1 RETURNING expires_at[, value]`. `Done(None)` when there is no such row,
+/// or another session deleted it since it was read (in READ COMMITTED; in REPEATABLE READ and
+/// SERIALIZABLE that is a serialization failure, as for the statement). Declined when another
+/// session updated it meanwhile: the statement then deletes its newest version.
+pub fn delete(key: &str, with_value: bool) -> Direct<Option<Deleted>> {
+    let table = table();
+    if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_DELETE) {
+        return Direct::Declined;
+    }
+    unsafe {
+        let Some(opened) = open(pg_sys::RowExclusiveLock) else {
+            return Direct::Declined;
+        };
+        let outcome = probe(&opened, text_datum(key), |slot| {
+            // Read before the delete: a TOASTed value goes with the row.
+            let row = read_row(slot, with_value);
+            let mut tid = row.ctid;
+            let mut failure = pg_sys::TM_FailureData::default();
+            let result = pg_sys::heap_delete(
+                opened.table,
+                &mut tid,
+                pg_sys::GetCurrentCommandId(true),
+                std::ptr::null_mut(),
+                true,
+                &mut failure,
+                false,
+            );
+            refuse_concurrent_change(result);
+            match result {
+                pg_sys::TM_Result::TM_Ok => {
+                    Direct::Done(Some(Deleted { expires_at: row.expires_at, value: row.value }))
+                }
+                pg_sys::TM_Result::TM_Deleted => Direct::Done(None),
+                _ => Direct::Declined,
+            }
+        });
+        close(opened);
+        outcome.unwrap_or(Direct::Done(None))
+    }
+}
+
 /// Whether the cache table has the tags column (the table of 0.1.0, before `ALTER EXTENSION
 /// pg_cache UPDATE`, has not).
 pub fn has_tags_column(table: Oid) -> bool {
@@ -497,7 +545,7 @@ pub fn has_tags_column(table: Oid) -> bool {
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use super::{find, replace, Direct, NewRow};
+    use super::{delete, find, replace, Direct, NewRow};
     use pgrx::prelude::*;
 
     fn found(key: &str, with_value: bool) -> Option<super::Row> {
@@ -545,6 +593,17 @@ mod tests {
     }
 
     #[pg_test]
+    fn delete_removes_the_row_and_returns_what_it_held() {
+        Spi::run("SELECT cache_set('probe', 'v', ttl => '1 hour')").unwrap();
+        let Direct::Done(Some(deleted)) = delete("probe", true) else {
+            panic!("the direct delete removes an existing row");
+        };
+        assert_eq!(deleted.value.as_deref(), Some(&b"v"[..]));
+        assert!(found("probe", false).is_none());
+        assert!(matches!(delete("probe", false), Direct::Done(None)));
+    }
+
+    #[pg_test]
     fn absent_keys_are_not_found() {
         assert!(found("no such key", true).is_none());
     }
@@ -562,6 +621,7 @@ mod tests {
             tags: None,
         };
         assert!(matches!(replace("probe", &row), Direct::Declined));
+        assert!(matches!(delete("probe", false), Direct::Declined));
     }
 
     #[pg_test]

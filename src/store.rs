@@ -419,33 +419,39 @@ pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags
     })
 }
 
+/// Deletes `key`: directly, or through the kept statement where the direct delete declines.
+/// The deleted entry's expiry, and its value when `with_value`.
+fn delete(key: &str, with_value: bool) -> Option<(TimestampTz, Option<Vec<u8>>)> {
+    ensure_not_in_recovery();
+    let deleted = match heap_access::delete(key, with_value) {
+        Direct::Done(deleted) => deleted.map(|deleted| (deleted.expires_at, deleted.value)),
+        Direct::Declined => with_statements(|client, statements| {
+            let statement = if with_value { &statements.take } else { &statements.delete };
+            let rows = client.update(statement, None, &[key.into()]).expect("delete");
+            if rows.is_empty() {
+                return None;
+            }
+            let row = rows.first();
+            let expires_at: TimestampTz = row.get::<TimestampWithTimeZone>(1).expect("expires_at")?.into();
+            let value = if with_value { row.get::<Vec<u8>>(2).expect("value") } else { None };
+            Some((expires_at, value))
+        }),
+    };
+    if deleted.is_some() {
+        invalidation::note(Change::Key(key));
+    }
+    deleted
+}
+
 /// Deletes `key`; true when the deleted entry was live.
 pub fn remove(key: &str) -> bool {
-    ensure_not_in_recovery();
-    with_statements(|client, statements| {
-        let rows = client.update(&statements.delete, None, &[key.into()]).expect("delete");
-        if rows.is_empty() {
-            return false;
-        }
-        invalidation::note(Change::Key(key));
-        let expires_at = rows.first().get_one::<TimestampWithTimeZone>().expect("expires_at");
-        expires_at.is_some_and(|at| TimestampTz::from(at) > now())
-    })
+    delete(key, false).is_some_and(|(expires_at, _)| expires_at > now())
 }
 
 /// Deletes `key` and returns its value when the entry was live.
 pub fn take(key: &str) -> Option<Vec<u8>> {
-    ensure_not_in_recovery();
-    with_statements(|client, statements| {
-        let rows = client.update(&statements.take, None, &[key.into()]).expect("take");
-        if rows.is_empty() {
-            return None;
-        }
-        invalidation::note(Change::Key(key));
-        let row = rows.first();
-        let expires_at: TimestampTz = row.get::<TimestampWithTimeZone>(1).expect("expires_at")?.into();
-        (expires_at > now()).then(|| row.get::<Vec<u8>>(2).expect("value")).flatten()
-    })
+    let (expires_at, value) = delete(key, true)?;
+    (expires_at > now()).then_some(value).flatten()
 }
 
 /// Sets `key` only when no live entry has it (an expired one is replaced); true when it set.

@@ -58,11 +58,14 @@ fresh_extension
 # --- A trigger, a CHECK constraint and row-level security apply to every write and read.
 set_many guarded a 1 3
 q "$DB" "CREATE TABLE audit (key text, op text)"
-q "$DB" "CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS \$\$BEGIN INSERT INTO audit VALUES (NEW.key, TG_OP); RETURN NEW; END\$\$"
-q "$DB" "CREATE TRIGGER audit BEFORE INSERT OR UPDATE ON pg_cache_entries FOR EACH ROW EXECUTE FUNCTION audit()"
+q "$DB" "CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS \$\$BEGIN INSERT INTO audit VALUES (coalesce(NEW.key, OLD.key), TG_OP); RETURN coalesce(NEW, OLD); END\$\$"
+q "$DB" "CREATE TRIGGER audit BEFORE INSERT OR UPDATE OR DELETE ON pg_cache_entries FOR EACH ROW EXECUTE FUNCTION audit()"
 set_many guarded b 1 3
 q "$DB" "SELECT cache_get('guarded 1')" >/dev/null
 check "a trigger on the table fires for every replace" test "$(q "$DB" "SELECT count(*) FROM audit WHERE op = 'UPDATE'")" = 3
+q "$DB" "SELECT cache_set('guarded 4', 'v'), cache_set('guarded 5', 'v')" >/dev/null
+q "$DB" "SELECT cache_remove('guarded 4'), cache_take('guarded 5')" >/dev/null
+check "a trigger on the table fires for every removal and take" test "$(q "$DB" "SELECT count(*) FROM audit WHERE op = 'DELETE'")" = 2
 q "$DB" "DROP TRIGGER audit ON pg_cache_entries"
 q "$DB" "ALTER TABLE pg_cache_entries ADD CONSTRAINT small_values CHECK (length(value) < 150)"
 check "a CHECK constraint on the table refuses a replace that breaks it (23514)" \
@@ -77,6 +80,8 @@ as_tenant() { "$PGBIN/psql" -X -A -t -q -d "$DB" -c "SET ROLE tenant" -c "$1" 2>
 check "row-level security: a role the policy blocks does not read the key" test "$(as_tenant "SELECT cache_get('secret') IS NULL")" = t
 as_tenant "SELECT cache_set('secret', 'overwritten')" >/dev/null
 check "row-level security: a role the policy blocks cannot overwrite the key" test "$(value_of secret)" = kept
+as_tenant "SELECT cache_remove('secret'), cache_take('secret')" >/dev/null
+check "row-level security: a role the policy blocks cannot remove or take the key" test "$(value_of secret)" = kept
 as_tenant "SELECT cache_set('tenant:1', 'mine')" >/dev/null
 check "row-level security: the role reads and writes its own keys" test "$(as_tenant "SELECT convert_from(cache_get('tenant:1'), 'UTF8')")" = mine
 check "after triggers, constraints and policies, the table is intact" table_intact
