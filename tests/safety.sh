@@ -113,23 +113,27 @@ slide_race() {
     wait
     test "$(q "$DB" "SELECT sliding IS NULL AND expires_at > pg_catalog.clock_timestamp() + interval '50 min' FROM pg_cache_entries WHERE key = 'raced'")" = t
 }
-# In REPEATABLE READ, a slide of an entry another session replaced after the snapshot is a
-# serialization failure (40001), as the statement's UPDATE would be.
+# In REPEATABLE READ, a slide (or removal, given as $1) of an entry another session replaced after
+# the snapshot is a serialization failure (40001), as the statement's UPDATE (DELETE) would be.
 repeatable_read_conflict() {
     q "$DB" "SELECT cache_set('rr', 'v1', sliding => '10 min')" >/dev/null
     (sleep 1; q "$DB" "SELECT cache_set('rr', 'v2', sliding => '10 min')" >/dev/null) &
     local out
     out=$("$PGBIN/psql" -X -q -d "$DB" -v VERBOSITY=verbose -c "SET pg_cache.refresh_granularity = 0" \
         -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT cache_ttl('rr')" -c "SELECT pg_sleep(2)" \
-        -c "SELECT cache_get('rr')" -c "COMMIT" 2>&1)
+        -c "${1:-SELECT cache_get('rr')}" -c "COMMIT" 2>&1)
     wait
     grep -q "40001" <<<"$out"
 }
 check "a slide racing a replace leaves the replaced entry's expiry (direct path)" slide_race
 check "REPEATABLE READ: sliding an entry replaced since the snapshot is 40001 (direct path)" repeatable_read_conflict
+check "REPEATABLE READ: removing an entry replaced since the snapshot is 40001 (direct path)" \
+    repeatable_read_conflict "SELECT cache_remove('rr')"
 q "$DB" "ALTER TABLE pg_cache_entries ENABLE ROW LEVEL SECURITY; CREATE POLICY everyone ON pg_cache_entries USING (true)"
 check "a slide racing a replace leaves the replaced entry's expiry (statement path)" slide_race
 check "REPEATABLE READ: sliding an entry replaced since the snapshot is 40001 (statement path)" repeatable_read_conflict
+check "REPEATABLE READ: removing an entry replaced since the snapshot is 40001 (statement path)" \
+    repeatable_read_conflict "SELECT cache_remove('rr')"
 fresh_extension
 
 # --- 8 clients setting and reading while REINDEX TABLE CONCURRENTLY runs twice: every session
