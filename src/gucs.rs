@@ -29,6 +29,9 @@ pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// Whether the statistics counters count.
 pub static TRACK_STATS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// Invalidation relays running at once across the server.
+pub static MAX_RELAYS: GucSetting<i32> = GucSetting::<i32>::new(2);
+
 /// Whether the feed's notifications go through the database's relay worker.
 pub static NOTIFY_RELAY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -97,6 +100,17 @@ pub fn init() {
         c"Off: the counters stay as they are (as track_counts does for the server's own statistics).",
         &TRACK_STATS,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_cache.max_relays",
+        c"Invalidation relays running at once across the server.",
+        c"Each takes a background worker slot (max_worker_processes). Databases beyond it have their \
+          transactions send their own notifications.",
+        &MAX_RELAYS,
+        0,
+        32,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_bool_guc(

@@ -71,9 +71,15 @@ impl Relay {
         self.starting_since != 0 && now - self.starting_since < START_TIMEOUT.as_micros() as i64
     }
 
-    /// Free, or held for a database with nothing to send and no relay on its way.
-    fn reusable(&self, now: i64) -> bool {
-        self.database == 0 || (!self.running() && !self.pending() && !self.asked_for(now))
+    /// Held for a database that no relay serves, none is on its way, and no transaction is
+    /// handing changes to. (Names still here are of a database whose relay could not start, or
+    /// that was dropped: the slot goes to another database only when no other is free.)
+    fn unserved(&self, now: i64) -> bool {
+        !self.running() && self.committing == 0 && !self.asked_for(now)
+    }
+
+    fn busy(&self, now: i64) -> bool {
+        self.running() || self.asked_for(now)
     }
 
     fn append(&mut self, changes: &Changes) {
@@ -154,17 +160,21 @@ pub fn reserve() -> Option<usize> {
     let index = match relays.0.iter().position(|relay| relay.database == database) {
         Some(index) => index,
         None => {
-            let index = relays.0.iter().position(|relay| relay.reusable(now))?;
+            let empty = |relay: &Relay| relay.database == 0 || (relay.unserved(now) && !relay.pending());
+            let index = (relays.0.iter().position(empty))
+                .or_else(|| relays.0.iter().position(|relay| relay.unserved(now)))?;
             relays.0[index] = Relay { database, ..Relay::free() };
             index
         }
     };
-    let relay = &mut relays.0[index];
-    if relay.running() {
-        relay.committing += 1;
+    if relays.0[index].running() {
+        relays.0[index].committing += 1;
         return Some(index);
     }
-    if !relay.asked_for(now) {
+    // Relays take background worker slots: at most pg_cache.max_relays at once.
+    let busy = relays.0.iter().filter(|relay| relay.busy(now)).count();
+    let relay = &mut relays.0[index];
+    if !relay.asked_for(now) && busy < crate::gucs::MAX_RELAYS.get() as usize {
         relay.starting_since = now;
         drop(relays);
         start(database);
@@ -180,14 +190,16 @@ pub fn hand_over(index: usize, changes: &Changes) {
     relay.committing = relay.committing.saturating_sub(1);
     let latch = relay.latch;
     let database = relay.database;
-    if latch == 0 && relay.starting_since == 0 {
-        // The relay left between our pre-commit and commit: another one sends these.
-        relay.starting_since = now_micros();
+    let now = now_micros();
+    // The relay left between our pre-commit and commit: another one sends these.
+    let ask = latch == 0 && !relay.asked_for(now);
+    if ask {
+        relay.starting_since = now;
     }
     drop(relays);
     if latch != 0 {
         unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
-    } else {
+    } else if ask {
         start(database);
     }
 }
@@ -300,6 +312,18 @@ pub extern "C-unwind" fn pg_cache_relay_main(arg: pg_sys::Datum) {
     let Some(index) = attach(database) else {
         return;
     };
+    // Its NOTIFY waits for the lock other notifying transactions hold: no timeout set for the
+    // database or a role may cut it short.
+    for setting in [c"lock_timeout", c"statement_timeout", c"idle_in_transaction_session_timeout"] {
+        unsafe {
+            pg_sys::SetConfigOption(
+                setting.as_ptr(),
+                c"0".as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            )
+        };
+    }
     unsafe { pg_sys::before_shmem_exit(Some(detach_at_exit), pg_sys::Datum::from(index)) };
     let mut last_sent = Instant::now();
     loop {

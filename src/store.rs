@@ -81,11 +81,14 @@ fn upsert_sql(table: &str, tagged: bool, condition: &str) -> String {
 }
 
 /// `DELETE` of every entry whose tags `overlap` ($1), locked in key order; RETURNING says which
-/// were live at $2.
+/// were live at $2. By key, with the condition again: a row another session updated while we
+/// waited for its lock is deleted in its new version (by ctid, the old version's snapshot would
+/// not see it).
 fn remove_by_tag_sql(table: &str, overlap: &str) -> String {
+    let condition = format!("tags OPERATOR(pg_catalog.{overlap}) $1");
     format!(
-        "DELETE FROM {table} WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \
-         SELECT ctid FROM {table} WHERE tags OPERATOR(pg_catalog.{overlap}) $1 ORDER BY key FOR UPDATE)) \
+        "DELETE FROM {table} WHERE key OPERATOR(pg_catalog.=) ANY (ARRAY( \
+         SELECT key FROM {table} WHERE {condition} ORDER BY key FOR UPDATE)) AND {condition} \
          RETURNING expires_at OPERATOR(pg_catalog.>) $2"
     )
 }
@@ -99,11 +102,12 @@ fn list_sql(table: &str, bound: &str) -> String {
     )
 }
 
-/// `DELETE` of every entry with a key from $1 on, `bound` narrowing the range, locked in key order.
+/// `DELETE` of every entry with a key from $1 on, `bound` narrowing the range, locked in key order
+/// (by key, so that a row updated while we waited for its lock goes in its new version).
 fn delete_sql(table: &str, bound: &str) -> String {
     format!(
-        "DELETE FROM {table} WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \
-         SELECT ctid FROM {table} WHERE key OPERATOR(pg_catalog.>=) $1 {bound} ORDER BY key FOR UPDATE)) \
+        "DELETE FROM {table} WHERE key OPERATOR(pg_catalog.=) ANY (ARRAY( \
+         SELECT key FROM {table} WHERE key OPERATOR(pg_catalog.>=) $1 {bound} ORDER BY key FOR UPDATE)) \
          RETURNING expires_at OPERATOR(pg_catalog.>) $2"
     )
 }

@@ -225,7 +225,8 @@ impl Worker {
             .set_restart_time(None);
         let mut worker: pg_sys::BackgroundWorker = (&builder).into();
         let mut handle = std::ptr::null_mut();
-        unsafe { pg_sys::RegisterDynamicBackgroundWorker(&mut worker, &mut handle) }.then_some(Worker(handle))
+        // Built only once registered: a Worker frees its handle when dropped.
+        unsafe { pg_sys::RegisterDynamicBackgroundWorker(&mut worker, &mut handle) }.then(|| Worker(handle))
     }
 
     /// False once the worker has stopped (or never will start).

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The invalidation feed's relay under load: 4 clients set keys with pg_cache.notify on while a
 # listener collects what it hears and the relay is terminated mid-run; every key set is heard
-# (or {"all": true} covers it). The relay steps aside for DROP DATABASE. Expects pg_cache
-# installed (make install); the listener is a dblink connection (contrib).
+# (or {"all": true} covers it). The relay steps aside for DROP DATABASE. With few background
+# worker slots, relays stay within pg_cache.max_relays and nothing fails when no slot is left.
+# Expects pg_cache installed (make install); the listener is a dblink connection (contrib).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,9 @@ DB=feed
 cleanup() { tests/cluster.sh destroy "$DATADIR"; }
 trap cleanup EXIT
 cleanup
-tests/cluster.sh start "$DATADIR" "$PGPORT"
+# Slots for the launcher, the default two relays and one evictor.
+tests/cluster.sh start "$DATADIR" "$PGPORT" "max_worker_processes = 4"
+server_started=$(q postgres "SELECT pg_postmaster_start_time()")
 q postgres "CREATE DATABASE $DB" && q "$DB" "CREATE EXTENSION pg_cache" && q "$DB" "CREATE EXTENSION dblink"
 relays() { q "$DB" "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cache invalidation relay' AND datname = '$DB'"; }
 
@@ -65,4 +68,19 @@ started=$(date +%s%N)
 q postgres "DROP DATABASE $DB"
 elapsed_ms=$((($(date +%s%N) - started) / 1000000))
 check "DROP DATABASE does not wait for the relay (took $elapsed_ms ms)" test "$elapsed_ms" -lt 2000
+# Three databases want a relay and are due for eviction at once: two relays (the cap), and the
+# launcher finds no slot for some evictors without failing.
+for db in f1 f2 f3; do
+    q postgres "CREATE DATABASE $db" && q "$db" "CREATE EXTENSION pg_cache"
+    q "$db" "SET pg_cache.notify = on; SELECT cache_set('k', 'v'), count(cache_set('short ' || i, 'v', ttl => '1 s')) FROM generate_series(1, 100) i" >/dev/null
+done
+sleep 4
+check "relays stay within pg_cache.max_relays (2)" \
+    test "$(q postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cache invalidation relay'")" -le 2
+check "with every worker slot taken the server keeps running (no crash, no restart)" \
+    test "$(q postgres "SELECT pg_postmaster_start_time()")" = "$server_started"
+for db in f1 f2 f3; do
+    q "$db" "SET pg_cache.notify = on; SELECT cache_set('k2', 'v')" >/dev/null
+done
+check "writes keep working in every database" test "$(q f3 "SELECT convert_from(cache_get('k2'), 'UTF8')")" = v
 summary feed

@@ -125,6 +125,20 @@ repeatable_read_conflict() {
     wait
     grep -q "40001" <<<"$out"
 }
+# A removal by tag or prefix that waits for a session sliding one of its entries removes that
+# entry too, in the version the slide wrote.
+removal_racing_slide() { # removal_racing_slide REMOVAL
+    q "$DB" "SELECT cache_set('race:' || i, 'v', sliding => '10 min', tags => '{race}') FROM generate_series(1, 2) i" >/dev/null
+    "$PGBIN/psql" -X -q -d "$DB" -c "SET pg_cache.refresh_granularity = 0" -c "BEGIN" \
+        -c "SELECT cache_get('race:1')" -c "SELECT pg_sleep(1.5)" -c "COMMIT" >/dev/null &
+    sleep 0.5
+    local removed
+    removed=$(q "$DB" "$1")
+    wait
+    test "$removed" = 2 -a "$(q "$DB" "SELECT count(*) FROM pg_cache_entries WHERE key LIKE 'race:%'")" = 0
+}
+check "cache_remove_by_tag waiting for a slide removes the slid entry too" removal_racing_slide "SELECT cache_remove_by_tag('{race}')"
+check "cache_remove_prefix waiting for a slide removes the slid entry too" removal_racing_slide "SELECT cache_remove_prefix('race:')"
 check "a slide racing a replace leaves the replaced entry's expiry (direct path)" slide_race
 check "REPEATABLE READ: sliding an entry replaced since the snapshot is 40001 (direct path)" repeatable_read_conflict
 check "REPEATABLE READ: removing an entry replaced since the snapshot is 40001 (direct path)" \
