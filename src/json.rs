@@ -19,10 +19,9 @@
 //! into a [`Sink`]: PostgreSQL's jsonb builder in the server ([`decode_jsonb`]).
 
 use ciborium::value::Value;
-use ciborium_ll::{simple, Decoder, Encoder, Header};
+use ciborium_ll::{simple, Encoder, Header};
 use pgrx::pg_sys;
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::fmt::Write;
 
 /// Arrays and objects nested deeper than this are refused, on set and on get.
@@ -371,31 +370,6 @@ pub trait Sink<'a> {
     fn scalar(&mut self, scalar: Scalar<'a>);
 }
 
-/// The CBOR bytes, read in place: text and byte strings are handed out without a copy, the
-/// headers through ciborium's decoder.
-struct Input<'a> {
-    bytes: &'a [u8],
-    position: Cell<usize>,
-}
-
-impl<'a> Input<'a> {
-    fn consume(&self, length: usize) -> Option<&'a [u8]> {
-        let start = self.position.get();
-        let taken = self.bytes.get(start..start.checked_add(length)?)?;
-        self.position.set(start + length);
-        Some(taken)
-    }
-}
-
-impl std::io::Read for &Input<'_> {
-    fn read(&mut self, into: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.bytes.len() - self.position.get();
-        let taken = self.consume(into.len().min(available)).expect("within the input");
-        into[..taken.len()].copy_from_slice(taken);
-        Ok(taken.len())
-    }
-}
-
 /// A container being read.
 struct Open {
     object: bool,
@@ -407,8 +381,7 @@ struct Open {
 
 /// Reads the single CBOR item `bytes` holds into `sink`.
 pub fn decode<'a>(bytes: &'a [u8], sink: &mut impl Sink<'a>) -> Result<(), JsonError> {
-    let input = Input { bytes, position: Cell::new(0) };
-    let mut reader = Reader { input: &input, decoder: Decoder::from(&input) };
+    let mut reader = Reader { bytes, position: 0 };
     let mut open: Vec<Open> = Vec::new();
     let mut header = reader.pull()?;
     if header == Header::Tag(SELF_DESCRIBED) {
@@ -465,43 +438,83 @@ pub fn decode<'a>(bytes: &'a [u8], sink: &mut impl Sink<'a>) -> Result<(), JsonE
         }
         header = reader.pull()?;
     }
-    match bytes.len() - input.position.get() {
+    match bytes.len() - reader.position {
         0 => Ok(()),
         trailing => Err(invalid(format!("{trailing} bytes follow the CBOR item"))),
     }
 }
 
-struct Reader<'i, 'a> {
-    input: &'i Input<'a>,
-    decoder: Decoder<&'i Input<'a>>,
+/// The CBOR bytes, read in place: strings are handed out without a copy.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    /// Of the next header.
+    position: usize,
 }
 
-impl<'a> Reader<'_, 'a> {
+impl<'a> Reader<'a> {
+    fn consume(&mut self, length: usize) -> Result<&'a [u8], JsonError> {
+        let end = self.position.checked_add(length).filter(|end| *end <= self.bytes.len());
+        let end = end.ok_or_else(|| invalid("truncated CBOR: it ends inside an item"))?;
+        let consumed = &self.bytes[self.position..end];
+        self.position = end;
+        Ok(consumed)
+    }
+
+    /// The next header (RFC 8949 §3): a major type in the top 3 bits of the first byte, and in
+    /// the low 5 bits the argument, or that 1, 2, 4 or 8 bytes of it follow, or indefinite.
     fn pull(&mut self) -> Result<Header, JsonError> {
-        let at = self.input.position.get();
-        self.decoder.pull().map_err(|error| match error {
-            ciborium_ll::Error::Io(_) => invalid("truncated CBOR: it ends inside an item"),
-            ciborium_ll::Error::Syntax(_) => invalid(format!("not well-formed CBOR at byte {at}")),
+        let at = self.position;
+        let initial = self.consume(1)?[0];
+        let (major, low_bits) = (initial >> 5, initial & 0x1f);
+        let malformed = || invalid(format!("not well-formed CBOR at byte {at}"));
+        let argument = match low_bits {
+            0..=23 => u64::from(low_bits),
+            24..=27 => {
+                let bytes = self.consume(1 << (low_bits - 24))?;
+                bytes.iter().fold(0, |argument, byte| argument << 8 | u64::from(*byte))
+            }
+            31 => {
+                return match major {
+                    2 => Ok(Header::Bytes(None)),
+                    3 => Ok(Header::Text(None)),
+                    4 => Ok(Header::Array(None)),
+                    5 => Ok(Header::Map(None)),
+                    7 => Ok(Header::Break),
+                    _ => Err(malformed()),
+                }
+            }
+            _ => return Err(malformed()),
+        };
+        let length = || usize::try_from(argument).map_err(|_| malformed());
+        Ok(match major {
+            0 => Header::Positive(argument),
+            1 => Header::Negative(argument),
+            2 => Header::Bytes(Some(length()?)),
+            3 => Header::Text(Some(length()?)),
+            4 => Header::Array(Some(length()?)),
+            5 => Header::Map(Some(length()?)),
+            6 => Header::Tag(argument),
+            _ => match low_bits {
+                25 => Header::Float(half_to_double(argument as u16)),
+                26 => Header::Float(f64::from(f32::from_bits(argument as u32))),
+                27 => Header::Float(f64::from_bits(argument)),
+                _ => Header::Simple(argument as u8),
+            },
         })
     }
 
     /// The contents of a text or byte string whose header was `Text(length)` or `Bytes(length)`:
     /// in place, or the segments joined when the length is indefinite.
     fn string(&mut self, length: Option<usize>, text: bool) -> Result<Cow<'a, [u8]>, JsonError> {
-        let truncated = || invalid("truncated CBOR: it ends inside an item");
         if let Some(length) = length {
-            return self.input.consume(length).map(Cow::Borrowed).ok_or_else(truncated);
+            return self.consume(length).map(Cow::Borrowed);
         }
         let mut joined = Vec::new();
         loop {
             match self.pull()? {
                 Header::Break => return Ok(Cow::Owned(joined)),
-                Header::Text(Some(length)) if text => {
-                    joined.extend_from_slice(self.input.consume(length).ok_or_else(truncated)?)
-                }
-                Header::Bytes(Some(length)) if !text => {
-                    joined.extend_from_slice(self.input.consume(length).ok_or_else(truncated)?)
-                }
+                Header::Text(Some(length)) if text => joined.extend_from_slice(self.consume(length)?),
+                Header::Bytes(Some(length)) if !text => joined.extend_from_slice(self.consume(length)?),
                 _ => return Err(invalid("not well-formed CBOR: a segment of another kind in a string")),
             }
         }
@@ -588,6 +601,23 @@ impl<'a> Reader<'_, 'a> {
                 Number::Text(decimal_text(negative, &format!("{digits}{}", "0".repeat(exponent as usize)), 0))
             }
         })
+    }
+}
+
+/// A half-precision float (RFC 8949 Appendix D).
+fn half_to_double(half: u16) -> f64 {
+    let exponent = i32::from((half >> 10) & 0x1f);
+    let fraction = f64::from(half & 0x3ff);
+    let magnitude = match exponent {
+        0 => fraction * 2f64.powi(-24),
+        31 if fraction == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        _ => (fraction + 1024.0) * 2f64.powi(exponent - 25),
+    };
+    if half & 0x8000 != 0 {
+        -magnitude
+    } else {
+        magnitude
     }
 }
 
@@ -942,6 +972,19 @@ mod unit {
         assert_eq!(to_text(&bytes).as_deref(), Ok("[1,{\"ab\":true}]"));
         assert_eq!(to_text(&[0xd9, 0xd9, 0xf7, 0x80]).as_deref(), Ok("[]"), "self-described");
         assert!(to_text(&[0x81, 0xd9, 0xd9, 0xf7, 0x80]).is_err(), "self-described inside");
+    }
+
+    #[test]
+    fn floats_of_every_width() {
+        assert_eq!(to_text(&[0xf9, 0x3e, 0x00]).as_deref(), Ok("1.5"));
+        assert_eq!(to_text(&[0xf9, 0xc4, 0x00]).as_deref(), Ok("-4"));
+        assert_eq!(to_text(&[0xf9, 0x00, 0x01]).as_deref(), Ok(format!("{}", 2f64.powi(-24)).as_str()));
+        assert_eq!(to_text(&[0xf9, 0x7b, 0xff]).as_deref(), Ok("65504"));
+        assert_eq!(to_text(&[0xfa, 0x47, 0xc3, 0x50, 0x00]).as_deref(), Ok("100000"));
+        assert_eq!(to_text(&cbor(Value::Float(1.1))).as_deref(), Ok("1.1"));
+        assert!(to_text(&[0xf9, 0x7c, 0x00]).is_err(), "infinity");
+        assert!(to_text(&[0xf9, 0xfc, 0x00]).is_err(), "minus infinity");
+        assert!(to_text(&[0xfa, 0x7f, 0xc0, 0x00, 0x00]).is_err(), "NaN");
     }
 
     #[test]
