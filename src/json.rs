@@ -86,8 +86,37 @@ pub unsafe fn encode(value: pg_sys::Datum) -> Result<Vec<u8>, JsonError> {
     }
 }
 
+/// Writes `header` (RFC 8949 §3): the major type in the top 3 bits of the first byte, the
+/// argument in its low 5 bits when below 24, else in the fewest of 1, 2, 4 or 8 bytes after it.
 fn push(out: &mut Vec<u8>, header: Header) {
-    Encoder::from(out).push(header).expect("writing to a Vec cannot fail");
+    let (major, argument) = match header {
+        Header::Positive(n) => (0, n),
+        Header::Negative(n) => (1, n),
+        Header::Text(Some(length)) => (3, length as u64),
+        Header::Array(Some(length)) => (4, length as u64),
+        Header::Map(Some(length)) => (5, length as u64),
+        Header::Tag(tag) => (6, tag),
+        Header::Simple(value) if value < 24 => (7, u64::from(value)),
+        // Floats: ciborium picks the narrowest width that holds the value.
+        other => return Encoder::from(out).push(other).expect("writing to a Vec cannot fail"),
+    };
+    let major = major << 5;
+    match argument {
+        0..=23 => out.push(major | argument as u8),
+        24..=0xff => out.extend_from_slice(&[major | 24, argument as u8]),
+        0x100..=0xffff => {
+            out.push(major | 25);
+            out.extend_from_slice(&(argument as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(major | 26);
+            out.extend_from_slice(&(argument as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(major | 27);
+            out.extend_from_slice(&argument.to_be_bytes());
+        }
+    }
 }
 
 unsafe fn write_scalar(out: &mut Vec<u8>, value: &pg_sys::JsonbValue) -> Result<(), JsonError> {
@@ -910,6 +939,20 @@ mod unit {
             ciborium::from_reader(number_bytes("99999999999999999999").as_slice()).unwrap(),
             Value::Tag(POSITIVE_BIGNUM, _)
         ));
+    }
+
+    #[test]
+    fn headers_match_ciborium() {
+        for n in [0, 23, 24, 255, 256, 65_535, 65_536, u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::MAX]
+        {
+            for header in [Header::Positive(n), Header::Negative(n), Header::Tag(n)] {
+                let mut ours = Vec::new();
+                push(&mut ours, header);
+                let mut theirs = Vec::new();
+                Encoder::from(&mut theirs).push(header).unwrap();
+                assert_eq!(ours, theirs, "{header:?}");
+            }
+        }
     }
 
     #[test]
