@@ -107,28 +107,14 @@ fn cache_get_many_json(
     }))
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn jsonb_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    pg_sys::jsonb_in(fcinfo)
-}
-
 /// The jsonb of a stored CBOR value; a value that is not one is an error naming the key.
 fn to_jsonb(function: &str, key: &str, value: &[u8]) -> Jsonb {
-    let text = match json::decode(value) {
-        Ok(text) => text,
+    match unsafe { json::decode_jsonb(value) } {
+        Ok(datum) => Jsonb(datum),
         Err(JsonError::TooDeep) => error::limit_exceeded(
             function,
             format!("the value of key \"{key}\" is nested more than {} levels deep", json::MAX_DEPTH),
         ),
         Err(JsonError::Invalid(reason)) => error::not_json(function, key, &reason),
-    };
-    let text = std::ffi::CString::new(text).expect("JSON text escapes control characters");
-    let datum = unsafe {
-        pg_sys::DirectFunctionCall1Coll(
-            Some(jsonb_in),
-            pg_sys::InvalidOid,
-            pg_sys::Datum::from(text.as_ptr()),
-        )
-    };
-    Jsonb(datum)
+    }
 }

@@ -30,9 +30,40 @@ SELECT count(cache_set_json('json:' || name, doc, ttl => '1 hour')) FROM documen
 SELECT name, cache_get_json('json:' || name)::text = doc::text AS exact, cache_get_json('json:' || name)::text AS read_back
 FROM documents ORDER BY name;
 
+-- numbers are read from numeric's stored digits (short and long header forms) and built back
+-- from their integer parts: exact at the edges of 64 bits, of the float rule, of the scales
+CREATE TEMP TABLE numbers (n int GENERATED ALWAYS AS IDENTITY, doc jsonb);
+INSERT INTO numbers (doc) SELECT unnest(ARRAY[
+    '0', '0.0', '-0.0', '0.00000', '1e-5', '0.0001', '0.00010', '10000', '100000000', '1e20',
+    '12.25', '-12.25', '12.50', '0.5', '-0.5', '1.5e300', '-1.5e-290', '0.00000095367431640625',
+    '9007199254740991.5', '4503599627370495.5', '123456789.123456789',
+    '9223372036854775807', '-9223372036854775808', '9223372036854775807.5',
+    '922337203685477580.7', '-922337203685477580.8', '92233720368547758.08', '9223372036854775.8070',
+    '9223372036854.775', '9223372036854.776', '-9223372036854.776', '1e-63', '1e-64', '1e64',
+    '1e-16383', '-1e131071']::jsonb[]);
+SELECT count(cache_set_json('json:number ' || n, doc)) FROM numbers;
+SELECT n, doc, cache_get_json('json:number ' || n)::text = doc::text AS exact
+FROM numbers WHERE length(doc::text) < 60 ORDER BY n;
+SELECT count(*) FILTER (WHERE cache_get_json('json:number ' || n)::text = doc::text) AS long_ones_exact
+FROM numbers WHERE length(doc::text) >= 60;
+-- CBOR from clients: decimal fractions at the exponent limits and with a mantissa of 64 bits,
+-- indefinite-length arrays, maps and text
+SELECT cache_set('json:client 1', '\xc482393ffe01'::bytea),
+       cache_set('json:client 2', '\xc4820224'::bytea),
+       cache_set('json:client 3', '\xc482211b7fffffffffffffff'::bytea),
+       cache_set('json:client 4', '\x9f01bf6161f5ff7f61616162ffff'::bytea),
+       cache_set('json:client 5', '\xc482393fff01'::bytea);
+SELECT key, length(cache_get_json(key)::text) AS length, left(cache_get_json(key)::text, 40) AS starts
+FROM (VALUES ('json:client 1'), ('json:client 2'), ('json:client 3'), ('json:client 4')) AS k(key);
+SELECT regress_error($$SELECT cache_get_json('json:client 5')$$) AS exponent_too_small;
+
 -- nesting: 256 levels round-trip; 257 are refused (54000)
 SELECT cache_set_json('json:deep', (repeat('[', 256) || '1' || repeat(']', 256))::jsonb);
 SELECT cache_get_json('json:deep')::text = repeat('[', 256) || '1' || repeat(']', 256) AS deep_round_trip;
+SELECT cache_set_json('json:deep object', (repeat('{"a":', 256) || '1' || repeat('}', 256))::jsonb);
+SELECT cache_get_json('json:deep object')::text = repeat('{"a": ', 256) || '1' || repeat('}', 256) AS deep_object_round_trip;
+SELECT cache_set('json:deep client', decode(repeat('81', 256) || '00', 'hex'));
+SELECT cache_get_json('json:deep client')::text = repeat('[', 256) || '0' || repeat(']', 256) AS deep_client_round_trip;
 SELECT regress_error($$SELECT cache_set_json('json:too deep', (repeat('[', 257) || '1' || repeat(']', 257))::jsonb)$$) AS too_deep;
 SELECT regress_error($$SELECT cache_set_json('json:too deep', (repeat('{"a":', 300) || '1' || repeat('}', 300))::jsonb)$$) AS too_deep_objects;
 
