@@ -79,7 +79,7 @@ catalog() {
             FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
             JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_cache'
             UNION ALL
-            SELECT 'column ' || attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull || ' ' || coalesce(attcollation::regcollation::text, '')
+            SELECT 'column ' || attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull || ' ' || coalesce(attcollation::regcollation::text, '') || ' ' || attcompression::text
             FROM pg_attribute WHERE attrelid = 'pg_cache_entries'::regclass AND attnum > 0 AND NOT attisdropped
             UNION ALL
             SELECT 'table ' || c.relpersistence::text || ' ' || coalesce(c.reloptions::text, '') || ' ' || coalesce(c.relacl::text, '')
