@@ -125,6 +125,7 @@ unsafe fn is_as_released(table: pg_sys::Relation) -> bool {
     let form = &*(*table).rd_rel;
     // Unlogged, as created: no WAL, no publication, so no replica identity to check.
     if form.relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+        || form.relam != pg_sys::HEAP_TABLE_AM_OID
         || form.relpersistence != pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char
         || form.relhastriggers
         || form.relhasrules

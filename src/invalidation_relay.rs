@@ -171,15 +171,24 @@ pub fn reserve() -> Option<usize> {
         relays.0[index].committing += 1;
         return Some(index);
     }
-    // Relays take background worker slots: at most pg_cache.max_relays at once.
-    let busy = relays.0.iter().filter(|relay| relay.busy(now)).count();
-    let relay = &mut relays.0[index];
-    if !relay.asked_for(now) && busy < crate::gucs::MAX_RELAYS.get() as usize {
-        relay.starting_since = now;
+    if ask_for_relay(&mut relays, index, now) {
         drop(relays);
         start(database);
     }
     None
+}
+
+/// Whether to start a relay for the slot at `index` (then marked as asked for): none was asked
+/// for lately, and fewer than `pg_cache.max_relays` run or start (each takes a background worker
+/// slot).
+fn ask_for_relay(relays: &mut Relays, index: usize, now: i64) -> bool {
+    let busy = relays.0.iter().filter(|relay| relay.busy(now)).count();
+    let relay = &mut relays.0[index];
+    let ask = !relay.running() && !relay.asked_for(now) && busy < crate::gucs::MAX_RELAYS.get() as usize;
+    if ask {
+        relay.starting_since = now;
+    }
+    ask
 }
 
 /// At commit: the changes of a transaction [`reserve`] counted, for the relay to send.
@@ -190,12 +199,8 @@ pub fn hand_over(index: usize, changes: &Changes) {
     relay.committing = relay.committing.saturating_sub(1);
     let latch = relay.latch;
     let database = relay.database;
-    let now = now_micros();
     // The relay left between our pre-commit and commit: another one sends these.
-    let ask = latch == 0 && !relay.asked_for(now);
-    if ask {
-        relay.starting_since = now;
-    }
+    let ask = latch == 0 && ask_for_relay(&mut relays, index, now_micros());
     drop(relays);
     if latch != 0 {
         unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
@@ -255,6 +260,13 @@ fn detach(index: usize, only_if_idle: bool) -> bool {
     relay.latch = 0;
     if !relay.pending() {
         *relay = Relay::free();
+        return true;
+    }
+    // Changes are left (the relay stops on an error): another relay sends them.
+    let database = relay.database;
+    if ask_for_relay(&mut relays, index, now_micros()) {
+        drop(relays);
+        start(database);
     }
     true
 }
@@ -305,7 +317,10 @@ unsafe extern "C-unwind" fn detach_at_exit(_code: i32, index: pg_sys::Datum) {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_cache_relay_main(arg: pg_sys::Datum) {
     let database = arg.value() as u32;
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // SIGINT (pg_cancel_backend) only wakes it: with the default handler a cancel would end the
+    // process from its idle wait, with changes in hand, and a relay has no statement to cancel.
+    let signals = SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM | SignalWakeFlags::SIGINT;
+    BackgroundWorker::attach_signal_handlers(signals);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(Oid::from(database)), None);
     let name = std::ffi::CString::new(BackgroundWorker::get_name()).unwrap_or_default();
     unsafe { pg_sys::pgstat_report_appname(name.as_ptr()) };

@@ -70,7 +70,10 @@ impl Condition {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_cache_launcher_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // SIGINT (pg_cancel_backend) only wakes it: it runs no statement a cancel could stop, and the
+    // default handler would end it until its restart.
+    let signals = SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM | SignalWakeFlags::SIGINT;
+    BackgroundWorker::attach_signal_handlers(signals);
     BackgroundWorker::connect_worker_to_spi(None, None);
     let mut names: HashMap<Oid, String> = HashMap::new();
     // The workers this launcher started that have not stopped yet, and when each database's last

@@ -50,6 +50,11 @@ PGOPTIONS="-c pg_cache.notify=on" "$PGBIN/pgbench" -n -M prepared -c 4 -j 4 -T 8
 writers=$!
 sleep 3
 check "under load a relay sends the database's notifications" test "$(relays)" = 1
+relay_pid() { q "$DB" "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_cache invalidation relay'"; }
+first_relay=$(relay_pid)
+q "$DB" "SELECT pg_cancel_backend($first_relay)" >/dev/null
+sleep 0.5
+check "pg_cancel_backend does not stop the relay (it has no statement to cancel)" test "$(relay_pid)" = "$first_relay"
 q "$DB" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_cache invalidation relay'" >/dev/null
 check "after the relay is terminated, the next transactions start another" wait_for 5 "$DB" \
     "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_cache invalidation relay' AND datname = '$DB'"
