@@ -66,6 +66,7 @@ END
 $$;
 
 -- The first position of each key in a batch: hits come back in the order keys were asked for.
+-- Both sides of the join check the keys: the planner may run either one alone (when it is empty).
 CREATE FUNCTION cache_router.first_positions(keys text[]) RETURNS TABLE (key text, ordinal bigint)
 IMMUTABLE PARALLEL SAFE LANGUAGE sql
 AS $$
@@ -86,7 +87,8 @@ CREATE FUNCTION @extschema@.cache_get_many(keys text[]) RETURNS TABLE (key text,
 LANGUAGE sql AS $$
     SELECT hit.key, hit.value
     FROM cache_router.get_many(cache_router.checked_array('cache_get_many', 'keys', keys)) AS hit
-    JOIN cache_router.first_positions(keys) AS requested ON requested.key = hit.key
+    JOIN cache_router.first_positions(cache_router.checked_array('cache_get_many', 'keys', keys)) AS requested
+        ON requested.key = hit.key
     ORDER BY requested.ordinal
 $$;
 
@@ -102,7 +104,8 @@ CREATE FUNCTION @extschema@.cache_get_many_json(keys text[]) RETURNS TABLE (key 
 LANGUAGE sql AS $$
     SELECT hit.key, hit.value
     FROM cache_router.get_many_json(cache_router.checked_array('cache_get_many_json', 'keys', keys)) AS hit
-    JOIN cache_router.first_positions(keys) AS requested ON requested.key = hit.key
+    JOIN cache_router.first_positions(cache_router.checked_array('cache_get_many_json', 'keys', keys)) AS requested
+        ON requested.key = hit.key
     ORDER BY requested.ordinal
 $$;
 
@@ -185,7 +188,8 @@ LANGUAGE sql AS $$
 $$;
 
 -- Each shard lists up to max_rows of its keys in key order; the first max_rows of all of them
--- are the first max_rows overall.
+-- are the first max_rows overall. Numbered rather than LIMITed: a LIMIT 0 would call no shard,
+-- and no shard would reject max_rows 0.
 CREATE FUNCTION cache_router.keys(prefix text, max_rows integer) RETURNS TABLE (
     key text, expires_at timestamptz, sliding interval, absolute_expires_at timestamptz, value_bytes integer
 )
@@ -199,9 +203,13 @@ CREATE FUNCTION @extschema@.cache_keys(prefix text DEFAULT '', max_rows integer 
     key text, expires_at timestamptz, sliding interval, absolute_expires_at timestamptz, value_bytes integer
 )
 LANGUAGE sql AS $$
-    SELECT listed.* FROM cache_router.keys(prefix, max_rows) AS listed
-    ORDER BY listed.key COLLATE "C"
-    LIMIT max_rows
+    SELECT numbered.key, numbered.expires_at, numbered.sliding, numbered.absolute_expires_at, numbered.value_bytes
+    FROM (
+        SELECT listed.*, row_number() OVER (ORDER BY listed.key COLLATE "C") AS n
+        FROM cache_router.keys(prefix, max_rows) AS listed
+    ) AS numbered
+    WHERE numbered.n <= max_rows
+    ORDER BY numbered.n
 $$;
 
 CREATE FUNCTION cache_router.stats() RETURNS TABLE (
