@@ -21,21 +21,23 @@ AS $$ SELECT coalesce(('x' || left(pg_catalog.md5(key), 8))::bit(32)::integer, 0
 DO $generate$
 DECLARE
     expiry CONSTANT text := 'ttl interval DEFAULT NULL, sliding interval DEFAULT NULL, expires_at timestamptz DEFAULT NULL';
+    tags CONSTANT text := 'tags text[] DEFAULT NULL';
     routed record;
 BEGIN
     FOR routed IN
         SELECT * FROM (VALUES
-            ('cache_set',      'key text, value bytea, ' || expiry,                'void'),
-            ('cache_add',      'key text, value bytea, ' || expiry,                'boolean'),
-            ('cache_get',      'key text',                                         'bytea'),
-            ('cache_take',     'key text',                                         'bytea'),
-            ('cache_refresh',  'key text',                                         'boolean'),
-            ('cache_remove',   'key text',                                         'boolean'),
-            ('cache_ttl',      'key text',                                         'interval'),
-            ('cache_expire',   'key text, ' || expiry,                             'boolean'),
-            ('cache_incr',     'key text, delta bigint DEFAULT 1, ' || expiry,     'bigint'),
-            ('cache_set_json', 'key text, value jsonb, ' || expiry,                'void'),
-            ('cache_get_json', 'key text',                                         'jsonb')
+            ('cache_set',      concat_ws(', ', 'key text, value bytea', expiry, tags),  'void'),
+            ('cache_add',      concat_ws(', ', 'key text, value bytea', expiry, tags),  'boolean'),
+            ('cache_get',      'key text',                                             'bytea'),
+            ('cache_take',     'key text',                                             'bytea'),
+            ('cache_refresh',  'key text',                                             'boolean'),
+            ('cache_remove',   'key text',                                             'boolean'),
+            ('cache_ttl',      'key text',                                             'interval'),
+            ('cache_tags',     'key text',                                             'text[]'),
+            ('cache_expire',   concat_ws(', ', 'key text', expiry),                    'boolean'),
+            ('cache_incr',     concat_ws(', ', 'key text, delta bigint DEFAULT 1', expiry), 'bigint'),
+            ('cache_set_json', concat_ws(', ', 'key text, value jsonb', expiry, tags),  'void'),
+            ('cache_get_json', 'key text',                                             'jsonb')
         ) AS single_key(name, arguments, result)
     LOOP
         EXECUTE format(
@@ -109,8 +111,9 @@ LANGUAGE sql AS $$
     ORDER BY requested.ordinal
 $$;
 
+-- Every shard's part of the pairs gets all the tags.
 CREATE FUNCTION cache_router.set_many(
-    keys text[], vals bytea[], ttl interval, sliding interval, expires_at timestamptz
+    keys text[], vals bytea[], ttl interval, sliding interval, expires_at timestamptz, tags text[]
 ) RETURNS SETOF bigint
 LANGUAGE plproxy AS $$
     CLUSTER 'pg_cache_shards';
@@ -121,7 +124,8 @@ $$;
 
 CREATE FUNCTION @extschema@.cache_set_many(
     keys text[], vals bytea[],
-    ttl interval DEFAULT NULL, sliding interval DEFAULT NULL, expires_at timestamptz DEFAULT NULL
+    ttl interval DEFAULT NULL, sliding interval DEFAULT NULL, expires_at timestamptz DEFAULT NULL,
+    tags text[] DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -131,7 +135,7 @@ BEGIN
         RAISE EXCEPTION 'cache_set_many: keys and vals must have the same length, got % keys and % vals',
             cardinality(keys), cardinality(vals) USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN coalesce(sum(pairs), 0) FROM cache_router.set_many(keys, vals, ttl, sliding, expires_at) AS pairs;
+    RETURN coalesce(sum(pairs), 0) FROM cache_router.set_many(keys, vals, ttl, sliding, expires_at, tags) AS pairs;
 END
 $$;
 
@@ -185,6 +189,18 @@ $$;
 CREATE FUNCTION @extschema@.cache_remove_prefix(prefix text) RETURNS bigint
 LANGUAGE sql AS $$
     SELECT sum(removed)::bigint FROM cache_router.remove_prefix(prefix) AS removed
+$$;
+
+CREATE FUNCTION cache_router.remove_by_tag(tags text[], match_all boolean) RETURNS SETOF bigint
+LANGUAGE plproxy AS $$
+    CLUSTER 'pg_cache_shards';
+    RUN ON ALL;
+    TARGET @extschema@.cache_remove_by_tag;
+$$;
+
+CREATE FUNCTION @extschema@.cache_remove_by_tag(tags text[], match_all boolean DEFAULT false) RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT sum(removed)::bigint FROM cache_router.remove_by_tag(tags, match_all) AS removed
 $$;
 
 -- Each shard lists up to max_rows of its keys in key order; the first max_rows of all of them

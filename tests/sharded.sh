@@ -21,7 +21,8 @@ OPERATIONS=${SHARDED_OPERATIONS:-20000}
 KEYS=100000
 ROUTED=(cache_set cache_add cache_get cache_take cache_refresh cache_remove cache_ttl cache_expire cache_incr
     cache_set_json cache_get_json cache_get_many cache_get_many_json cache_set_many cache_remove_many
-    cache_evict_expired cache_clear cache_remove_prefix cache_keys cache_stats cache_stats_reset)
+    cache_evict_expired cache_clear cache_remove_prefix cache_keys cache_stats cache_stats_reset
+    cache_tags cache_remove_by_tag)
 
 on() { local port=$1; shift; PGPORT=$port "$@"; }
 router() { on "$ROUTER_PORT" q cache "$1"; }

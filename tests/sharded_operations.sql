@@ -65,42 +65,79 @@ AS $$
         'SELECT cache_set(''g0:1'', ''x'', ttl => interval ''-1 hour'')::text',
         'SELECT count(*)::text FROM cache_keys('''', 0)',
         'SELECT cache_remove_prefix('''')::text',
-        'SELECT cache_evict_expired(0)::text'
-    ])[1 + floor(random() * 9)]
+        'SELECT cache_evict_expired(0)::text',
+        'SELECT cache_set(''b0:1'', ''x'', tags => ARRAY[''''])::text',
+        'SELECT cache_remove_by_tag(ARRAY[]::text[])::text'
+    ])[1 + floor(random() * 11)]
 $$;
 
--- A template with each placeholder replaced by a fresh draw.
-CREATE FUNCTION pg_temp.filled(template text) RETURNS text LANGUAGE sql
+-- Up to 4 tags of 6.
+CREATE FUNCTION pg_temp.random_tag_array() RETURNS text LANGUAGE sql
 AS $$
-    SELECT replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(template,
-        '{key}', pg_temp.random_key()), '{bytes_key}', pg_temp.random_key('b')), '{json_key}', pg_temp.random_key('j')),
-        '{value}', pg_temp.random_value()), '{keys}', pg_temp.random_keys()), '{json_keys}', pg_temp.random_keys('j')),
-        '{pairs}', pg_temp.random_pairs()), '{expiry}', pg_temp.random_expiry()), '{json}', pg_temp.random_json()),
-        '{prefix}', pg_temp.random_prefix()), '{rows}', (1 + floor(random() * 40))::text),
-        '{rejected}', pg_temp.random_rejected())
+    SELECT format('ARRAY[%s]::text[]', string_agg(quote_literal('t' || floor(random() * 6)), ','))
+    FROM generate_series(0, floor(random() * 4)::integer)
+$$;
+
+-- A fresh draw for a placeholder of the templates below.
+CREATE FUNCTION pg_temp.random_argument(placeholder text) RETURNS text LANGUAGE sql
+AS $$
+    SELECT CASE placeholder
+        WHEN 'key' THEN pg_temp.random_key()
+        WHEN 'bytes_key' THEN pg_temp.random_key('b')
+        WHEN 'json_key' THEN pg_temp.random_key('j')
+        WHEN 'keys' THEN pg_temp.random_keys()
+        WHEN 'json_keys' THEN pg_temp.random_keys('j')
+        WHEN 'value' THEN pg_temp.random_value()
+        WHEN 'pairs' THEN pg_temp.random_pairs()
+        WHEN 'json' THEN pg_temp.random_json()
+        WHEN 'expiry' THEN pg_temp.random_expiry()
+        WHEN 'tags' THEN CASE WHEN random() < 0.4 THEN '' ELSE ', tags => ' || pg_temp.random_tag_array() END
+        WHEN 'tag_array' THEN pg_temp.random_tag_array()
+        WHEN 'match_all' THEN (ARRAY['', ', match_all => true', ', match_all => false'])[1 + floor(random() * 3)]
+        WHEN 'prefix' THEN pg_temp.random_prefix()
+        WHEN 'rows' THEN (1 + floor(random() * 40))::text
+        WHEN 'rejected' THEN pg_temp.random_rejected()
+    END
+$$;
+
+-- A template with each placeholder ({key}, {expiry}, ...) replaced by a fresh draw.
+CREATE FUNCTION pg_temp.filled(template text) RETURNS text LANGUAGE plpgsql
+AS $$
+DECLARE
+    placeholder text;
+BEGIN
+    LOOP
+        placeholder := substring(template FROM '\{([a-z_]+)\}');
+        EXIT WHEN placeholder IS NULL;
+        template := regexp_replace(template, '\{' || placeholder || '\}', pg_temp.random_argument(placeholder));
+    END LOOP;
+    RETURN template;
+END
 $$;
 
 WITH operation(weight, template) AS (VALUES
-    (14,   'SELECT cache_set({bytes_key}, {value}{expiry})::text'),
+    (14,   'SELECT cache_set({bytes_key}, {value}{expiry}{tags})::text'),
     (19,   'SELECT cache_get({key})::text'),
-    (4,    'SELECT cache_add({bytes_key}, {value}{expiry})::text'),
+    (4,    'SELECT cache_add({bytes_key}, {value}{expiry}{tags})::text'),
     (3,    'SELECT cache_take({key})::text'),
     (3,    'SELECT cache_refresh({key})::text'),
     (4,    'SELECT cache_remove({key})::text'),
     (5,    'SELECT round(extract(epoch FROM cache_ttl({key})) / 3600)::text'),
+    (3,    'SELECT cache_tags({key})::text'),
     (3,    'SELECT cache_expire({key}{expiry})::text'),
     (5,    'SELECT cache_incr({bytes_key}, {rows} - 20{expiry})::text'),
-    (4,    'SELECT cache_set_json({json_key}, {json}{expiry})::text'),
+    (4,    'SELECT cache_set_json({json_key}, {json}{expiry}{tags})::text'),
     (4,    'SELECT cache_get_json({key})::text'),
     (6,    'SELECT string_agg(hit.key || ''='' || hit.value::text, '','' ORDER BY hit.n) FROM cache_get_many({keys}) WITH ORDINALITY AS hit(key, value, n)'),
     (3,    'SELECT string_agg(hit.key || ''='' || hit.value::text, '','' ORDER BY hit.n) FROM cache_get_many_json({json_keys}) WITH ORDINALITY AS hit(key, value, n)'),
-    (5,    'SELECT cache_set_many({pairs}{expiry})::text'),
+    (5,    'SELECT cache_set_many({pairs}{expiry}{tags})::text'),
     (2,    'SELECT cache_remove_many({keys})::text'),
     (4,    'SELECT string_agg(concat_ws(''/'', listed.key, listed.value_bytes, listed.sliding, round(extract(epoch FROM listed.expires_at - now()) / 3600), round(extract(epoch FROM listed.absolute_expires_at - now()) / 3600)), '','' ORDER BY listed.n) FROM cache_keys({prefix}, {rows}) WITH ORDINALITY AS listed(key, expires_at, sliding, absolute_expires_at, value_bytes, n)'),
     (3,    'SELECT concat_ws(''/'', hits, misses, sets, removes) FROM cache_stats()'),
     (2,    'SELECT cache_evict_expired({rows})::text'),
     (3,    '{rejected}'),
     (0.5,  'SELECT cache_remove_prefix({prefix})::text'),
+    (0.5,  'SELECT cache_remove_by_tag({tag_array}{match_all})::text'),
     (0.5,  'SELECT cache_stats_reset()::text'),
     (0.3,  'SELECT cache_clear()::text')
 ), bounds AS (
