@@ -44,6 +44,23 @@ router "CREATE EXTENSION pg_cache_router CASCADE" 2>/dev/null || exit 1
 check "configure_shards maps 64 partitions onto the 4 shards" \
     test "$(router "SELECT cache_router.configure_shards(ARRAY[${shard_list%,}])")" = 64
 
+# Growing to 8 shards moves the partitions n with n % 8 >= 4, and keeps the server's other options
+# (tried in a transaction that is rolled back).
+grown=$(router "BEGIN;
+    ALTER SERVER pg_cache_shards OPTIONS (ADD query_timeout '30');
+    SELECT cache_router.configure_shards(ARRAY[${shard_list%,}, 'host=new1', 'host=new2', 'host=new3', 'host=new4']);
+    SELECT count(*) FILTER (WHERE CASE WHEN part.n % 8 >= 4 THEN option LIKE '%=host=new' || (part.n % 8 - 3)
+                                       ELSE option LIKE '%port=' || (${SHARD_PORTS[0]} + part.n % 4) || ' %' END)
+           || ' ' || count(*) FILTER (WHERE option = 'query_timeout=30')
+    FROM pg_foreign_server, unnest(srvoptions) AS option, LATERAL (SELECT substring(option FROM '^p([0-9]+)=')::integer AS n) AS part
+    WHERE srvname = 'pg_cache_shards';
+    ROLLBACK" | sed -n 2p)
+check "configure_shards with 8 shards moves half of each shard's partitions to the new ones and keeps other options" \
+    test "$grown" = "64 1"
+check "configure_shards refuses a number of partitions that is not a power of two, with 22023" \
+    router "DO \$\$ BEGIN PERFORM cache_router.configure_shards(ARRAY['host=a'], 48); RAISE 'accepted';
+            EXCEPTION WHEN invalid_parameter_value THEN END \$\$"
+
 # --- 100,000 keys set through the router: where they landed, read on the shards themselves.
 check "$KEYS keys set through the router in batches of 10,000" \
     test "$(router "SELECT sum(cache_set_many(batch.keys, batch.vals)) FROM (
