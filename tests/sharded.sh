@@ -134,6 +134,25 @@ router "BEGIN; SELECT cache_set('rolled back', 'still there'); ROLLBACK" >/dev/n
 check "a cache_set through the router stays after the caller's transaction rolls back" \
     test "$(router "SELECT convert_from(cache_get('rolled back'), 'UTF8')")" = "still there"
 
+# --- The invalidation feed comes from the shards, when each router call commits there, with the
+# shard's setting (the router session's SET does not travel). Shard 1 is heard through dblink.
+shard1="host=127.0.0.1 port=${SHARD_PORTS[0]} dbname=cache user=postgres"
+feed_keys=$(router "SELECT array_agg(key ORDER BY key)::text FROM (SELECT key FROM placed WHERE shard = 1 LIMIT 2) on_shard1")
+other_key=$(router "SELECT key FROM placed WHERE shard = 2 LIMIT 1")
+heard=$(router "SET client_min_messages = warning; CREATE EXTENSION dblink;
+    SELECT dblink_exec('$shard1', 'ALTER DATABASE cache SET pg_cache.notify = on');
+    SELECT dblink_connect('listener', '$shard1');
+    SELECT dblink_exec('listener', 'LISTEN pg_cache_invalidation');
+    SET pg_cache.notify = off;
+    BEGIN;
+    SELECT cache_set_many('$feed_keys'::text[] || '$other_key'::text, ARRAY['1', '2', '3']::bytea[]);
+    SELECT pg_sleep(1);
+    SELECT string_agg(extra, ' ') FROM dblink_get_notify('listener');
+    ROLLBACK;" | tail -1)
+echo "shard 1 notified, before the router transaction ended: $heard"
+check "shard 1 notifies its keys of a router batch (not the others'), before the router transaction ends, though the router session SET pg_cache.notify off" \
+    test "$(router "SELECT array(SELECT jsonb_array_elements_text('$heard'::jsonb -> 'keys') ORDER BY 1)::text")" = "$feed_keys"
+
 # --- A shard stopped: its keys fail, naming it; the other shards' keys keep working.
 down_key=$(router "SELECT key FROM placed WHERE shard = 2 LIMIT 1")
 up_keys=$(router "SELECT array_agg(key)::text FROM (SELECT key FROM placed WHERE shard <> 2 LIMIT 50) up")
