@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# pg_cache_router over four pg_cache servers, on loopback: 100,000 keys spread evenly, each on the
-# one shard that owns it; a differential run of random operations through the router and against
-# a single pg_cache server, call by call; a stopped shard fails its own keys only.
+# pg_cache_router over four pg_cache servers, on loopback: configure_shards; 100,000 keys spread
+# evenly, each on the one shard that owns it; a differential run of random operations through the
+# router and against a single pg_cache server, call by call; calls commit on the shards by
+# themselves, which also send the invalidation feed; a stopped shard fails its own keys only.
 # Expects pg_cache and pg_cache_router installed, and PL/Proxy (PostgreSQL 15 only).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ wait
 for port in "${ports[@]}"; do on "$port" q postgres "CREATE DATABASE cache" >/dev/null || exit 1; done
 for port in "$SINGLE_PORT" "${SHARD_PORTS[@]}"; do on "$port" q cache "CREATE EXTENSION pg_cache" || exit 1; done
 shard_list=$(printf "'host=127.0.0.1 port=%s dbname=cache user=postgres'," "${SHARD_PORTS[@]}")
-router "CREATE EXTENSION pg_cache_router CASCADE" 2>/dev/null || exit 1
+router "SET client_min_messages = warning; CREATE EXTENSION pg_cache_router CASCADE" || exit 1
 check "configure_shards maps 64 partitions onto the 4 shards" \
     test "$(router "SELECT cache_router.configure_shards(ARRAY[${shard_list%,}])")" = 64
 
