@@ -47,10 +47,12 @@ prereqs:
 		|| { echo "PG_CONFIG=$(PG_CONFIG) is not PostgreSQL $(PG)" >&2; exit 1; }
 
 # cargo pgrx installs the current version's script and the upgrade scripts; the frozen install
-# script of 0.1.0 (CREATE EXTENSION pg_cache VERSION '0.1.0', the start of every upgrade) is ours.
+# script of 0.1.0 (CREATE EXTENSION pg_cache VERSION '0.1.0', the start of every upgrade) is ours,
+# and so is pg_cache_router (SQL only; docs/scaling-out.md).
 install: prereqs
 	cargo pgrx install --release --pg-config $(PG_CONFIG) $(PGRX_FEATURES) $(INSTALL_SUDO)
-	$(if $(IS_ROOT),,sudo) install -m 644 sql/pg_cache--0.1.0.sql "$$($(PG_CONFIG) --sharedir)/extension/"
+	$(if $(IS_ROOT),,sudo) install -m 644 sql/pg_cache--0.1.0.sql router/pg_cache_router.control \
+		router/pg_cache_router--*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 
 ## make run: build, install, start a cluster with pg_cache preloaded, create a database with the
 ## extension and show it working. Harmless to run again.
@@ -89,20 +91,21 @@ test-regress: install
 	@tests/regress.sh
 
 # Behaviour that needs a live server: background worker, crashes, concurrency, standby, DDL and
-# maintenance against the direct paths, the upgrade from 0.1.0.
+# maintenance against the direct paths, the upgrade from 0.1.0, the PL/Proxy router over 4 shards.
 test-scripts: install
-	@status=0; for script in live reliability safety upgrade fleet feed; do bash tests/$$script.sh || status=1; done; exit $$status
+	@status=0; for script in live reliability safety upgrade fleet feed sharded; do bash tests/$$script.sh || status=1; done; exit $$status
 
 ## make soak: the concurrency run for 60 s instead of 10, with the other reliability tests.
 soak: install
 	@CONCURRENCY_SECONDS=60 bash tests/reliability.sh
 
 ## make bench: the pgbench / redis-benchmark suite (QUICK=1 for a 2-minute subset); results/ holds
-## the CSV, Markdown table and chart.
+## the CSV, Markdown table and chart, and the eviction, tags and router runs.
 bench: install
 	@bash benches/run.sh
 	@bash benches/eviction.sh
 	@bash benches/tags.sh
+	@bash benches/router.sh
 
 ## make examples: the Python, Node.js, Java and Rust examples against the `make run` cluster.
 examples: run

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing pg_cache needs on Debian 12, skipping what is already there:
 # PostgreSQL 15 with its dev package, libclang, sudo (for `cargo pgrx test --runas`), pgbench
-# (postgresql-contrib), and cargo-pgrx at exactly the pgrx version in Cargo.toml.
+# (postgresql-contrib), PL/Proxy (for pg_cache_router and tests/sharded.sh), and cargo-pgrx at
+# exactly the pgrx version in Cargo.toml.
 #   PG=18: PostgreSQL 18 as well (.ci/pg18.sh), registered with pgrx beside 15.
 #   PG_CONFIG: the pg_config of that version, when not the default one (Debian's, the wheel's).
 set -euo pipefail
@@ -18,7 +19,7 @@ export DEBIAN_FRONTEND=noninteractive PATH="$HOME/.cargo/bin:$PATH"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_install() { as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$@"; }
 
-if ! dpkg -s postgresql-15 postgresql-server-dev-15 libclang-dev sudo >/dev/null 2>&1; then
+if ! dpkg -s postgresql-15 postgresql-server-dev-15 postgresql-15-plproxy libclang-dev sudo >/dev/null 2>&1; then
     as_root apt-get -o DPkg::Lock::Timeout=600 update -q
     dpkg -s postgresql-15 >/dev/null 2>&1 || apt_install postgresql-15
     # The dev package at the installed server's version, so apt does not upgrade the server;
@@ -26,6 +27,7 @@ if ! dpkg -s postgresql-15 postgresql-server-dev-15 libclang-dev sudo >/dev/null
     version=$(dpkg-query -W -f='${Version}' postgresql-15)
     apt_install "postgresql-server-dev-15=$version" libclang-dev sudo \
         || apt_install postgresql-15 postgresql-server-dev-15 libclang-dev sudo
+    dpkg -s postgresql-15-plproxy >/dev/null 2>&1 || apt_install postgresql-15-plproxy
 fi
 
 if [ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]; then

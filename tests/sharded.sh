@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# pg_cache_router over four pg_cache servers, on loopback: configure_shards; 100,000 keys spread
+# evenly, each on the one shard that owns it; a differential run of random operations through the
+# router and against a single pg_cache server, call by call; calls commit on the shards by
+# themselves, which also send the invalidation feed; a stopped shard fails its own keys only.
+# Expects pg_cache and pg_cache_router installed, and PL/Proxy (PostgreSQL 15 only).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+source tests/lib.sh
+major=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+if [ "$major" != 15 ]; then
+    echo "skipped - the sharded test: PL/Proxy, which pg_cache_router needs, is packaged for PostgreSQL 15 only (postgresql-15-plproxy), and this is PostgreSQL $major"
+    exit 0
+fi
+
+DATA=$PG_CACHE_DATA_ROOT/sharded
+ROUTER_PORT=$((5480 + PG_CACHE_PORT_OFFSET))
+SINGLE_PORT=$((5481 + PG_CACHE_PORT_OFFSET))
+SHARD_PORTS=($((5482 + PG_CACHE_PORT_OFFSET)) $((5483 + PG_CACHE_PORT_OFFSET)) $((5484 + PG_CACHE_PORT_OFFSET)) $((5485 + PG_CACHE_PORT_OFFSET)))
+OPERATIONS=${SHARDED_OPERATIONS:-20000}
+KEYS=100000
+ROUTED=(cache_set cache_add cache_get cache_take cache_refresh cache_remove cache_ttl cache_expire cache_incr
+    cache_set_json cache_get_json cache_get_many cache_get_many_json cache_set_many cache_remove_many
+    cache_evict_expired cache_clear cache_remove_prefix cache_keys cache_stats cache_stats_reset
+    cache_tags cache_remove_by_tag)
+
+on() { local port=$1; shift; PGPORT=$port "$@"; }
+router() { on "$ROUTER_PORT" q cache "$1"; }
+clusters=(router single shard1 shard2 shard3 shard4)
+ports=("$ROUTER_PORT" "$SINGLE_PORT" "${SHARD_PORTS[@]}")
+
+cleanup() {
+    for name in "${clusters[@]}"; do tests/cluster.sh destroy "$DATA/$name" & done
+    wait
+}
+trap cleanup EXIT
+cleanup
+for i in "${!clusters[@]}"; do tests/cluster.sh start "$DATA/${clusters[$i]}" "${ports[$i]}" & done
+wait
+for port in "${ports[@]}"; do on "$port" q postgres "CREATE DATABASE cache" >/dev/null || exit 1; done
+for port in "$SINGLE_PORT" "${SHARD_PORTS[@]}"; do on "$port" q cache "CREATE EXTENSION pg_cache" || exit 1; done
+shard_list=$(printf "'host=127.0.0.1 port=%s dbname=cache user=postgres'," "${SHARD_PORTS[@]}")
+router "SET client_min_messages = warning; CREATE EXTENSION pg_cache_router CASCADE" || exit 1
+check "configure_shards maps 64 partitions onto the 4 shards" \
+    test "$(router "SELECT cache_router.configure_shards(ARRAY[${shard_list%,}])")" = 64
+
+# Growing to 8 shards moves the partitions n with n % 8 >= 4, and keeps the server's other options
+# (tried in a transaction that is rolled back).
+grown=$(router "BEGIN;
+    ALTER SERVER pg_cache_shards OPTIONS (ADD query_timeout '30');
+    SELECT cache_router.configure_shards(ARRAY[${shard_list%,}, 'host=new1', 'host=new2', 'host=new3', 'host=new4']);
+    SELECT count(*) FILTER (WHERE CASE WHEN part.n % 8 >= 4 THEN option LIKE '%=host=new' || (part.n % 8 - 3)
+                                       ELSE option LIKE '%port=' || (${SHARD_PORTS[0]} + part.n % 4) || ' %' END)
+           || ' ' || count(*) FILTER (WHERE option = 'query_timeout=30')
+    FROM pg_foreign_server, unnest(srvoptions) AS option, LATERAL (SELECT substring(option FROM '^p([0-9]+)=')::integer AS n) AS part
+    WHERE srvname = 'pg_cache_shards';
+    ROLLBACK" | sed -n 2p)
+check "configure_shards with 8 shards moves half of each shard's partitions to the new ones and keeps other options" \
+    test "$grown" = "64 1"
+check "configure_shards refuses a number of partitions that is not a power of two, with 22023" \
+    router "DO \$\$ BEGIN PERFORM cache_router.configure_shards(ARRAY['host=a'], 48); RAISE 'accepted';
+            EXCEPTION WHEN invalid_parameter_value THEN END \$\$"
+
+# --- 100,000 keys set through the router: where they landed, read on the shards themselves.
+check "$KEYS keys set through the router in batches of 10,000" \
+    test "$(router "SELECT sum(cache_set_many(batch.keys, batch.vals)) FROM (
+                        SELECT array_agg('key:' || i) AS keys, array_agg(convert_to('value ' || i, 'UTF8')) AS vals
+                        FROM generate_series(1, $KEYS) i GROUP BY i % 10) batch")" = "$KEYS"
+router "CREATE TABLE placed (shard integer, key text)"
+for shard in 1 2 3 4; do
+    on "${SHARD_PORTS[$((shard - 1))]}" "$PGBIN/psql" -X -q -d cache \
+        -c "COPY (SELECT $shard, key FROM pg_cache_entries) TO STDOUT" \
+        | router "COPY placed FROM STDIN"
+done
+counts=$(router "SELECT string_agg(count::text, ' ' ORDER BY shard) FROM (SELECT shard, count(*) FROM placed GROUP BY shard) per_shard")
+echo "keys per shard: $counts"
+check "$KEYS keys set through the router are on the shards, each key once" \
+    test "$(router "SELECT count(*) = $KEYS AND count(DISTINCT key) = $KEYS FROM placed")" = t
+check "each shard holds its share within ±10% of an even split ($counts)" \
+    test "$(router "SELECT bool_and(abs(count - $KEYS / 4) <= $KEYS / 40) AND count(*) = 4
+                    FROM (SELECT count(*) FROM placed GROUP BY shard) per_shard")" = t
+# configure_shards puts partition n on shard n % 4 + 1.
+check "each key is on the shard its hash names" \
+    test "$(router "SELECT count(*) FROM placed WHERE shard <> (cache_router.key_hash(key) & 63) % 4 + 1")" = 0
+check "the keys read back through the router with their values" \
+    test "$(router "SELECT count(*) FROM (SELECT array_agg('key:' || i) AS keys FROM generate_series(1, $KEYS) i GROUP BY i % 10) batch,
+                    cache_get_many(batch.keys) AS hit WHERE hit.value = convert_to('value ' || substr(hit.key, 5), 'UTF8')")" = "$KEYS"
+
+# --- Differential: the same random operations through the router and against one server. Each
+# operation is one SELECT giving one text, normalised where the two may rightly differ (remaining
+# expiry in whole hours; statistics: the counters only), or the SQLSTATE it failed with.
+router "SELECT cache_clear()" >/dev/null
+cat > "$DATA/attempt.sql" <<'SQL'
+CREATE FUNCTION attempt(operation text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    result text;
+BEGIN
+    EXECUTE operation INTO result;
+    RETURN coalesce(result, 'NULL');
+EXCEPTION WHEN OTHERS THEN
+    RETURN 'ERROR ' || SQLSTATE;
+END
+$$;
+SELECT cache_stats_reset();
+SQL
+for port in "$ROUTER_PORT" "$SINGLE_PORT"; do on "$port" "$PGBIN/psql" -X -q -d cache -f "$DATA/attempt.sql" >/dev/null; done
+on "$SINGLE_PORT" "$PGBIN/psql" -X -A -t -q -d cache -v operations="$OPERATIONS" \
+    -f tests/sharded_operations.sql > "$DATA/operations.sql"
+generated=$(grep -c '^SELECT attempt' "$DATA/operations.sql")
+for port in "$ROUTER_PORT" "$SINGLE_PORT"; do
+    # PL/Proxy says when it reconnects after an error: a notice, not a result.
+    PGOPTIONS="-c client_min_messages=warning" on "$port" "$PGBIN/psql" -X -A -t -q -d cache \
+        -f "$DATA/operations.sql" > "$DATA/results-$port.txt" 2>&1 &
+done
+wait
+differing=$(paste -d '\n' "$DATA/results-$ROUTER_PORT.txt" "$DATA/results-$SINGLE_PORT.txt" /dev/null \
+    | awk 'NR % 3 == 1 { r = $0 } NR % 3 == 2 && $0 != r { n++ } END { print n + 0 }')
+answered=$(wc -l < "$DATA/results-$ROUTER_PORT.txt")
+errors=$(grep -c '^ERROR' "$DATA/results-$SINGLE_PORT.txt")
+echo "differential: $generated operations, $answered answered through the router, $errors of them errors on both sides"
+check "the differential run has at least 20,000 operations, every one answered on both sides" \
+    test "$generated" -ge 20000 -a "$answered" = "$generated" -a "$(wc -l < "$DATA/results-$SINGLE_PORT.txt")" = "$generated"
+calls() { grep -oE "$1\(" "$DATA/operations.sql" | wc -l; }
+rare=$(for function in "${ROUTED[@]}"; do [ "$(calls "$function")" -ge 50 ] || echo "$function"; done)
+check "every routed function was called at least 50 times${rare:+ (not: $rare)}" test -z "$rare"
+check "through the router and against one server, the $generated operations give the same results ($differing differ)" \
+    test "$differing" = 0
+if [ "$differing" != 0 ]; then
+    diff "$DATA/results-$ROUTER_PORT.txt" "$DATA/results-$SINGLE_PORT.txt" | head -10
+fi
+
+# --- Transactions: a router call commits on its shard by itself.
+router "BEGIN; SELECT cache_set('rolled back', 'still there'); ROLLBACK" >/dev/null
+check "a cache_set through the router stays after the caller's transaction rolls back" \
+    test "$(router "SELECT convert_from(cache_get('rolled back'), 'UTF8')")" = "still there"
+
+# --- The invalidation feed comes from the shards, when each router call commits there, with the
+# shard's setting (the router session's SET does not travel). Shard 1 is heard through dblink.
+shard1="host=127.0.0.1 port=${SHARD_PORTS[0]} dbname=cache user=postgres"
+feed_keys=$(router "SELECT array_agg(key ORDER BY key)::text FROM (SELECT key FROM placed WHERE shard = 1 LIMIT 2) on_shard1")
+other_key=$(router "SELECT key FROM placed WHERE shard = 2 LIMIT 1")
+heard=$(router "SET client_min_messages = warning; CREATE EXTENSION dblink;
+    SELECT dblink_exec('$shard1', 'ALTER DATABASE cache SET pg_cache.notify = on');
+    SELECT dblink_connect('listener', '$shard1');
+    SELECT dblink_exec('listener', 'LISTEN pg_cache_invalidation');
+    SET pg_cache.notify = off;
+    BEGIN;
+    SELECT cache_set_many('$feed_keys'::text[] || '$other_key'::text, ARRAY['1', '2', '3']::bytea[]);
+    SELECT pg_sleep(1);
+    SELECT array(SELECT key FROM dblink_get_notify('listener') AS heard,
+                 jsonb_array_elements_text(heard.extra::jsonb -> 'keys') AS key ORDER BY key)::text;
+    ROLLBACK;" | tail -1)
+echo "shard 1 notified, before the router transaction ended, the keys $heard"
+check "shard 1 notifies its keys of a router batch (not the others'), before the router transaction ends, though the router session SET pg_cache.notify off" \
+    test "$heard" = "$feed_keys"
+
+# --- A shard stopped: its keys fail, naming it; the other shards' keys keep working.
+down_key=$(router "SELECT key FROM placed WHERE shard = 2 LIMIT 1")
+up_keys=$(router "SELECT array_agg(key)::text FROM (SELECT key FROM placed WHERE shard <> 2 LIMIT 50) up")
+up_key=$(router "SELECT ('$up_keys'::text[])[1]")
+router "SELECT cache_set('$down_key', 'before'), cache_set_many('$up_keys', array_fill('before'::bytea, ARRAY[50]))" >/dev/null
+tests/cluster.sh stop "$DATA/shard2"
+down_port=${SHARD_PORTS[1]}
+fails_naming_shard() { # SQL fails with an error naming the stopped shard's port
+    local error
+    error=$(router "$1" 2>&1 >/dev/null) && return 1
+    echo "$error" | grep -q "port $down_port failed"
+}
+echo "a stopped shard's key: $(router "SELECT cache_get('$down_key')" 2>&1 | head -1)"
+check "with shard 2 stopped, cache_get of a key it owns fails naming it" fails_naming_shard "SELECT cache_get('$down_key')"
+check "... and cache_set of such a key" fails_naming_shard "SELECT cache_set('$down_key', 'during')"
+check "... and a batch that includes such a key, as a whole" \
+    fails_naming_shard "SELECT count(*) FROM cache_get_many('$up_keys'::text[] || '$down_key'::text)"
+check "... and a whole-cache call (cache_keys)" fails_naming_shard "SELECT count(*) FROM cache_keys()"
+router "SELECT cache_set('$up_key', 'during')" >/dev/null
+check "keys on the other shards keep working" test "$(router "SELECT convert_from(cache_get('$up_key'), 'UTF8')")" = during
+check "... and so do batches of them" test "$(router "SELECT count(*) FROM cache_get_many('$up_keys'::text[])")" = 50
+tests/cluster.sh start "$DATA/shard2" "$down_port"
+check "after shard 2 restarts, its key is there again" \
+    test "$(router "SELECT convert_from(cache_get('$down_key'), 'UTF8')")" = before
+on_shards=0
+for port in "${SHARD_PORTS[@]}"; do on_shards=$((on_shards + $(on "$port" q cache "SELECT count(*) FROM cache_keys('', 100000)"))); done
+check "... and whole-cache calls work (cache_keys lists the $on_shards keys of all shards)" \
+    test "$(router "SELECT count(*) FROM cache_keys('', 100000)")" = "$on_shards"
+
+summary sharded

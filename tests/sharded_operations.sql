@@ -1,0 +1,152 @@
+-- The random operations of tests/sharded.sh's differential run (psql -v operations=N): one line
+-- each, SELECT attempt($op$<operation>$op$), where <operation> is a SELECT of one text with what
+-- may rightly differ between a router and one server normalised: remaining expiry in whole hours
+-- (expiries are whole hours long, the run takes minutes), statistics as their four counters.
+-- Keys come from 5 groups of 8 so that operations meet the same keys; JSON is written to its
+-- own groups (j0: to j4:), other values to theirs (b0: to b4:): a batch of cache_get_many_json
+-- meets no value that is not JSON, which would fail it on one shard after others counted hits.
+SELECT setseed(0.15) AS seeded \gset
+
+-- A key of one of the kinds in `kinds` (b, j).
+CREATE FUNCTION pg_temp.random_key(kinds text DEFAULT 'bj') RETURNS text LANGUAGE sql
+AS $$
+    SELECT quote_literal(substr(kinds, 1 + floor(random() * length(kinds))::integer, 1)
+        || floor(random() * 5) || ':' || floor(random() * 8))
+$$;
+
+-- Some values are integers, for cache_incr.
+CREATE FUNCTION pg_temp.random_value() RETURNS text LANGUAGE sql
+AS $$ SELECT quote_literal(CASE WHEN random() < 0.3 THEN floor(random() * 100)::text ELSE 'v' || floor(random() * 1e6) END) || '::bytea' $$;
+
+-- A group (b3:), a kind (j) or everything ('').
+CREATE FUNCTION pg_temp.random_prefix() RETURNS text LANGUAGE sql
+AS $$
+    SELECT quote_literal(left(substr('bj', 1 + floor(random() * 2)::integer, 1) || floor(random() * 5) || ':',
+                              (ARRAY[0, 1, 3, 3, 3, 3, 3, 3, 3, 3])[1 + floor(random() * 10)]))
+$$;
+
+-- Up to 12 keys, at times none; repeats happen.
+CREATE FUNCTION pg_temp.random_keys(kinds text DEFAULT 'bj') RETURNS text LANGUAGE sql
+AS $$
+    SELECT format('ARRAY[%s]::text[]', string_agg(pg_temp.random_key(kinds), ','))
+    FROM generate_series(1, floor(random() * 13)::integer)
+$$;
+
+CREATE FUNCTION pg_temp.random_pairs() RETURNS text LANGUAGE sql
+AS $$
+    SELECT format('ARRAY[%s]::text[], ARRAY[%s]::bytea[]', string_agg(pg_temp.random_key('b'), ','), string_agg(pg_temp.random_value(), ','))
+    FROM generate_series(1, floor(random() * 13)::integer)
+$$;
+
+-- None (the default sliding window), ttl, sliding, expires_at, or sliding with an expires_at cap.
+CREATE FUNCTION pg_temp.random_expiry() RETURNS text LANGUAGE sql
+AS $$
+    SELECT format((ARRAY[
+        '',
+        ', ttl => interval ''%1$s hours''',
+        ', sliding => interval ''%1$s hours''',
+        ', expires_at => now() + interval ''%1$s hours''',
+        ', sliding => interval ''%1$s hours'', expires_at => now() + interval ''%2$s hours'''
+    ])[1 + floor(random() * 5)], 1 + floor(random() * 9), 1 + floor(random() * 9))
+$$;
+
+CREATE FUNCTION pg_temp.random_json() RETURNS text LANGUAGE sql
+AS $$ SELECT quote_literal(format('{"n": %s, "tags": ["t%s", null], "ok": %s}', floor(random() * 1000), floor(random() * 5), random() < 0.5)) || '::jsonb' $$;
+
+-- Calls that pg_cache rejects, whose SQLSTATE must come back through the router as well.
+CREATE FUNCTION pg_temp.random_rejected() RETURNS text LANGUAGE sql
+AS $$
+    SELECT (ARRAY[
+        'SELECT cache_get(NULL)::text',
+        'SELECT cache_set('''', ''x'')::text',
+        'SELECT cache_get(repeat(''x'', 3000))::text',
+        'SELECT count(*)::text FROM cache_get_many(NULL)',
+        'SELECT cache_set_many(ARRAY[''g0:1''], ARRAY[]::bytea[])::text',
+        'SELECT cache_set(''g0:1'', ''x'', ttl => interval ''-1 hour'')::text',
+        'SELECT count(*)::text FROM cache_keys('''', 0)',
+        'SELECT cache_remove_prefix('''')::text',
+        'SELECT cache_evict_expired(0)::text',
+        'SELECT cache_set(''b0:1'', ''x'', tags => ARRAY[''''])::text',
+        'SELECT cache_remove_by_tag(ARRAY[]::text[])::text'
+    ])[1 + floor(random() * 11)]
+$$;
+
+-- Up to 4 tags of 6.
+CREATE FUNCTION pg_temp.random_tag_array() RETURNS text LANGUAGE sql
+AS $$
+    SELECT format('ARRAY[%s]::text[]', string_agg(quote_literal('t' || floor(random() * 6)), ','))
+    FROM generate_series(0, floor(random() * 4)::integer)
+$$;
+
+-- A fresh draw for a placeholder of the templates below.
+CREATE FUNCTION pg_temp.random_argument(placeholder text) RETURNS text LANGUAGE sql
+AS $$
+    SELECT CASE placeholder
+        WHEN 'key' THEN pg_temp.random_key()
+        WHEN 'bytes_key' THEN pg_temp.random_key('b')
+        WHEN 'json_key' THEN pg_temp.random_key('j')
+        WHEN 'keys' THEN pg_temp.random_keys()
+        WHEN 'json_keys' THEN pg_temp.random_keys('j')
+        WHEN 'value' THEN pg_temp.random_value()
+        WHEN 'pairs' THEN pg_temp.random_pairs()
+        WHEN 'json' THEN pg_temp.random_json()
+        WHEN 'expiry' THEN pg_temp.random_expiry()
+        WHEN 'tags' THEN CASE WHEN random() < 0.4 THEN '' ELSE ', tags => ' || pg_temp.random_tag_array() END
+        WHEN 'tag_array' THEN pg_temp.random_tag_array()
+        WHEN 'match_all' THEN (ARRAY['', ', match_all => true', ', match_all => false'])[1 + floor(random() * 3)]
+        WHEN 'prefix' THEN pg_temp.random_prefix()
+        WHEN 'rows' THEN (1 + floor(random() * 40))::text
+        WHEN 'rejected' THEN pg_temp.random_rejected()
+    END
+$$;
+
+-- A template with each placeholder ({key}, {expiry}, ...) replaced by a fresh draw.
+CREATE FUNCTION pg_temp.filled(template text) RETURNS text LANGUAGE plpgsql
+AS $$
+DECLARE
+    placeholder text;
+BEGIN
+    LOOP
+        placeholder := substring(template FROM '\{([a-z_]+)\}');
+        EXIT WHEN placeholder IS NULL;
+        template := regexp_replace(template, '\{' || placeholder || '\}', pg_temp.random_argument(placeholder));
+    END LOOP;
+    RETURN template;
+END
+$$;
+
+WITH operation(weight, template) AS (VALUES
+    (14,   'SELECT cache_set({bytes_key}, {value}{expiry}{tags})::text'),
+    (19,   'SELECT cache_get({key})::text'),
+    (4,    'SELECT cache_add({bytes_key}, {value}{expiry}{tags})::text'),
+    (3,    'SELECT cache_take({key})::text'),
+    (3,    'SELECT cache_refresh({key})::text'),
+    (4,    'SELECT cache_remove({key})::text'),
+    (5,    'SELECT round(extract(epoch FROM cache_ttl({key})) / 3600)::text'),
+    (3,    'SELECT cache_tags({key})::text'),
+    (3,    'SELECT cache_expire({key}{expiry})::text'),
+    (5,    'SELECT cache_incr({bytes_key}, {rows} - 20{expiry})::text'),
+    (4,    'SELECT cache_set_json({json_key}, {json}{expiry}{tags})::text'),
+    (4,    'SELECT cache_get_json({key})::text'),
+    (6,    'SELECT string_agg(hit.key || ''='' || hit.value::text, '','' ORDER BY hit.n) FROM cache_get_many({keys}) WITH ORDINALITY AS hit(key, value, n)'),
+    (3,    'SELECT string_agg(hit.key || ''='' || hit.value::text, '','' ORDER BY hit.n) FROM cache_get_many_json({json_keys}) WITH ORDINALITY AS hit(key, value, n)'),
+    (5,    'SELECT cache_set_many({pairs}{expiry}{tags})::text'),
+    (2,    'SELECT cache_remove_many({keys})::text'),
+    (4,    'SELECT string_agg(concat_ws(''/'', listed.key, listed.value_bytes, listed.sliding, round(extract(epoch FROM listed.expires_at - now()) / 3600), round(extract(epoch FROM listed.absolute_expires_at - now()) / 3600)), '','' ORDER BY listed.n) FROM cache_keys({prefix}, {rows}) WITH ORDINALITY AS listed(key, expires_at, sliding, absolute_expires_at, value_bytes, n)'),
+    (3,    'SELECT concat_ws(''/'', hits, misses, sets, removes) FROM cache_stats()'),
+    (2,    'SELECT cache_evict_expired({rows})::text'),
+    (3,    '{rejected}'),
+    (0.5,  'SELECT cache_remove_prefix({prefix})::text'),
+    (0.5,  'SELECT cache_remove_by_tag({tag_array}{match_all})::text'),
+    (0.5,  'SELECT cache_stats_reset()::text'),
+    (0.3,  'SELECT cache_clear()::text')
+), bounds AS (
+    SELECT template, sum(weight) OVER (ORDER BY template) - weight AS low, sum(weight) OVER (ORDER BY template) AS high,
+           sum(weight) OVER () AS total
+    FROM operation
+)
+SELECT 'SELECT attempt($op$' || pg_temp.filled(bounds.template) || '$op$);'
+FROM generate_series(1, :operations) AS step(n)
+CROSS JOIN LATERAL (SELECT random() + step.n * 0 AS pick) AS draw
+JOIN bounds ON draw.pick * bounds.total >= bounds.low AND draw.pick * bounds.total < bounds.high
+ORDER BY step.n;
