@@ -48,7 +48,7 @@ prereqs:
 
 # cargo pgrx installs the current version's script and the upgrade scripts; the frozen install
 # script of 0.1.0 (CREATE EXTENSION pg_cache VERSION '0.1.0', the start of every upgrade) is ours,
-# and so is pg_cache_router (SQL only; docs/scaling-out.md).
+# and so is pg_cache_router (SQL only; README, Scaling out).
 install: prereqs
 	cargo pgrx install --release --pg-config $(PG_CONFIG) $(PGRX_FEATURES) $(INSTALL_SUDO)
 	$(if $(IS_ROOT),,sudo) install -m 644 sql/pg_cache--0.1.0.sql router/pg_cache_router.control \

@@ -1,7 +1,7 @@
 -- pg_cache_router: in a router database, the pg_cache functions with the same names, arguments and
 -- results, each call sent through PL/Proxy to the pg_cache servers (shards) that own its keys.
 -- Shards must have pg_cache in the schema this extension is created in (public by default): the
--- calls sent to them name that schema. See docs/scaling-out.md.
+-- calls sent to them name that schema. See the README, Scaling out.
 \echo Use "CREATE EXTENSION pg_cache_router" to load this file. \quit
 
 -- Internals: the key hash, argument checks, the per-shard PL/Proxy functions, the setup helper.
