@@ -28,6 +28,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_LIFE: Duration = Duration::from_secs(60);
 /// How often a relay looks for a session that wants its database to itself (DROP DATABASE).
 const CHECK_PERIOD: Duration = Duration::from_millis(250);
+/// After a notification, changes are gathered this long before the next: under a steady stream
+/// of writes one notification then names many transactions' changes, so that listeners (and the
+/// notification queue) see hundreds of notifications a second, not one per transaction. The
+/// first change after a quiet spell goes out at once.
+const GATHER: Duration = Duration::from_millis(2);
 
 pub struct Relay {
     /// 0: free.
@@ -344,7 +349,9 @@ pub extern "C-unwind" fn pg_cache_relay_main(arg: pg_sys::Datum) {
     loop {
         let mut nap = CHECK_PERIOD;
         if let Some(changes) = take(index) {
-            if !send(index, &changes) {
+            if send(index, &changes) {
+                std::thread::sleep(GATHER);
+            } else {
                 // Tried again a second later, saying all.
                 nap = Duration::from_secs(1);
             }
