@@ -66,8 +66,18 @@ def ms(seconds):
 
 
 def cached_in_l1(a, key, value):
-    a.get(key)
-    return a.get(key) == (value, "l1")
+    """Whether A serves value for key from its L1 within a second, never another value. (An
+    invalidation for B's last write may still be on its way: until it has arrived, A may keep
+    reading from pg_cache.)"""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        served, source = a.get(key)
+        if served != value:
+            return False
+        if source == "l1":
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def main():
