@@ -388,9 +388,19 @@ pub type Tags<'a> = Option<&'a [String]>;
 
 /// Refuses tags where the table cannot hold them.
 fn ensure_taggable(statements: &Statements, tags: Tags) {
-    if tags.is_some() && statements.tagged.is_none() {
-        crate::error::tags_need_update();
+    if tags.is_some() {
+        tag_statements(statements);
     }
+}
+
+/// The statements on tags; an error when the table has no tags column.
+fn tag_statements(statements: &Statements) -> &TagStatements {
+    statements.tagged.as_ref().unwrap_or_else(|| crate::error::tags_need_update())
+}
+
+/// How many rows of a removal's `RETURNING <was live>` say true.
+fn count_live(rows: pgrx::spi::SpiTupleTable) -> i64 {
+    rows.filter(|row| row.get::<bool>(1).ok().flatten().unwrap_or(false)).count() as i64
 }
 
 /// Inserts or replaces `key`: an existing entry is replaced directly, anything else (a new key, a
@@ -645,7 +655,7 @@ pub fn remove_prefix(prefix: &str) -> (i64, i64) {
         }
         .expect("remove range");
         let removed = rows.len() as i64;
-        let live = rows.filter(|row| row.get::<bool>(1).ok().flatten().unwrap_or(false)).count() as i64;
+        let live = count_live(rows);
         if removed > 0 {
             invalidation::note(if prefix.is_empty() { Change::All } else { Change::Prefix(prefix) });
         }
@@ -657,9 +667,9 @@ pub fn remove_prefix(prefix: &str) -> (i64, i64) {
 pub fn tags_of(key: &str) -> Option<Option<Vec<String>>> {
     ensure_not_in_recovery();
     with_statements(|client, statements| {
-        let tagged = statements.tagged.as_ref().unwrap_or_else(|| crate::error::tags_need_update());
-        let rows =
-            client.update(&tagged.tags_of, None, &[key.into(), timestamptz(now()).into()]).expect("tags");
+        let rows = client
+            .update(&tag_statements(statements).tags_of, None, &[key.into(), timestamptz(now()).into()])
+            .expect("tags");
         (!rows.is_empty()).then(|| rows.first().get::<Vec<String>>(1).expect("tags"))
     })
 }
@@ -669,14 +679,14 @@ pub fn tags_of(key: &str) -> Option<Option<Vec<String>>> {
 pub fn remove_by_tag(tags: &[String], match_all: bool) -> i64 {
     ensure_not_in_recovery();
     with_statements(|client, statements| {
-        let tagged = statements.tagged.as_ref().unwrap_or_else(|| crate::error::tags_need_update());
+        let tagged = tag_statements(statements);
         let statement = if match_all { &tagged.remove_all } else { &tagged.remove_any };
         let args = [tags.to_vec().into(), timestamptz(now()).into()];
         let rows = client.update(statement, None, &args).expect("remove by tag");
         if !rows.is_empty() {
             invalidation::note(Change::Tags(tags));
         }
-        rows.filter(|row| row.get::<bool>(1).ok().flatten().unwrap_or(false)).count() as i64
+        count_live(rows)
     })
 }
 

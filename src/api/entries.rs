@@ -20,12 +20,10 @@ fn cache_set_tagged(
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
     tags: default!(Option<Array<&str>>, "NULL"),
 ) {
-    const FUNCTION: &str = "cache_set";
-    let tags = entry_tags(FUNCTION, tags);
-    set(FUNCTION, key, value, ttl, sliding, expires_at, tags.as_deref());
+    set("cache_set", key, value, ttl, sliding, expires_at, tags);
 }
 
-/// `cache_set` of one entry; `function` names it in errors.
+/// `cache_set` of one entry, its arguments checked in order; `function` names it in errors.
 pub(super) fn set(
     function: &str,
     key: Option<&str>,
@@ -33,13 +31,14 @@ pub(super) fn set(
     ttl: Option<Interval>,
     sliding: Option<Interval>,
     expires_at: Option<TimestampWithTimeZone>,
-    tags: store::Tags,
+    tags: Option<Array<&str>>,
 ) {
     let key = checked_key(function, "key", key);
     let value = checked_value(function, "value", value);
+    let tags = entry_tags(function, tags);
     let now = store::now();
     let policy = Policy::from_arguments(function, now, ttl, sliding, expires_at);
-    store::set(key, value, policy, now, tags);
+    store::set(key, value, policy, now, tags.as_deref());
     stats::count(Counter::Sets, 1);
 }
 

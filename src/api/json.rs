@@ -1,11 +1,10 @@
 //! jsonb values, stored as CBOR (see `json`): readable as bytes by any client with a CBOR
 //! library, and CBOR written by clients readable as jsonb.
 
-use super::{checked_key, checked_value};
+use super::checked_key;
 use crate::error;
-use crate::expiry::Policy;
 use crate::json::{self, JsonError};
-use crate::stats::{self, Counter};
+use crate::stats;
 use crate::store::{self, Lookup};
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::datum::{Array, Datum, Interval, TimestampWithTimeZone};
@@ -80,11 +79,7 @@ fn cache_set_json(
         ),
         Err(JsonError::Invalid(reason)) => error::invalid_argument(FUNCTION, format!("value: {reason}")),
     };
-    let encoded = checked_value(FUNCTION, "value", Some(&encoded));
-    let now = store::now();
-    let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
-    store::set(key, encoded, policy, now, super::entry_tags(FUNCTION, tags).as_deref());
-    stats::count(Counter::Sets, 1);
+    super::entries::set(FUNCTION, Some(key), Some(&encoded), ttl, sliding, expires_at, tags);
 }
 
 /// As `cache_get` (a hit slides), the stored CBOR decoded to jsonb.
