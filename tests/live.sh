@@ -70,7 +70,10 @@ q alpha "DROP TABLE subxacts"
 configure log_min_messages default
 
 # No vacuum storm: while a snapshot held for 30 s keeps churn's dead rows from being removed,
-# the evictor vacuums when the removal horizon has moved, not every time it looks.
+# the evictor vacuums when the removal horizon has moved, not every time it looks. Autovacuum is
+# off meanwhile: when it visits the database just after the snapshot goes, it removes the dead rows
+# itself and the evictor rightly has nothing left to do (seen in CI), which is not what is tested.
+configure autovacuum off
 vacuum_count() { q alpha "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'pg_cache_entries'"; }
 "$PGBIN/psql" -X -q -d alpha -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT count(*) FROM pg_cache_entries" \
     -c "SELECT pg_sleep(30)" -c "COMMIT" >/dev/null &
@@ -84,15 +87,9 @@ vacuums=$(($(vacuum_count) - vacuums_before))
 wait "$holder"
 rm -f "$churn"
 check "25 s of churn under a 30 s snapshot: the table was vacuumed at most 3 times (it was $vacuums)" test "$vacuums" -le 3
-# On PostgreSQL 18 the statistics after the vacuum that the snapshot held back no longer show the
-# table bloated, so the evictor waits for the next writes to vacuum again (seen 2 of 2 runs; not
-# yet understood): there the check is reported as skipped.
-if [ "$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')" = 15 ]; then
-    check "once the snapshot is released, the evictor vacuums the dead rows away" \
-        wait_for 20 alpha "SELECT vacuum_count > $((vacuums_before + vacuums)) FROM pg_stat_user_tables WHERE relname = 'pg_cache_entries'"
-else
-    echo "skipped - once the snapshot is released, the evictor vacuums the dead rows away (PostgreSQL 15 only, see above)"
-fi
+check "once the snapshot is released, the evictor vacuums the dead rows away" \
+    wait_for 20 alpha "SELECT vacuum_count > $((vacuums_before + vacuums)) AND n_dead_tup < 1000 FROM pg_stat_user_tables WHERE relname = 'pg_cache_entries'"
+configure autovacuum default
 
 # After pg_terminate_backend of a worker in the middle of its work, eviction resumes.
 fill alpha 20000
