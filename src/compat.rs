@@ -82,18 +82,37 @@ pub unsafe fn index_beginscan(
     }
 }
 
-/// `ExecInsertIndexTuples` for a row version written by an update or insert, without ON
-/// CONFLICT; `only_summarizing` exists from 16 on (15 has no summarizing HOT updates).
+/// How [`insert_index_tuples`] treats a unique index that already holds the key.
+#[derive(Clone, Copy)]
+pub enum OnConflict {
+    /// Raise 23505, as a plain INSERT or UPDATE does.
+    Raise,
+    /// The speculative insertion of `INSERT … ON CONFLICT`: for this arbiter index (the primary
+    /// key), report the conflict instead of raising it.
+    Report(pg_sys::Oid),
+}
+
+/// `ExecInsertIndexTuples` for a row version written by an update or insert; with
+/// `OnConflict::Report`, whether an arbiter index found a conflict. `only_summarizing` exists
+/// from 16 on (15 has no summarizing HOT updates).
 ///
 /// # Safety
-/// As `ExecInsertIndexTuples`: indexes opened by `ExecOpenIndices`, `slot` holding the new version
-/// with its TID.
+/// As `ExecInsertIndexTuples`: indexes opened by `ExecOpenIndices` (speculatively for
+/// `Report`), `slot` holding the new version with its TID, memory in the executor state's context.
 pub unsafe fn insert_index_tuples(
     result_relation: *mut pg_sys::ResultRelInfo,
     slot: *mut pg_sys::TupleTableSlot,
     estate: *mut pg_sys::EState,
     indexes: IndexUpdate,
-) {
+    on_conflict: OnConflict,
+) -> bool {
+    let mut conflict = false;
+    let (no_duplicate_error, conflict_out, arbiters) = match on_conflict {
+        OnConflict::Raise => (false, std::ptr::null_mut(), std::ptr::null_mut()),
+        OnConflict::Report(arbiter) => {
+            (true, &raw mut conflict, pg_sys::lappend_oid(std::ptr::null_mut(), arbiter))
+        }
+    };
     #[cfg(feature = "pg15")]
     {
         let _ = indexes;
@@ -102,9 +121,9 @@ pub unsafe fn insert_index_tuples(
             slot,
             estate,
             false,
-            false,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
+            no_duplicate_error,
+            conflict_out,
+            arbiters,
         );
     }
     #[cfg(not(feature = "pg15"))]
@@ -114,12 +133,13 @@ pub unsafe fn insert_index_tuples(
             slot,
             estate,
             false,
-            false,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
+            no_duplicate_error,
+            conflict_out,
+            arbiters,
             indexes == IndexUpdate::SummarizingOnly,
         );
     }
+    conflict
 }
 
 /// The OID of the table's valid primary-key index, or InvalidOid.

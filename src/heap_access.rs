@@ -19,7 +19,7 @@
 //! - reads use the snapshot SPI would: a new one per call (in READ COMMITTED), after a command
 //!   counter increment so the caller's own earlier writes are seen.
 
-use crate::compat::{self, IndexUpdate};
+use crate::compat::{self, IndexUpdate, OnConflict};
 use pgrx::datum::Interval;
 use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};
 use pgrx::prelude::*;
@@ -334,7 +334,7 @@ unsafe fn update_row(
     let mut failure = pg_sys::TM_FailureData::default();
     let (result, indexes) = compat::heap_update(table, &mut old_tid, new, &mut failure);
     if result == pg_sys::TM_Result::TM_Ok && indexes != IndexUpdate::None {
-        insert_index_entries(table, new, indexes);
+        insert_index_entries(table, new, indexes, OnConflict::Raise);
     }
     result
 }
@@ -354,22 +354,88 @@ fn refuse_concurrent_change(result: pg_sys::TM_Result::Type) {
 
 /// Inserts index entries for the new row version `tuple` into every index of `table` the
 /// executor would: ready ones, those being built by `CREATE INDEX CONCURRENTLY` or
-/// `REINDEX … CONCURRENTLY` included, partial and expression ones evaluated as it does.
-unsafe fn insert_index_entries(table: pg_sys::Relation, tuple: pg_sys::HeapTuple, indexes: IndexUpdate) {
+/// `REINDEX … CONCURRENTLY` included, partial and expression ones evaluated as it does. With
+/// `OnConflict::Report`, as for a speculative insertion: whether the arbiter found a conflict.
+unsafe fn insert_index_entries(
+    table: pg_sys::Relation,
+    tuple: pg_sys::HeapTuple,
+    indexes: IndexUpdate,
+    on_conflict: OnConflict,
+) -> bool {
     let estate = pg_sys::CreateExecutorState();
     // Index descriptions and the slot live and die with the executor state.
     let caller_context = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
     let result_relation =
         pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
     pg_sys::InitResultRelInfo(result_relation, table, 0, std::ptr::null_mut(), 0);
-    pg_sys::ExecOpenIndices(result_relation, false);
+    pg_sys::ExecOpenIndices(result_relation, matches!(on_conflict, OnConflict::Report(_)));
     let slot = pg_sys::MakeSingleTupleTableSlot((*table).rd_att, &pg_sys::TTSOpsHeapTuple);
     pg_sys::ExecStoreHeapTuple(tuple, slot, false);
-    compat::insert_index_tuples(result_relation, slot, estate, indexes);
+    let conflict = compat::insert_index_tuples(result_relation, slot, estate, indexes, on_conflict);
     pg_sys::ExecDropSingleTupleTableSlot(slot);
     pg_sys::ExecCloseIndices(result_relation);
     pg_sys::MemoryContextSwitchTo(caller_context);
     pg_sys::FreeExecutorState(estate);
+    conflict
+}
+
+/// Inserts `tuple` as a new row the way `INSERT … ON CONFLICT (key)` inserts one (ExecInsert's
+/// speculative insertion): the heap tuple carries a token that sessions finding it wait on,
+/// every index gets its entry, and the primary key reports a conflict (the key committed by
+/// another session since our snapshot, or being inserted by one) instead of raising 23505. On a
+/// conflict the tuple is undone (super-deleted) and false returned: the caller runs the upsert,
+/// which waits for the other session and resolves it. The statement's pre-check of the arbiter
+/// is the caller's probe; what it could not see, the insertion itself finds.
+unsafe fn insert_row(opened: &Opened, tuple: pg_sys::HeapTuple) -> bool {
+    let transaction = pg_sys::GetCurrentTransactionId();
+    let token = pg_sys::SpeculativeInsertionLockAcquire(transaction);
+    pgrx::itemptr::item_pointer_set_all(
+        &mut (*(*tuple).t_data).t_ctid,
+        token,
+        pg_sys::SpecTokenOffsetNumber as pg_sys::OffsetNumber,
+    );
+    pg_sys::heap_insert(
+        opened.table,
+        tuple,
+        pg_sys::GetCurrentCommandId(true),
+        pg_sys::HEAP_INSERT_SPECULATIVE as i32,
+        std::ptr::null_mut(),
+    );
+    let arbiter = (*opened.index).rd_id;
+    let conflict = insert_index_entries(opened.table, tuple, IndexUpdate::All, OnConflict::Report(arbiter));
+    let mut tid = (*tuple).t_self;
+    if conflict {
+        pg_sys::heap_abort_speculative(opened.table, &mut tid);
+    } else {
+        pg_sys::heap_finish_speculative(opened.table, &mut tid);
+    }
+    // Sessions waiting on the token now see a finished row, or none.
+    pg_sys::SpeculativeInsertionLockRelease(transaction);
+    !conflict
+}
+
+/// Writes the row version in `slot` again with `column` set to `value` (every other column as it
+/// was: a TOASTed value keeps its TOAST pointer), as [`update_row`] does.
+unsafe fn update_column(
+    table: pg_sys::Relation,
+    slot: *mut pg_sys::TupleTableSlot,
+    column: usize,
+    value: pg_sys::Datum,
+) -> pg_sys::TM_Result::Type {
+    let mut should_free = false;
+    let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut should_free);
+    let mut columns = [column as i32];
+    let mut values = [value];
+    let mut nulls = [false];
+    let new = pg_sys::heap_modify_tuple_by_cols(
+        old,
+        (*table).rd_att,
+        1,
+        columns.as_mut_ptr(),
+        values.as_mut_ptr(),
+        nulls.as_mut_ptr(),
+    );
+    update_row(table, (*slot).tts_tid, new)
 }
 
 /// Moves the expiry of the row version of `key` at `ctid`, read by [`find`] in this call with
@@ -409,21 +475,7 @@ pub fn slide(
                 && (*(*slot).tts_values.add(EXPIRES_AT - 1)).value() as TimestampTz == read_expiry
         };
         let moved = same_row && {
-            let mut should_free = false;
-            let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut should_free);
-            let mut columns = [EXPIRES_AT as i32];
-            let mut values = [pg_sys::Datum::from(expires_at)];
-            let mut nulls = [false];
-            // Every other column as it was: a TOASTed value keeps its TOAST pointer.
-            let new = pg_sys::heap_modify_tuple_by_cols(
-                old,
-                (*opened.table).rd_att,
-                1,
-                columns.as_mut_ptr(),
-                values.as_mut_ptr(),
-                nulls.as_mut_ptr(),
-            );
-            let result = update_row(opened.table, ctid, new);
+            let result = update_column(opened.table, slot, EXPIRES_AT, pg_sys::Datum::from(expires_at));
             refuse_concurrent_change(result);
             result == pg_sys::TM_Result::TM_Ok
         };
@@ -433,7 +485,7 @@ pub fn slide(
     }
 }
 
-/// A full row for [`replace`].
+/// A full row for [`write`].
 pub struct NewRow<'a> {
     pub value: &'a [u8],
     pub expires_at: TimestampTz,
@@ -442,11 +494,23 @@ pub struct NewRow<'a> {
     pub tags: Option<&'a [String]>,
 }
 
-/// Replaces the row stored under `key` with a new version, straight through the heap: what the
-/// upsert's ON CONFLICT DO UPDATE does for an existing key. `Done(false)` when there is no such
-/// row or another session changed it since it was read: the caller then runs the upsert.
-pub fn replace(key: &str, row: &NewRow) -> Direct<bool> {
+/// What [`write`] does with a row already stored under the key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace it (`cache_set`).
+    Replace,
+    /// Leave it to the caller's statement (`cache_add`, `cache_incr`: what it holds decides).
+    Keep,
+}
+
+/// Writes `row` under `key` straight through the heap and every index: a new version of the row
+/// stored there (what the upsert's ON CONFLICT DO UPDATE does for an existing key, when
+/// `existing` says so), or a new row inserted speculatively (what its INSERT does for a new
+/// key). `Done(false)` when nothing was written: a row is stored and `existing` keeps it, another
+/// session changed or inserted the key meanwhile; the caller then runs its statement.
+pub fn write(key: &str, row: &NewRow, existing: Existing) -> Direct<bool> {
     let table = table();
+    // What the upsert needs: INSERT, and UPDATE and SELECT for ON CONFLICT DO UPDATE.
     if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) {
         return Direct::Declined;
     }
@@ -460,32 +524,70 @@ pub fn replace(key: &str, row: &NewRow) -> Direct<bool> {
             close(opened);
             return Direct::Declined;
         }
-        let replaced = probe(&opened, key_datum, |slot| {
-            let tags = row.tags.map(|tags| tags.to_vec().into_datum().expect("a text[] datum"));
-            let mut values = [
-                key_datum,
-                row.value.into_datum().expect("a bytea datum"),
-                pg_sys::Datum::from(row.expires_at),
-                row.sliding.into_datum().unwrap_or(pg_sys::Datum::from(0)),
-                row.absolute_expires_at.map_or(pg_sys::Datum::from(0), pg_sys::Datum::from),
-                tags.unwrap_or(pg_sys::Datum::from(0)),
-            ];
-            let mut nulls = [
-                false,
-                false,
-                false,
-                row.sliding.is_none(),
-                row.absolute_expires_at.is_none(),
-                tags.is_none(),
-            ];
-            // The descriptor has these columns, or the first five of them: is_as_released
-            // checked it.
-            let tuple =
-                pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
-            update_row(opened.table, (*slot).tts_tid, tuple) == pg_sys::TM_Result::TM_Ok
+        let tags = row.tags.map(|tags| tags.to_vec().into_datum().expect("a text[] datum"));
+        let mut values = [
+            key_datum,
+            row.value.into_datum().expect("a bytea datum"),
+            pg_sys::Datum::from(row.expires_at),
+            row.sliding.into_datum().unwrap_or(pg_sys::Datum::from(0)),
+            row.absolute_expires_at.map_or(pg_sys::Datum::from(0), pg_sys::Datum::from),
+            tags.unwrap_or(pg_sys::Datum::from(0)),
+        ];
+        let mut nulls =
+            [false, false, false, row.sliding.is_none(), row.absolute_expires_at.is_none(), tags.is_none()];
+        // The descriptor has these columns, or the first five of them: is_as_released checked it.
+        let tuple = pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+        // The probe's snapshot stays active while writing, as the statement's does.
+        let mut probe = Probe::begin(&opened);
+        let written = match probe.find(key_datum) {
+            Some(slot) if existing == Existing::Replace => {
+                update_row(opened.table, (*slot).tts_tid, tuple) == pg_sys::TM_Result::TM_Ok
+            }
+            Some(_) => false,
+            None => insert_row(&opened, tuple),
+        };
+        probe.end();
+        close(opened);
+        Direct::Done(written)
+    }
+}
+
+/// Rewrites the value of the live entry under `key` (one whose expiry is after `now`) to what
+/// `rewrite` makes of it, keeping everything else: the statements `SELECT value … FOR UPDATE` then
+/// `UPDATE t SET value = $2 WHERE ctid = $1`, with the version read standing in for the lock.
+/// `Done(false)`, nothing written, when there is no live entry, `rewrite` declines, or another
+/// session changed the entry since it was read (in REPEATABLE READ and SERIALIZABLE that is a
+/// serialization failure, as for the statements): the caller then runs them.
+pub fn rewrite_value(
+    key: &str,
+    now: TimestampTz,
+    rewrite: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+) -> Direct<bool> {
+    let table = table();
+    if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_UPDATE) {
+        return Direct::Declined;
+    }
+    unsafe {
+        let Some(opened) = open(pg_sys::RowExclusiveLock) else {
+            return Direct::Declined;
+        };
+        let written = probe(&opened, text_datum(key), |slot| {
+            let row = read_row(slot, true);
+            let Some(value) = row.value.filter(|_| row.expires_at > now).and_then(|value| rewrite(&value))
+            else {
+                return false;
+            };
+            let result = update_column(
+                opened.table,
+                slot,
+                VALUE,
+                value.as_slice().into_datum().expect("a bytea datum"),
+            );
+            refuse_concurrent_change(result);
+            result == pg_sys::TM_Result::TM_Ok
         });
         close(opened);
-        Direct::Done(replaced.unwrap_or(false))
+        Direct::Done(written.unwrap_or(false))
     }
 }
 
@@ -546,7 +648,7 @@ pub fn has_tags_column(table: Oid) -> bool {
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use super::{delete, find, replace, Direct, NewRow};
+    use super::{delete, find, write, Direct, Existing, NewRow};
     use pgrx::prelude::*;
 
     fn found(key: &str, with_value: bool) -> Option<super::Row> {
@@ -571,26 +673,44 @@ mod tests {
         assert!(found("probe", false).expect("the entry is found").value.is_none());
     }
 
-    #[pg_test]
-    fn replace_rewrites_an_existing_row_and_leaves_new_keys_to_the_upsert() {
-        let row = NewRow {
-            value: b"new",
+    fn new_row(value: &[u8]) -> NewRow<'_> {
+        NewRow {
+            value,
             expires_at: i64::MAX / 2,
             sliding: None,
             absolute_expires_at: Some(i64::MAX / 2),
             tags: None,
-        };
-        assert!(matches!(replace("probe", &row), Direct::Done(false)), "no row to replace yet");
+        }
+    }
+
+    fn stored_count(key: &str) -> i64 {
+        Spi::get_one_with_args::<i64>("SELECT count(*) FROM pg_cache_entries WHERE key = $1", &[key.into()])
+            .unwrap()
+            .unwrap()
+    }
+
+    #[pg_test]
+    fn write_inserts_a_new_key_and_replaces_an_existing_row() {
+        assert!(matches!(write("probe", &new_row(b"first"), Existing::Replace), Direct::Done(true)));
+        assert_eq!(found("probe", true).expect("inserted").value.as_deref(), Some(&b"first"[..]));
         Spi::run("SELECT cache_set('probe', 'old', sliding => '5 min')").unwrap();
-        assert!(matches!(replace("probe", &row), Direct::Done(true)));
+        assert!(matches!(write("probe", &new_row(b"new"), Existing::Replace), Direct::Done(true)));
         let stored = found("probe", true).expect("the entry is found");
         assert_eq!(stored.value.as_deref(), Some(&b"new"[..]));
         assert!(stored.sliding.is_none());
         assert_eq!(stored.absolute_expires_at, Some(i64::MAX / 2));
-        assert_eq!(
-            Spi::get_one::<i64>("SELECT count(*) FROM pg_cache_entries WHERE key = 'probe'").unwrap(),
-            Some(1)
-        );
+        assert_eq!(stored_count("probe"), 1);
+        // Every index has the inserted row: an index-only count through the primary key agrees.
+        Spi::run("SET LOCAL enable_seqscan = off").unwrap();
+        assert_eq!(stored_count("probe"), 1);
+    }
+
+    #[pg_test]
+    fn write_keeps_a_stored_row_when_asked() {
+        Spi::run("INSERT INTO pg_cache_entries (key, value, expires_at) VALUES ('probe', 'old', now() - interval '1 s')").unwrap();
+        assert!(matches!(write("probe", &new_row(b"new"), Existing::Keep), Direct::Done(false)));
+        assert_eq!(found("probe", true).expect("still stored").value.as_deref(), Some(&b"old"[..]));
+        assert!(matches!(write("fresh", &new_row(b"new"), Existing::Keep), Direct::Done(true)));
     }
 
     #[pg_test]
@@ -614,14 +734,7 @@ mod tests {
         Spi::run("SELECT cache_set('probe', 'v')").unwrap();
         Spi::run("ALTER TABLE pg_cache_entries ADD COLUMN extra int").unwrap();
         assert!(matches!(find("probe", true), Direct::Declined));
-        let row = NewRow {
-            value: b"new",
-            expires_at: i64::MAX / 2,
-            sliding: None,
-            absolute_expires_at: None,
-            tags: None,
-        };
-        assert!(matches!(replace("probe", &row), Direct::Declined));
+        assert!(matches!(write("probe", &new_row(b"new"), Existing::Replace), Direct::Declined));
         assert!(matches!(delete("probe", false), Direct::Declined));
     }
 

@@ -4,7 +4,7 @@
 //! times the call itself.
 
 use crate::expiry::Policy;
-use crate::heap_access::{self, Direct, NewRow, Row};
+use crate::heap_access::{self, Direct, Existing, NewRow, Row};
 use crate::invalidation::{self, Change};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
@@ -403,20 +403,25 @@ fn count_live(rows: pgrx::spi::SpiTupleTable) -> i64 {
     rows.filter(|row| row.get::<bool>(1).ok().flatten().unwrap_or(false)).count() as i64
 }
 
-/// Inserts or replaces `key`: an existing entry is replaced directly, anything else (a new key, a
-/// concurrent change, a table the direct path declines) goes through the upsert.
-pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags) {
-    ensure_not_in_recovery();
-    let row = NewRow {
+/// The row an entry written at `now` with `policy` is stored as.
+fn new_row<'a>(value: &'a [u8], policy: Policy, now: TimestampTz, tags: Tags<'a>) -> NewRow<'a> {
+    NewRow {
         value,
         expires_at: policy.expires_at(now),
         sliding: policy.sliding_column(),
         absolute_expires_at: policy.absolute_column(),
         tags,
-    };
+    }
+}
+
+/// Inserts or replaces `key`: an existing entry is replaced directly, anything else (a new key, a
+/// concurrent change, a table the direct path declines) goes through the upsert.
+pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags) {
+    ensure_not_in_recovery();
+    let row = new_row(value, policy, now, tags);
     crate::registry::note_write(row.expires_at, key.len() + value.len());
     invalidation::note(Change::Key(key));
-    if let Direct::Done(true) = heap_access::replace(key, &row) {
+    if let Direct::Done(true) = heap_access::write(key, &row, Existing::Replace) {
         return;
     }
     with_statements(|client, statements| {
@@ -472,21 +477,25 @@ pub fn take(key: &str) -> Option<Vec<u8>> {
 /// A concurrent add of the same key waits for the first to commit and then finds it live.
 pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags) -> bool {
     ensure_not_in_recovery();
-    let args = [
-        key.into(),
-        value.into(),
-        timestamptz(policy.expires_at(now)).into(),
-        policy.sliding_column().into(),
-        policy.absolute_column().map(timestamptz).into(),
-        tags.map(<[String]>::to_vec).into(),
-        timestamptz(now).into(),
-    ];
-    let added = with_statements(|client, statements| {
-        ensure_taggable(statements, tags);
-        !client.update(&statements.add, None, &args).expect("add").is_empty()
-    });
+    let row = new_row(value, policy, now, tags);
+    // A new key is inserted directly; a stored one (live or expired) goes to the statement.
+    let added = matches!(heap_access::write(key, &row, Existing::Keep), Direct::Done(true)) || {
+        let args = [
+            key.into(),
+            value.into(),
+            timestamptz(row.expires_at).into(),
+            row.sliding.into(),
+            row.absolute_expires_at.map(timestamptz).into(),
+            tags.map(<[String]>::to_vec).into(),
+            timestamptz(now).into(),
+        ];
+        with_statements(|client, statements| {
+            ensure_taggable(statements, tags);
+            !client.update(&statements.add, None, &args).expect("add").is_empty()
+        })
+    };
     if added {
-        crate::registry::note_write(policy.expires_at(now), key.len() + value.len());
+        crate::registry::note_write(row.expires_at, key.len() + value.len());
         invalidation::note(Change::Key(key));
     }
     added
@@ -502,6 +511,24 @@ pub enum Counter {
     Overflow,
 }
 
+/// `incr` straight through the heap where it can: a live counter rewritten in place, or a new
+/// key inserted. `None` when the statements must run (an expired entry, a value that is not a
+/// counter, a concurrent change, a table the direct paths decline).
+fn incr_directly(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Option<Counter> {
+    let mut next = None;
+    let rewritten = heap_access::rewrite_value(key, now, |stored| {
+        next = parse_counter(stored)?.checked_add(delta);
+        next.map(|next| next.to_string().into_bytes())
+    });
+    if let Direct::Done(true) = rewritten {
+        return next.map(Counter::Written);
+    }
+    let value = delta.to_string().into_bytes();
+    let row = new_row(&value, policy, now, None);
+    matches!(heap_access::write(key, &row, Existing::Keep), Direct::Done(true))
+        .then_some(Counter::Written(delta))
+}
+
 /// Adds `delta` to the counter under `key`: a live one keeps its expiry; an absent or expired
 /// one starts at `delta` with `policy`. The row is locked while it is read and written, so
 /// concurrent increments add up exactly.
@@ -510,6 +537,9 @@ pub fn incr(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Counter 
     // A counter is short: at most 20 digits.
     crate::registry::note_write(policy.expires_at(now), key.len() + 20);
     invalidation::note(Change::Key(key));
+    if let Some(counter) = incr_directly(key, delta, policy, now) {
+        return counter;
+    }
     let fresh = |client: &mut SpiClient, statements: &Statements, ctid: Option<ItemPointerData>| {
         let value = delta.to_string().into_bytes();
         let expiry = [
