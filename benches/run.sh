@@ -116,6 +116,7 @@ for payload in "${PAYLOADS[@]}"; do
         pgbench_case "plain select" plain_select "$payload" "$clients"
         pgbench_case "get absolute" get_absolute "$payload" "$clients"
         pgbench_case "get sliding" get_sliding "$payload" "$clients"
+        pgbench_case "get sliding together" get_sliding_together "$payload" "$clients"
         pgbench_case "dotnet get" dotnet_get "$payload" "$clients"
         redis_case "redis get" get "$payload" "$clients"
         if [ "$payload" = "${PAYLOADS[0]}" ]; then
@@ -134,6 +135,8 @@ for payload in "${PAYLOADS[@]}"; do
             pgbench_case "add hit" add_hit "$payload" "$clients"
             pgbench_case "add miss" add_miss "$payload" "$clients"
             pgbench_case "add+take" take "$payload" "$clients"
+            pgbench_case "plain insert new" plain_insert_new "$payload" "$clients"
+            pgbench_case "set new" set_new "$payload" "$clients"
         fi
         pgbench_case "get_json" get_json "$payload" "$clients"
         pgbench_case "plain select jsonb" plain_select_json "$payload" "$clients"

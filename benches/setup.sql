@@ -12,10 +12,15 @@ CREATE OR REPLACE FUNCTION pg_temp.random_bytes(size int) RETURNS bytea LANGUAGE
 SELECT count(cache_set('a:' || i, pg_temp.random_bytes(:size), ttl => '1 hour'))
      + count(cache_set('s:' || i, pg_temp.random_bytes(:size), sliding => '1 hour'))
 FROM generate_series(1, :keys) i;
+-- Sliding entries stored together ('g:N', set one after another, as sessions are cached): their
+-- pages hold only entries whose hits slide.
+SELECT count(cache_set('g:' || i, pg_temp.random_bytes(:size), sliding => '1 hour')) FROM generate_series(1, :keys) i;
 
-DROP TABLE IF EXISTS bench_plain, bench_dotnet;
+DROP TABLE IF EXISTS bench_plain, bench_plain_new, bench_dotnet;
 CREATE UNLOGGED TABLE bench_plain (id text COLLATE "C" PRIMARY KEY, value bytea NOT NULL);
 INSERT INTO bench_plain SELECT 'a:' || i, pg_temp.random_bytes(:size) FROM generate_series(1, :keys) i;
+-- For upserts of keys never seen before (the table of plain_insert_new.sql).
+CREATE UNLOGGED TABLE bench_plain_new (LIKE bench_plain INCLUDING ALL);
 
 CREATE UNLOGGED TABLE bench_dotnet (
     id varchar(449) COLLATE "C" PRIMARY KEY,

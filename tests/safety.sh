@@ -150,6 +150,65 @@ check "REPEATABLE READ: removing an entry replaced since the snapshot is 40001 (
     repeatable_read_conflict "SELECT cache_remove('rr')"
 fresh_extension
 
+# --- New keys are inserted directly, as INSERT … ON CONFLICT inserts them (speculatively).
+savepoint_out=$(q "$DB" "BEGIN;
+    SELECT cache_set('sp:kept', 'before');
+    SAVEPOINT s;
+    SELECT cache_set('sp:set', 'v'), cache_add('sp:add', 'v'), cache_incr('sp:incr'), cache_set('sp:kept', 'inside');
+    ROLLBACK TO s;
+    SELECT cache_set('sp:set', 'after');
+    COMMIT;
+    SELECT concat_ws(',', convert_from(cache_get('sp:set'), 'UTF8'), cache_get('sp:add') IS NULL,
+                     cache_get('sp:incr') IS NULL, convert_from(cache_get('sp:kept'), 'UTF8'))" | tail -1)
+check "ROLLBACK TO SAVEPOINT undoes new keys set, added and counted inside it (got: $savepoint_out)" \
+    test "$savepoint_out" = "after,t,t,before"
+# A session writing a key another session is inserting waits for it, and never sees 23505.
+concurrent_new_key() { # concurrent_new_key FIRST_CALL COMMIT|ROLLBACK SECOND_CALL: the second call's output
+    "$PGBIN/psql" -X -q -d "$DB" -c "BEGIN" -c "$1" -c "SELECT pg_sleep(1.5)" -c "$2" >/dev/null 2>&1 &
+    sleep 0.5
+    q "$DB" "$3" 2>&1
+    wait
+}
+check "a set of a key another session is inserting waits for it, then replaces it" \
+    test "$(concurrent_new_key "SELECT cache_set('race:set', 'first')" COMMIT \
+        "SELECT cache_set('race:set', 'second'); SELECT convert_from(cache_get('race:set'), 'UTF8')" | tail -1)" = second
+check "an add of a key another session is inserting gets false once it commits" \
+    test "$(concurrent_new_key "SELECT cache_add('race:add', 'first')" COMMIT "SELECT cache_add('race:add', 'second')")" = f
+check "an add of a key another session is inserting gets true once it rolls back" \
+    test "$(concurrent_new_key "SELECT cache_add('race:undone', 'first')" ROLLBACK "SELECT cache_add('race:undone', 'second')")" = t
+check "an increment of a counter another session is creating adds to what it committed" \
+    test "$(concurrent_new_key "SELECT cache_incr('race:incr', 2)" COMMIT "SELECT cache_incr('race:incr', 5)")" = 7
+# SERIALIZABLE: adding a key another transaction added after our snapshot is 40001, as the
+# statement's (the conflicting row is not visible to the snapshot).
+serializable_add() {
+    (sleep 0.5; q "$DB" "SELECT cache_add('ser', 'first')" >/dev/null) &
+    local out
+    out=$("$PGBIN/psql" -X -q -d "$DB" -v VERBOSITY=verbose -c "BEGIN ISOLATION LEVEL SERIALIZABLE" \
+        -c "SELECT cache_ttl('ser')" -c "SELECT pg_sleep(1.5)" -c "SELECT cache_add('ser', 'second')" -c "COMMIT" 2>&1)
+    wait
+    grep -q "ERROR:  40001" <<<"$out"
+}
+check "SERIALIZABLE: adding a key another transaction added since the snapshot is 40001" serializable_add
+# sqlstate_is CODE SQL...: the statements, one after another in one session, end in that error.
+sqlstate_is() {
+    local args=() statement
+    for statement in "${@:2}"; do args+=(-c "$statement"); done
+    local out
+    out=$("$PGBIN/psql" -X -q -d "$DB" -v VERBOSITY=verbose "${args[@]}" 2>&1)
+    grep -q "ERROR:  $1:" <<<"$out"
+}
+check "a read-only transaction cannot insert a new key (25006)" \
+    sqlstate_is 25006 "BEGIN READ ONLY" "SELECT cache_set('ro:new', 'v')"
+# Another UNIQUE index (partial, on an expression; not the primary key the upsert names) raises
+# 23505, as for the statement.
+q "$DB" "CREATE UNIQUE INDEX one_per_value ON pg_cache_entries (md5(value)) WHERE key LIKE 'unique:%'"
+q "$DB" "SELECT cache_set('unique:1', 'same value')" >/dev/null
+check "a second UNIQUE index refuses a new key with a duplicate value (23505)" \
+    sqlstate_is 23505 "SELECT cache_set('unique:2', 'same value')"
+check "the refused key is not stored" test "$(q "$DB" "SELECT count(*) FROM pg_cache_entries WHERE key = 'unique:2'")" = 0
+q "$DB" "DROP INDEX one_per_value"
+check "after new keys in savepoints, races and refusals, the table is intact" table_intact
+
 # --- 8 clients setting and reading while REINDEX TABLE CONCURRENTLY runs twice: every session
 # keeps working through the index swaps, every key stays readable, the indexes stay whole.
 q "$DB" "SELECT count(cache_set('ri:' || i, convert_to(repeat('x', i * 30), 'UTF8'), ttl => '1 hour')) FROM generate_series(1, 60) i" >/dev/null
