@@ -1,7 +1,8 @@
-//! Hand-written heap and index access to the cache table: the primary-key probe behind reads, and
-//! row versions written straight into the heap (a replaced value, a slid expiry). A `cache_get`
-//! hit then costs about what a plain `SELECT value FROM t WHERE key = $1` costs, instead of that
-//! plus a nested SPI query.
+//! Hand-written heap and index access to the cache table: the primary-key probe behind reads;
+//! row versions written straight into the heap (a replaced value, a slid expiry, a counter); new
+//! rows inserted speculatively, as `INSERT … ON CONFLICT` inserts them; rows deleted. A
+//! `cache_get` hit then costs about what a plain `SELECT value FROM t WHERE key = $1` costs, and
+//! a write about what the statement costs, instead of that plus a nested SPI query.
 //!
 //! Every path here does what the executor would do for the statement it stands in for, or
 //! declines and lets the caller run the kept SPI statement, which does it all:
