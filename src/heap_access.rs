@@ -24,6 +24,7 @@ use crate::compat::{self, IndexUpdate, OnConflict};
 use pgrx::datum::Interval;
 use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};
 use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
 use std::cell::Cell;
 use std::ffi::CStr;
 
@@ -335,7 +336,9 @@ unsafe fn update_row(
     let mut failure = pg_sys::TM_FailureData::default();
     let (result, indexes) = compat::heap_update(table, &mut old_tid, new, &mut failure);
     if result == pg_sys::TM_Result::TM_Ok && indexes != IndexUpdate::None {
-        insert_index_entries(table, new, indexes, OnConflict::Raise);
+        let all = Indexes::open(table, false);
+        all.insert(new, indexes, OnConflict::Raise);
+        all.close();
     }
     result
 }
@@ -353,41 +356,79 @@ fn refuse_concurrent_change(result: pg_sys::TM_Result::Type) {
     }
 }
 
-/// Inserts index entries for the new row version `tuple` into every index of `table` the
-/// executor would: ready ones, those being built by `CREATE INDEX CONCURRENTLY` or
-/// `REINDEX … CONCURRENTLY` included, partial and expression ones evaluated as it does. With
-/// `OnConflict::Report`, as for a speculative insertion: whether the arbiter found a conflict.
-unsafe fn insert_index_entries(
-    table: pg_sys::Relation,
-    tuple: pg_sys::HeapTuple,
-    indexes: IndexUpdate,
-    on_conflict: OnConflict,
-) -> bool {
-    let estate = pg_sys::CreateExecutorState();
-    // Index descriptions and the slot live and die with the executor state.
-    let caller_context = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
-    let result_relation =
-        pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
-    pg_sys::InitResultRelInfo(result_relation, table, 0, std::ptr::null_mut(), 0);
-    pg_sys::ExecOpenIndices(result_relation, matches!(on_conflict, OnConflict::Report(_)));
-    let slot = pg_sys::MakeSingleTupleTableSlot((*table).rd_att, &pg_sys::TTSOpsHeapTuple);
-    pg_sys::ExecStoreHeapTuple(tuple, slot, false);
-    let conflict = compat::insert_index_tuples(result_relation, slot, estate, indexes, on_conflict);
-    pg_sys::ExecDropSingleTupleTableSlot(slot);
-    pg_sys::ExecCloseIndices(result_relation);
-    pg_sys::MemoryContextSwitchTo(caller_context);
-    pg_sys::FreeExecutorState(estate);
-    conflict
+/// The indexes of a table, opened as the executor opens them for a statement
+/// (`ExecOpenIndices`): every live index, those being built by `CREATE INDEX CONCURRENTLY` or
+/// `REINDEX … CONCURRENTLY` included. They, their descriptions and the slot live and die with an
+/// executor state of their own.
+struct Indexes {
+    estate: *mut pg_sys::EState,
+    result_relation: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+}
+
+impl Indexes {
+    /// `speculative`: opened for the speculative insertion of `INSERT … ON CONFLICT`.
+    unsafe fn open(table: pg_sys::Relation, speculative: bool) -> Indexes {
+        let estate = pg_sys::CreateExecutorState();
+        let caller_context = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
+        let result_relation =
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
+        pg_sys::InitResultRelInfo(result_relation, table, 0, std::ptr::null_mut(), 0);
+        pg_sys::ExecOpenIndices(result_relation, speculative);
+        let slot = pg_sys::MakeSingleTupleTableSlot((*table).rd_att, &pg_sys::TTSOpsHeapTuple);
+        pg_sys::MemoryContextSwitchTo(caller_context);
+        Indexes { estate, result_relation, slot }
+    }
+
+    /// Whether `arbiter` is the only index that can refuse a row: no other unique index (a
+    /// user's, or the copy `REINDEX … CONCURRENTLY` builds) and no exclusion constraint. The
+    /// statement's pre-check waits for sessions inserting the key before it inserts anything, so
+    /// such an index never refuses its row for a conflict the upsert resolves; a speculative
+    /// insertion without that wait would be refused (23505, 23P01) or deadlock on it.
+    unsafe fn only_arbiter_refuses(&self, arbiter: Oid) -> bool {
+        let count = (*self.result_relation).ri_NumIndices as usize;
+        let indexes = std::slice::from_raw_parts((*self.result_relation).ri_IndexRelationDescs, count);
+        indexes.iter().all(|&index| {
+            let form = &*(*index).rd_index;
+            form.indexrelid == arbiter || !(form.indisunique || form.indisexclusion)
+        })
+    }
+
+    /// Inserts index entries for the new row version `tuple` into every index the executor
+    /// would: ready ones, partial and expression ones evaluated as it does. With
+    /// `OnConflict::Report`, as for a speculative insertion: whether the arbiter found a conflict.
+    unsafe fn insert(&self, tuple: pg_sys::HeapTuple, indexes: IndexUpdate, on_conflict: OnConflict) -> bool {
+        let caller_context = pg_sys::MemoryContextSwitchTo((*self.estate).es_query_cxt);
+        pg_sys::ExecStoreHeapTuple(tuple, self.slot, false);
+        let conflict =
+            compat::insert_index_tuples(self.result_relation, self.slot, self.estate, indexes, on_conflict);
+        pg_sys::ExecClearTuple(self.slot);
+        pg_sys::MemoryContextSwitchTo(caller_context);
+        conflict
+    }
+
+    unsafe fn close(self) {
+        pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+        pg_sys::ExecCloseIndices(self.result_relation);
+        pg_sys::FreeExecutorState(self.estate);
+    }
 }
 
 /// Inserts `tuple` as a new row the way `INSERT … ON CONFLICT (key)` inserts one (ExecInsert's
 /// speculative insertion): the heap tuple carries a token that sessions finding it wait on,
 /// every index gets its entry, and the primary key reports a conflict (the key committed by
 /// another session since our snapshot, or being inserted by one) instead of raising 23505. On a
-/// conflict the tuple is undone (super-deleted) and false returned: the caller runs the upsert,
-/// which waits for the other session and resolves it. The statement's pre-check of the arbiter
-/// is the caller's probe; what it could not see, the insertion itself finds.
-unsafe fn insert_row(opened: &Opened, tuple: pg_sys::HeapTuple) -> bool {
+/// conflict the tuple is undone (super-deleted) and `Done(false)` returned: the caller runs the
+/// upsert, which waits for the other session and resolves it. The statement's pre-check of the
+/// arbiter is the caller's probe; what it could not see, the insertion itself finds, which is
+/// enough only while the primary key is the one index that can refuse a row: otherwise declined.
+unsafe fn insert_row(opened: &Opened, tuple: pg_sys::HeapTuple) -> Direct<bool> {
+    let arbiter = (*opened.index).rd_id;
+    let indexes = Indexes::open(opened.table, true);
+    if !indexes.only_arbiter_refuses(arbiter) {
+        indexes.close();
+        return Direct::Declined;
+    }
     let transaction = pg_sys::GetCurrentTransactionId();
     let token = pg_sys::SpeculativeInsertionLockAcquire(transaction);
     pgrx::itemptr::item_pointer_set_all(
@@ -402,8 +443,7 @@ unsafe fn insert_row(opened: &Opened, tuple: pg_sys::HeapTuple) -> bool {
         pg_sys::HEAP_INSERT_SPECULATIVE as i32,
         std::ptr::null_mut(),
     );
-    let arbiter = (*opened.index).rd_id;
-    let conflict = insert_index_entries(opened.table, tuple, IndexUpdate::All, OnConflict::Report(arbiter));
+    let conflict = indexes.insert(tuple, IndexUpdate::All, OnConflict::Report(arbiter));
     let mut tid = (*tuple).t_self;
     if conflict {
         pg_sys::heap_abort_speculative(opened.table, &mut tid);
@@ -412,7 +452,8 @@ unsafe fn insert_row(opened: &Opened, tuple: pg_sys::HeapTuple) -> bool {
     }
     // Sessions waiting on the token now see a finished row, or none.
     pg_sys::SpeculativeInsertionLockRelease(transaction);
-    !conflict
+    indexes.close();
+    Direct::Done(!conflict)
 }
 
 /// Writes the row version in `slot` again with `column` set to `value` (every other column as it
@@ -515,41 +556,57 @@ pub fn write(key: &str, row: &NewRow, existing: Existing) -> Direct<bool> {
     if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) {
         return Direct::Declined;
     }
-    let key_datum = text_datum(key);
+    // In SERIALIZABLE the probe's predicate lock on the key's B-tree page would make transactions
+    // writing different keys on that page conflict; the upsert's pre-check takes none.
+    if unsafe { pg_sys::XactIsoLevel } == pg_sys::XACT_SERIALIZABLE as i32 {
+        return Direct::Declined;
+    }
+    // The value's copies made here are freed once it is written, not at the end of the call:
+    // `cache_set_many` of large values holds one at a time.
     unsafe {
-        let Some(opened) = open(pg_sys::RowExclusiveLock) else {
-            return Direct::Declined;
-        };
-        // A 0.1.0 table cannot hold tags: the statement says so.
-        if row.tags.is_some() && (*(*opened.table).rd_att).natts as usize != TAGS {
-            close(opened);
-            return Direct::Declined;
-        }
-        let tags = row.tags.map(|tags| tags.to_vec().into_datum().expect("a text[] datum"));
-        let mut values = [
-            key_datum,
-            row.value.into_datum().expect("a bytea datum"),
-            pg_sys::Datum::from(row.expires_at),
-            row.sliding.into_datum().unwrap_or(pg_sys::Datum::from(0)),
-            row.absolute_expires_at.map_or(pg_sys::Datum::from(0), pg_sys::Datum::from),
-            tags.unwrap_or(pg_sys::Datum::from(0)),
-        ];
-        let mut nulls =
-            [false, false, false, row.sliding.is_none(), row.absolute_expires_at.is_none(), tags.is_none()];
-        // The descriptor has these columns, or the first five of them: is_as_released checked it.
-        let tuple = pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
-        // The probe's snapshot stays active while writing, as the statement's does.
-        let mut probe = Probe::begin(&opened);
-        let written = match probe.find(key_datum) {
-            Some(slot) if existing == Existing::Replace => {
-                update_row(opened.table, (*slot).tts_tid, tuple) == pg_sys::TM_Result::TM_Ok
+        PgMemoryContexts::new("pg_cache write").switch_to(|_| {
+            let Some(opened) = open(pg_sys::RowExclusiveLock) else {
+                return Direct::Declined;
+            };
+            // A 0.1.0 table cannot hold tags: the statement says so.
+            if row.tags.is_some() && (*(*opened.table).rd_att).natts as usize != TAGS {
+                close(opened);
+                return Direct::Declined;
             }
-            Some(_) => false,
-            None => insert_row(&opened, tuple),
-        };
-        probe.end();
-        close(opened);
-        Direct::Done(written)
+            let key_datum = text_datum(key);
+            let tags = row.tags.map(|tags| tags.to_vec().into_datum().expect("a text[] datum"));
+            let mut values = [
+                key_datum,
+                row.value.into_datum().expect("a bytea datum"),
+                pg_sys::Datum::from(row.expires_at),
+                row.sliding.into_datum().unwrap_or(pg_sys::Datum::from(0)),
+                row.absolute_expires_at.map_or(pg_sys::Datum::from(0), pg_sys::Datum::from),
+                tags.unwrap_or(pg_sys::Datum::from(0)),
+            ];
+            let mut nulls = [
+                false,
+                false,
+                false,
+                row.sliding.is_none(),
+                row.absolute_expires_at.is_none(),
+                tags.is_none(),
+            ];
+            // The descriptor has these columns, or the first five of them: is_as_released checked it.
+            let tuple =
+                pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+            // The probe's snapshot stays active while writing, as the statement's does.
+            let mut probe = Probe::begin(&opened);
+            let written = match probe.find(key_datum) {
+                Some(slot) if existing == Existing::Replace => {
+                    Direct::Done(update_row(opened.table, (*slot).tts_tid, tuple) == pg_sys::TM_Result::TM_Ok)
+                }
+                Some(_) => Direct::Done(false),
+                None => insert_row(&opened, tuple),
+            };
+            probe.end();
+            close(opened);
+            written
+        })
     }
 }
 

@@ -189,6 +189,24 @@ serializable_add() {
     grep -q "ERROR:  40001" <<<"$out"
 }
 check "SERIALIZABLE: adding a key another transaction added since the snapshot is 40001" serializable_add
+# SERIALIZABLE: transactions setting different new keys (on one B-tree page) both commit, as
+# with the statement, whose pre-check takes no predicate lock.
+serializable_neighbours() {
+    local first second
+    first=$(mktemp)
+    "$PGBIN/psql" -X -q -d "$DB" -c "BEGIN ISOLATION LEVEL SERIALIZABLE" -c "SELECT cache_set('ssi:1', 'a')" \
+        -c "SELECT pg_sleep(1)" -c "SELECT cache_set('ssi:3', 'a')" -c "SELECT pg_sleep(1)" -c "COMMIT" >"$first" 2>&1 &
+    sleep 0.5
+    second=$("$PGBIN/psql" -X -q -d "$DB" -c "BEGIN ISOLATION LEVEL SERIALIZABLE" -c "SELECT cache_set('ssi:2', 'b')" \
+        -c "SELECT pg_sleep(1)" -c "SELECT cache_set('ssi:4', 'b')" -c "COMMIT" 2>&1)
+    wait
+    ! grep -q ERROR "$first" && ! grep -q ERROR <<<"$second" \
+        && test "$(q "$DB" "SELECT count(*) FROM pg_cache_entries WHERE key LIKE 'ssi:%'")" = 4
+    local status=$?
+    rm -f "$first"
+    return $status
+}
+check "SERIALIZABLE: two transactions setting different new keys both commit" serializable_neighbours
 # sqlstate_is CODE SQL...: the statements, one after another in one session, end in that error.
 sqlstate_is() {
     local args=() statement
@@ -207,6 +225,16 @@ check "a second UNIQUE index refuses a new key with a duplicate value (23505)" \
     sqlstate_is 23505 "SELECT cache_set('unique:2', 'same value')"
 check "the refused key is not stored" test "$(q "$DB" "SELECT count(*) FROM pg_cache_entries WHERE key = 'unique:2'")" = 0
 q "$DB" "DROP INDEX one_per_value"
+# With another unique index on the key, or an exclusion constraint, a write of a key another
+# session is inserting still waits for it (the statement's pre-check does) and is never refused.
+q "$DB" "CREATE UNIQUE INDEX key_again ON pg_cache_entries (key)"
+check "with a second unique index on the key, a set of a key being inserted waits, then replaces it" \
+    test "$(concurrent_new_key "SELECT cache_set('race2:set', 'first')" COMMIT \
+        "SELECT cache_set('race2:set', 'second'); SELECT convert_from(cache_get('race2:set'), 'UTF8')" | tail -1)" = second
+q "$DB" "DROP INDEX key_again; ALTER TABLE pg_cache_entries ADD CONSTRAINT one_key EXCLUDE USING btree (key WITH =)"
+check "with an exclusion constraint on the key, an add of a key being inserted gets false once it commits" \
+    test "$(concurrent_new_key "SELECT cache_add('race2:add', 'first')" COMMIT "SELECT cache_add('race2:add', 'second')")" = f
+q "$DB" "ALTER TABLE pg_cache_entries DROP CONSTRAINT one_key"
 check "after new keys in savepoints, races and refusals, the table is intact" table_intact
 
 # --- 8 clients setting and reading while REINDEX TABLE CONCURRENTLY runs twice: every session
