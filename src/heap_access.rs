@@ -536,6 +536,23 @@ pub struct NewRow<'a> {
     pub tags: Option<&'a [String]>,
 }
 
+/// `row` stored under `key`, as a tuple of the open table.
+unsafe fn form_row(opened: &Opened, key: pg_sys::Datum, row: &NewRow) -> pg_sys::HeapTuple {
+    let tags = row.tags.map(|tags| tags.to_vec().into_datum().expect("a text[] datum"));
+    let mut values = [
+        key,
+        row.value.into_datum().expect("a bytea datum"),
+        pg_sys::Datum::from(row.expires_at),
+        row.sliding.into_datum().unwrap_or(pg_sys::Datum::from(0)),
+        row.absolute_expires_at.map_or(pg_sys::Datum::from(0), pg_sys::Datum::from),
+        tags.unwrap_or(pg_sys::Datum::from(0)),
+    ];
+    let mut nulls =
+        [false, false, false, row.sliding.is_none(), row.absolute_expires_at.is_none(), tags.is_none()];
+    // The descriptor has these columns, or the first five of them: is_as_released checked it.
+    pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr())
+}
+
 /// What [`write`] does with a row already stored under the key.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Existing {
@@ -574,34 +591,15 @@ pub fn write(key: &str, row: &NewRow, existing: Existing) -> Direct<bool> {
                 return Direct::Declined;
             }
             let key_datum = text_datum(key);
-            let tags = row.tags.map(|tags| tags.to_vec().into_datum().expect("a text[] datum"));
-            let mut values = [
-                key_datum,
-                row.value.into_datum().expect("a bytea datum"),
-                pg_sys::Datum::from(row.expires_at),
-                row.sliding.into_datum().unwrap_or(pg_sys::Datum::from(0)),
-                row.absolute_expires_at.map_or(pg_sys::Datum::from(0), pg_sys::Datum::from),
-                tags.unwrap_or(pg_sys::Datum::from(0)),
-            ];
-            let mut nulls = [
-                false,
-                false,
-                false,
-                row.sliding.is_none(),
-                row.absolute_expires_at.is_none(),
-                tags.is_none(),
-            ];
-            // The descriptor has these columns, or the first five of them: is_as_released checked it.
-            let tuple =
-                pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
             // The probe's snapshot stays active while writing, as the statement's does.
             let mut probe = Probe::begin(&opened);
             let written = match probe.find(key_datum) {
-                Some(slot) if existing == Existing::Replace => {
-                    Direct::Done(update_row(opened.table, (*slot).tts_tid, tuple) == pg_sys::TM_Result::TM_Ok)
-                }
+                Some(slot) if existing == Existing::Replace => Direct::Done(
+                    update_row(opened.table, (*slot).tts_tid, form_row(&opened, key_datum, row))
+                        == pg_sys::TM_Result::TM_Ok,
+                ),
                 Some(_) => Direct::Done(false),
-                None => insert_row(&opened, tuple),
+                None => insert_row(&opened, form_row(&opened, key_datum, row)),
             };
             probe.end();
             close(opened);
