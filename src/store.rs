@@ -6,7 +6,7 @@
 use crate::expiry::Policy;
 use crate::heap_access::{self, Direct, Existing, NewRow, Row};
 use crate::invalidation::{self, Change};
-use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
@@ -426,16 +426,20 @@ pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags
     }
     with_statements(|client, statements| {
         ensure_taggable(statements, tags);
-        let args = [
-            key.into(),
-            value.into(),
-            timestamptz(row.expires_at).into(),
-            row.sliding.into(),
-            row.absolute_expires_at.map(timestamptz).into(),
-            tags.map(<[String]>::to_vec).into(),
-        ];
-        client.update(&statements.upsert, None, &args).expect("upsert");
+        client.update(&statements.upsert, None, &upsert_args(key, &row)).expect("upsert");
     })
+}
+
+/// The upsert's arguments ($1 to $6) for `row` stored under `key`.
+fn upsert_args<'a>(key: &'a str, row: &NewRow<'a>) -> Vec<DatumWithOid<'a>> {
+    vec![
+        key.into(),
+        row.value.into(),
+        timestamptz(row.expires_at).into(),
+        row.sliding.into(),
+        row.absolute_expires_at.map(timestamptz).into(),
+        row.tags.map(<[String]>::to_vec).into(),
+    ]
 }
 
 /// Deletes `key`: directly, or through the kept statement where the direct delete declines.
@@ -480,15 +484,9 @@ pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags
     let row = new_row(value, policy, now, tags);
     // A new key is inserted directly; a stored one (live or expired) goes to the statement.
     let added = matches!(heap_access::write(key, &row, Existing::Keep), Direct::Done(true)) || {
-        let args = [
-            key.into(),
-            value.into(),
-            timestamptz(row.expires_at).into(),
-            row.sliding.into(),
-            row.absolute_expires_at.map(timestamptz).into(),
-            tags.map(<[String]>::to_vec).into(),
-            timestamptz(now).into(),
-        ];
+        // The upsert's arguments, and the time before which an entry counts as expired ($7).
+        let mut args = upsert_args(key, &row);
+        args.push(timestamptz(now).into());
         with_statements(|client, statements| {
             ensure_taggable(statements, tags);
             !client.update(&statements.add, None, &args).expect("add").is_empty()
