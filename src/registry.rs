@@ -151,12 +151,19 @@ impl Slot {
     }
 
     /// Ends a sweep that found `next_expiry` the earliest expiry left and measured `live_bytes`
-    /// (None: not measured).
-    pub fn finish_sweep(&self, next_expiry: TimestampTz, live_bytes: Option<i64>, at: TimestampTz) {
+    /// (None: not measured) when [`Slot::written_since_measured`] said `written_before`: what
+    /// was written after that is still to be counted.
+    pub fn finish_sweep(
+        &self,
+        next_expiry: TimestampTz,
+        live_bytes: Option<i64>,
+        written_before: i64,
+        at: TimestampTz,
+    ) {
         self.due_at.fetch_min(next_expiry, Ordering::Relaxed);
         if let Some(bytes) = live_bytes {
             self.live_bytes.store(bytes, Ordering::Relaxed);
-            self.pending_bytes.store(0, Ordering::Relaxed);
+            self.pending_bytes.fetch_sub(written_before, Ordering::Relaxed);
         }
         self.last_sweep_at.store(at, Ordering::Relaxed);
     }
@@ -183,6 +190,11 @@ impl Slot {
     /// since (replaced and removed values still counted: an upper bound).
     pub fn estimated_live_bytes(&self) -> i64 {
         self.live_bytes.load(Ordering::Relaxed).saturating_add(self.pending_bytes.load(Ordering::Relaxed))
+    }
+
+    /// Bytes (key + value) committed since the live bytes were last measured.
+    pub fn written_since_measured(&self) -> i64 {
+        self.pending_bytes.load(Ordering::Relaxed)
     }
 
     pub fn live_bytes(&self) -> i64 {
@@ -298,6 +310,9 @@ struct Written {
     entries: i64,
 }
 
+/// How long a write waits while its database is over 1.5 times its size cap.
+const WRITE_DELAY_OVER_CAP_MICROS: std::ffi::c_long = 1000;
+
 thread_local! {
     static WRITTEN: Cell<Option<Written>> = const { Cell::new(None) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
@@ -311,6 +326,12 @@ pub fn note_write(expires_at: TimestampTz, bytes: usize) {
     };
     if slot.state() != State::Present {
         slot.set_state(State::Present);
+    }
+    // Far over the size cap the worker is falling behind the writers: each write first waits a
+    // millisecond, leaving it the CPU (where Redis evicts before a write, past maxmemory).
+    let cap = slot.size_cap();
+    if cap > 0 && slot.estimated_live_bytes() > cap / 2 * 3 {
+        unsafe { pg_sys::pg_usleep(WRITE_DELAY_OVER_CAP_MICROS) };
     }
     if !CALLBACK_REGISTERED.get() {
         unsafe { pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut()) };

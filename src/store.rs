@@ -231,14 +231,17 @@ impl Statements {
             // deadlock), then delete exactly those; RETURNING says which were live at $2.
             delete_range: prepare_mut(delete_sql(&table, "AND key OPERATOR(pg_catalog.<) $3"), &[text(), timestamptz(), text()]),
             delete_from: prepare_mut(delete_sql(&table, ""), &[text(), timestamptz()]),
-            // One batch: lock what nobody else holds, then delete exactly those rows by ctid.
+            // One batch: lock what nobody else holds after ctid $3 (a TID range scan: the next
+            // batch goes on where this one ended instead of reading the dead rows of the batches
+            // before it again), then delete exactly those rows by ctid.
             evict: prepare_mut(
                 format!(
                     "DELETE FROM {table} WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \
-                     SELECT ctid FROM {table} WHERE expires_at OPERATOR(pg_catalog.<=) $1 \
-                     LIMIT $2 FOR UPDATE SKIP LOCKED))"
+                     SELECT ctid FROM {table} WHERE ctid OPERATOR(pg_catalog.>) $3 \
+                     AND expires_at OPERATOR(pg_catalog.<=) $1 \
+                     LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING ctid"
                 ),
-                &[timestamptz(), PgBuiltInOids::INT8OID.oid()],
+                &[timestamptz(), PgBuiltInOids::INT8OID.oid(), tid()],
             ),
             // When the next entry expires (one that expired since the sweep's deletes included:
             // it makes the database due again at once), and the key + value bytes of the live
@@ -720,16 +723,23 @@ pub fn remove_by_tag(tags: &[String], match_all: bool) -> i64 {
 
 /// Deletes up to `max_rows` entries expired by now, skipping rows other sessions hold locked.
 pub fn evict_expired(max_rows: i64) -> i64 {
-    evict_until(now(), max_rows)
+    evict_until(now(), max_rows, ItemPointerData::default()).0
 }
 
-/// Deletes up to `max_rows` entries that expire by `cutoff`, skipping rows other sessions hold
-/// locked.
-pub fn evict_until(cutoff: TimestampTz, max_rows: i64) -> i64 {
+/// Deletes up to `max_rows` entries that expire by `cutoff` and are stored after `after` (a
+/// ctid; the default one is before every row), skipping rows other sessions hold locked. How
+/// many, and the last ctid deleted (`after` when none).
+pub fn evict_until(cutoff: TimestampTz, max_rows: i64, after: ItemPointerData) -> (i64, ItemPointerData) {
     ensure_not_in_recovery();
     with_statements(|client, statements| {
-        let args = [timestamptz(cutoff).into(), max_rows.into()];
-        client.update(&statements.evict, None, &args).expect("evict").len() as i64
+        let args = [timestamptz(cutoff).into(), max_rows.into(), after.into()];
+        let rows = client.update(&statements.evict, None, &args).expect("evict");
+        let evicted = rows.len() as i64;
+        let last = rows
+            .filter_map(|row| row.get::<ItemPointerData>(1).ok().flatten())
+            .max_by_key(|&ctid| pgrx::itemptr::item_pointer_get_both(ctid))
+            .unwrap_or(after);
+        (evicted, last)
     })
 }
 

@@ -276,6 +276,7 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
         return;
     };
     let born = Instant::now();
+    let mut last_vacuum = None;
     loop {
         if !EVICTION_ENABLED.get() {
             break;
@@ -284,32 +285,43 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
             slot.hold_off(store::now() + HOLD_OFF_MICROS);
             break;
         }
-        match sweep(&claim) {
-            Ok(Sweep::Done) => {
+        let capped = match sweep(&claim) {
+            Ok(Sweep::Done { capped }) => {
                 if slot.set_failing(false) {
                     log!("pg_cache: eviction in database {database_name} works again");
                 }
+                capped
             }
             Ok(Sweep::ExtensionGone) => {
                 slot.set_state(State::Absent);
                 break;
             }
-            Err(message) => report_error(&claim, &database_name, "eviction", &message),
-        }
-        match vacuum_if_bloated(slot) {
+            Err(message) => {
+                report_error(&claim, &database_name, "eviction", &message);
+                false
+            }
+        };
+        // While writes press against the size cap, removing entries comes first: a vacuum (which
+        // takes as long as a sweep) at most every VACUUM_PAUSE_WHILE_CAPPED (counted from the
+        // worker's start), autovacuum meanwhile.
+        let vacuum_waits = capped && last_vacuum.unwrap_or(born).elapsed() < VACUUM_PAUSE_WHILE_CAPPED;
+        match if vacuum_waits { Ok(Vacuum::NotNeeded) } else { vacuum_if_bloated(slot) } {
             // Bloated, but an old snapshot holds the horizon: look again a little later.
             Ok(Vacuum::Blocked) => slot.retry_at(store::now() + VACUUM_RETRY_MICROS),
-            Ok(_) => {}
+            Ok(Vacuum::Done) => last_vacuum = Some(Instant::now()),
+            Ok(Vacuum::NotNeeded) => {}
             Err(message) => report_error(&claim, &database_name, "vacuum of the cache table", &message),
         }
         // Stay while the database is due again within the interval and no other one waits;
-        // over the size cap, sweep again at once.
-        let pause = if over_size_cap(slot) { 0 } else { interval_micros() };
+        // over the size cap, or just brought under it, sweep again at once, other databases
+        // waiting or not (the other workers serve them).
+        let pressed = capped || over_size_cap(slot);
+        let pause = if pressed { 0 } else { interval_micros() };
         let next_sweep = store::now() + pause;
-        let due_again = slot.due_at() <= next_sweep || over_size_cap(slot);
+        let due_again = slot.due_at() <= next_sweep || pressed;
         if !due_again
             || born.elapsed() >= MAX_WORKER_LIFE
-            || another_database_waits(database)
+            || (!pressed && another_database_waits(database))
             || !nap_until(next_sweep)
         {
             break;
@@ -377,7 +389,11 @@ fn shutdown_requested() -> bool {
 }
 
 enum Sweep {
-    Done,
+    /// Done; `capped`: it removed entries for the size cap, so writes are outrunning the cap and
+    /// the worker sweeps again at once instead of leaving.
+    Done {
+        capped: bool,
+    },
     ExtensionGone,
 }
 
@@ -399,23 +415,29 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
         }
         let cap = MAX_SIZE.get() as i64 * 1024;
         slot.set_size_cap(cap);
+        // Writes committed from here on may not be in the measure: they stay counted.
+        let written_before = slot.written_since_measured();
         let mut measured = measure()?;
-        // Over the cap: remove the entries that expire soonest until below 90% of it. The next
-        // sweep measures again; until then the live bytes are what the sample says is left.
-        if cap > 0 && measured.live_bytes > cap {
-            let to_free = measured.live_bytes - cap / 10 * 9;
+        // Over the cap: remove the entries that expire soonest until below 90% of it, less what
+        // was written during the last sweep (as much will come in before the next one can act;
+        // at most half the cap). The next sweep measures again; until then the live bytes are
+        // what the sample says is left.
+        let capped = cap > 0 && measured.live_bytes > cap;
+        if capped {
+            let incoming = slot.written_since_measured().clamp(0, cap / 2);
+            let to_free = (measured.live_bytes - cap / 10 * 9 + incoming).min(measured.live_bytes);
             let cutoff = size_cutoff(to_free, measured.live_bytes)?;
             evict_up_to(slot, cutoff, true)?;
             measured.live_bytes -= to_free;
         }
-        slot.finish_sweep(measured.next_expiry, Some(measured.live_bytes), store::now());
+        slot.finish_sweep(measured.next_expiry, Some(measured.live_bytes), written_before, store::now());
         pgrx::debug1!(
             "pg_cache: swept, next expiry in {} ms, {} live bytes, due in {} ms",
             measured.next_expiry.saturating_sub(store::now()) / 1000,
             measured.live_bytes,
             slot.due_at().saturating_sub(store::now()) / 1000
         );
-        Ok(Sweep::Done)
+        Ok(Sweep::Done { capped })
     });
     if outcome.is_err() {
         slot.retry_at(store::now() + interval_micros());
@@ -431,16 +453,22 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
 /// Deletes entries expiring by `cutoff` in batches while batches come back full, counting them
 /// (as removed for size when `for_size`); true when the extension is gone.
 fn evict_up_to(slot: &Slot, cutoff: TimestampTz, for_size: bool) -> Result<bool, String> {
-    let batch_size = i64::from(EVICTION_BATCH_SIZE.get());
+    // For size, batches ten times larger: writes are outrunning the worker, and every batch
+    // scans the table up to the rows it takes.
+    let batch_size = i64::from(EVICTION_BATCH_SIZE.get()) * if for_size { 10 } else { 1 };
+    let mut after = pg_sys::ItemPointerData::default();
     loop {
         let batch = || {
-            let evicted = store::evict_until(cutoff, batch_size);
+            let (evicted, last) = store::evict_until(cutoff, batch_size, after);
             // In the transaction: finding the statistics slot may read the catalog.
             stats::count_evicted(unsafe { pg_sys::MyDatabaseId }, evicted);
-            evicted
+            (evicted, last)
         };
         let evicted = match in_transaction(|| extension_exists().then(batch))? {
-            Some(evicted) => evicted,
+            Some((evicted, last)) => {
+                after = last;
+                evicted
+            }
             None => return Ok(true),
         };
         slot.add_evicted(evicted, for_size);
@@ -478,6 +506,9 @@ enum Vacuum {
     /// Dead rows piled up, but the removal horizon has not moved since the last vacuum.
     Blocked,
 }
+
+/// How often a worker vacuums while writes keep the database at its size cap.
+const VACUUM_PAUSE_WHILE_CAPPED: Duration = Duration::from_secs(10);
 
 /// How soon a worker looks again at a table whose vacuum an old snapshot holds back.
 const VACUUM_RETRY_MICROS: i64 = 5_000_000;
