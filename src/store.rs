@@ -231,9 +231,10 @@ impl Statements {
             // deadlock), then delete exactly those; RETURNING says which were live at $2.
             delete_range: prepare_mut(delete_sql(&table, "AND key OPERATOR(pg_catalog.<) $3"), &[text(), timestamptz(), text()]),
             delete_from: prepare_mut(delete_sql(&table, ""), &[text(), timestamptz()]),
-            // One batch: lock what nobody else holds after ctid $3 (a TID range scan: the next
-            // batch goes on where this one ended instead of reading the dead rows of the batches
-            // before it again), then delete exactly those rows by ctid.
+            // One batch: lock what nobody else holds after ctid $3 (the next batch goes on where
+            // this one ended, skipping the rows of the batches before it; whether that is a TID
+            // range scan or a filtered sequential scan is the planner's choice), then delete
+            // exactly those rows by ctid.
             evict: prepare_mut(
                 format!(
                     "DELETE FROM {table} WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \

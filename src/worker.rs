@@ -453,8 +453,8 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
 /// Deletes entries expiring by `cutoff` in batches while batches come back full, counting them
 /// (as removed for size when `for_size`); true when the extension is gone.
 fn evict_up_to(slot: &Slot, cutoff: TimestampTz, for_size: bool) -> Result<bool, String> {
-    // For size, batches ten times larger: writes are outrunning the worker, and every batch
-    // scans the table up to the rows it takes.
+    // For size, batches ten times larger: writes are outrunning the worker, and each batch is a
+    // transaction and a scan of its own.
     let batch_size = i64::from(EVICTION_BATCH_SIZE.get()) * if for_size { 10 } else { 1 };
     let mut after = pg_sys::ItemPointerData::default();
     loop {
