@@ -1,0 +1,408 @@
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import { PgCacheError } from './errors.js';
+import { InvalidationFeed, type Invalidation, type InvalidationListener } from './feed.js';
+
+export { PgCacheError } from './errors.js';
+export {
+  INVALIDATION_CHANNEL,
+  parseInvalidation,
+  type Invalidation,
+  type InvalidationListener,
+} from './feed.js';
+
+/**
+ * The expiry given to entries Keyv sets without a ttl ("never expire"). pg_cache refuses
+ * `expires_at => 'infinity'` and gives entries set with no expiry at all its default sliding
+ * window (pg_cache.default_sliding_expiration), so "no ttl" is a fixed ttl this long. One place to
+ * change when pg_cache has a never-expiring form.
+ */
+export const NO_EXPIRY_TTL = '1000 years';
+
+/** The most keys pg_cache takes in one array argument (README, API). Longer batches are split. */
+export const MAX_BATCH = 10_000;
+
+export interface KeyvPgCacheOptions {
+  /** A PostgreSQL connection URI (`postgresql://user@host:5432/db`). */
+  uri?: string;
+  /** Same as `uri` (Keyv's adapters use either name). */
+  url?: string;
+  /**
+   * An existing node-postgres Pool to run on instead of `uri`. It is not ended by `disconnect()`.
+   * (Set `pg_cache.notify = on` for its connections yourself if other processes listen.)
+   */
+  pool?: pg.Pool;
+  /**
+   * Connections of the pool made from `uri` (default 10). Stores with the same uri, poolSize and
+   * notify share one pool.
+   */
+  poolSize?: number;
+  /**
+   * A sliding window in milliseconds: an entry lives while it is read at least this often (each
+   * `get` / `getMany` hit moves its expiry). A ttl given to `set` still caps it (absolute expiry).
+   */
+  sliding?: number;
+  /** Tags for every entry this store sets: a list, or a function of the key (see pg_cache Tags). */
+  tags?: string[] | ((key: string) => string[] | undefined);
+  /** Rows fetched per round trip by `iterator()` (default 1000). */
+  iterationLimit?: number;
+  /**
+   * Announce this store's changes on the invalidation feed (`pg_cache.notify = on` for the
+   * connections of the pool made from `uri`), so that other processes' `onInvalidate` hear them.
+   */
+  notify?: boolean;
+}
+
+type StoreOpts = KeyvPgCacheOptions & { dialect: 'postgres'; url: string; [other: string]: unknown };
+
+interface SharedPool {
+  pool: pg.Pool;
+  stores: Set<KeyvPgCache>;
+}
+const sharedPools = new Map<string, SharedPool>();
+
+// Statement texts. Each runs as a named (prepared) statement on every connection of the pool.
+const SQL = {
+  get: 'SELECT cache_get($1) AS value',
+  getMany: 'SELECT key, value FROM cache_get_many($1::text[])',
+  set: 'SELECT cache_set($1, $2::bytea, ttl => $3::interval, sliding => $4::interval, tags => $5::text[])',
+  setMany:
+    'SELECT cache_set_many($1::text[], $2::bytea[], ttl => $3::interval, sliding => $4::interval, tags => $5::text[])',
+  // Entries with different ttls or tags: one cache_set per pair, in byte-wise key order (the
+  // order cache_set_many locks in, so batches never deadlock; PostgreSQL evaluates volatile
+  // functions after the sort), a repeated key's last pair winning. Tags travel as JSON arrays.
+  setEach: `SELECT count(*) AS n FROM (
+      SELECT cache_set(e.k, e.v, ttl => e.ttl, sliding => $4::interval,
+                       tags => CASE WHEN e.tags IS NULL THEN NULL
+                                    ELSE ARRAY(SELECT jsonb_array_elements_text(e.tags::jsonb)) END)
+      FROM unnest($1::text[], $2::bytea[], $3::interval[], $5::text[]) WITH ORDINALITY AS e(k, v, ttl, tags, i)
+      ORDER BY e.k COLLATE "C", e.i) AS s`,
+  remove: 'SELECT cache_remove($1) AS removed',
+  removeMany: 'SELECT cache_remove_many($1::text[]) AS removed',
+  has: 'SELECT cache_ttl($1) IS NOT NULL AS found',
+  hasMany: `SELECT coalesce(array_agg(cache_ttl(t.k) IS NOT NULL ORDER BY t.i), '{}') AS found
+      FROM unnest($1::text[]) WITH ORDINALITY AS t(k, i)`,
+  removePrefix: 'SELECT cache_remove_prefix($1) AS removed',
+  clear: 'SELECT cache_clear() AS removed',
+  removeByTag: 'SELECT cache_remove_by_tag($1::text[], match_all => $2) AS removed',
+  ttl: 'SELECT extract(epoch FROM cache_ttl($1)) * 1000 AS ms',
+} as const;
+
+const statement = (name: keyof typeof SQL, values: unknown[]): pg.QueryConfig => ({
+  name: `pg_cache_keyv_${name}`,
+  text: SQL[name],
+  values,
+});
+
+/** A Keyv ttl (milliseconds) as an interval; "no ttl" is NO_EXPIRY_TTL. */
+function ttlInterval(ttl: number | undefined | null): string {
+  if (ttl === undefined || ttl === null || ttl === 0) return NO_EXPIRY_TTL;
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl)) throw new TypeError(`ttl must be a number of milliseconds, got ${ttl}`);
+  return `${ttl} milliseconds`;
+}
+
+function toBytes(key: string, value: unknown): Buffer {
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (Buffer.isBuffer(value)) return value;
+  throw new TypeError(
+    `KeyvPgCache stores strings (the values Keyv serializes), got ${value === null ? 'null' : typeof value} for key ${JSON.stringify(key)}`,
+  );
+}
+
+function chunks<T>(items: T[], size = MAX_BATCH): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/**
+ * A Keyv storage adapter on pg_cache. Values are Keyv's serialized strings, stored as UTF-8
+ * bytes; a ttl becomes the entry's expiry in PostgreSQL, so pg_cache's eviction worker removes
+ * expired entries. Every call is one round trip of a prepared statement.
+ */
+export class KeyvPgCache extends EventEmitter {
+  /** Options as given, plus what Keyv looks at (`dialect` and `url` make Keyv offer `iterator()`). */
+  opts: StoreOpts;
+  /** Set by Keyv: its keys arrive as `namespace:key`; `clear()` removes only this prefix. */
+  namespace?: string;
+  readonly ttlSupport = true;
+  private readonly pool: pg.Pool;
+  private readonly poolKey: string | undefined;
+  private readonly slidingInterval: string | null;
+  private feed: InvalidationFeed | undefined;
+  private feedListeners = new Set<InvalidationListener>();
+  private disconnected = false;
+
+  constructor(options?: KeyvPgCacheOptions | string) {
+    super();
+    const given: KeyvPgCacheOptions = typeof options === 'string' ? { uri: options } : { ...options };
+    const uri = given.uri ?? given.url;
+    this.opts = { ...given, uri, dialect: 'postgres', url: uri ?? '' };
+    if (given.sliding !== undefined && !(Number.isFinite(given.sliding) && given.sliding > 0)) {
+      throw new TypeError(`sliding must be a positive number of milliseconds, got ${given.sliding}`);
+    }
+    this.slidingInterval = given.sliding === undefined ? null : `${given.sliding} milliseconds`;
+    if (given.pool) {
+      this.pool = given.pool;
+    } else {
+      if (!uri) throw new TypeError('KeyvPgCache needs a uri (or url) or a pg Pool');
+      const max = given.poolSize ?? 10;
+      this.poolKey = JSON.stringify([uri, max, given.notify === true]);
+      let shared = sharedPools.get(this.poolKey);
+      if (!shared) {
+        const pool = new pg.Pool({
+          connectionString: uri,
+          max,
+          ...(given.notify ? { options: '-c pg_cache.notify=on' } : {}),
+        });
+        const entry: SharedPool = { pool, stores: new Set() };
+        // An idle connection failing (server restart, ...): tell the stores; the pool replaces it.
+        pool.on('error', (error) => {
+          for (const store of entry.stores) store.emitError(new PgCacheError('connection', undefined, error));
+        });
+        sharedPools.set(this.poolKey, entry);
+        shared = entry;
+      }
+      shared.stores.add(this);
+      this.pool = shared.pool;
+    }
+  }
+
+  private emitError(error: Error) {
+    // Only when someone listens (Keyv does): an unheard 'error' event would throw.
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+
+  private async run(operation: string, key: string | string[] | undefined, query: pg.QueryConfig) {
+    try {
+      return await this.pool.query(query);
+    } catch (error) {
+      throw new PgCacheError(operation, key, error);
+    }
+  }
+
+  private expiry(ttl: number | undefined): [string | null, string | null] {
+    // Sliding: the ttl (if any) caps the window. Otherwise a fixed ttl, or "no expiry".
+    if (this.slidingInterval !== null) {
+      return [ttl === undefined || ttl === null || ttl === 0 ? null : ttlInterval(ttl), this.slidingInterval];
+    }
+    return [ttlInterval(ttl), null];
+  }
+
+  private tagsFor(key: string): string[] | null {
+    const { tags } = this.opts;
+    const list = typeof tags === 'function' ? tags(key) : tags;
+    return list && list.length > 0 ? list : null;
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    const { rows } = await this.run('get', key, statement('get', [key]));
+    const value: Buffer | null = rows[0].value;
+    return value === null ? undefined : value.toString('utf8');
+  }
+
+  async getMany(keys: string[]): Promise<Array<string | undefined>> {
+    if (keys.length === 0) return [];
+    const found = new Map<string, string>();
+    for (const batch of chunks(keys)) {
+      const { rows } = await this.run('getMany', batch, statement('getMany', [batch]));
+      for (const row of rows) found.set(row.key, (row.value as Buffer).toString('utf8'));
+    }
+    return keys.map((key) => found.get(key));
+  }
+
+  /** Sets the entry; `ttl` in milliseconds (none, or 0: it never expires — see NO_EXPIRY_TTL). */
+  async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
+    if (typeof ttl === 'number' && ttl < 0) {
+      // Already expired: what was there is replaced by nothing.
+      await this.delete(key);
+      return true;
+    }
+    const [ttlValue, sliding] = this.expiry(ttl);
+    await this.run('set', key, statement('set', [key, toBytes(key, value), ttlValue, sliding, this.tagsFor(key)]));
+    return true;
+  }
+
+  async setMany(entries: Array<{ key: string; value: unknown; ttl?: number }>): Promise<boolean[]> {
+    const live = entries.filter((e) => !(typeof e.ttl === 'number' && e.ttl < 0));
+    const expired = entries.filter((e) => typeof e.ttl === 'number' && e.ttl < 0).map((e) => e.key);
+    for (const batch of chunks(live)) {
+      const keys = batch.map((e) => e.key);
+      const values = batch.map((e) => toBytes(e.key, e.value));
+      const expiries = batch.map((e) => this.expiry(e.ttl)[0]);
+      const tags = batch.map((e) => this.tagsFor(e.key));
+      const tagsJson = tags.map((t) => (t === null ? null : JSON.stringify(t)));
+      const uniform = expiries.every((t) => t === expiries[0]) && tagsJson.every((t) => t === tagsJson[0]);
+      if (uniform) {
+        await this.run('setMany', keys, statement('setMany', [keys, values, expiries[0], this.slidingInterval, tags[0]]));
+      } else {
+        await this.run('setMany', keys, statement('setEach', [keys, values, expiries, this.slidingInterval, tagsJson]));
+      }
+    }
+    if (expired.length > 0) await this.deleteMany(expired);
+    return entries.map(() => true);
+  }
+
+  /** Removes the entry; true when a live one was removed. */
+  async delete(key: string): Promise<boolean> {
+    const { rows } = await this.run('delete', key, statement('remove', [key]));
+    return rows[0].removed === true;
+  }
+
+  /** Removes the entries; true when at least one live entry was removed. */
+  async deleteMany(keys: string[]): Promise<boolean> {
+    let removed = 0;
+    for (const batch of chunks(keys)) {
+      const { rows } = await this.run('deleteMany', batch, statement('removeMany', [batch]));
+      removed += Number(rows[0].removed);
+    }
+    return removed > 0;
+  }
+
+  /** Whether a live entry has the key (does not slide it). */
+  async has(key: string): Promise<boolean> {
+    const { rows } = await this.run('has', key, statement('has', [key]));
+    return rows[0].found === true;
+  }
+
+  async hasMany(keys: string[]): Promise<boolean[]> {
+    const out: boolean[] = [];
+    for (const batch of chunks(keys)) {
+      const { rows } = await this.run('hasMany', batch, statement('hasMany', [batch]));
+      out.push(...(rows[0].found as boolean[]));
+    }
+    return out;
+  }
+
+  /**
+   * With a namespace: removes the entries of `namespace:` only (`cache_remove_prefix`). Without
+   * one: every entry of the database's cache (`cache_clear()`), other applications' included.
+   */
+  async clear(): Promise<void> {
+    if (this.namespace) {
+      await this.run('clear', `${this.namespace}:`, statement('removePrefix', [`${this.namespace}:`]));
+    } else {
+      await this.run('clear', undefined, statement('clear', []));
+    }
+  }
+
+  /**
+   * The live entries of `namespace` (all when none), in byte-wise key order, as [key, value].
+   * Reads in a read-only transaction on one connection of the pool (held until the iteration ends),
+   * through a cursor over `cache_keys`, `iterationLimit` rows per round trip; in a read-only
+   * transaction `cache_get` does not slide, so iterating moves no expiry.
+   */
+  async *iterator(namespace?: string): AsyncGenerator<[string, string], void> {
+    const prefix = namespace ? `${namespace}:` : '';
+    const limit = Math.max(1, Math.floor(Number(this.opts.iterationLimit ?? 1000)) || 1000);
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw new PgCacheError('iterator', prefix || undefined, error);
+    }
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN READ ONLY');
+      await client.query({
+        text: `DECLARE pg_cache_keyv_iterator NO SCROLL CURSOR FOR
+                 SELECT k.key, cache_get(k.key) AS value FROM cache_keys($1, 2147483647) AS k`,
+        values: [prefix],
+      });
+      for (;;) {
+        const { rows } = await client.query(`FETCH ${limit} FROM pg_cache_keyv_iterator`);
+        for (const row of rows) {
+          // Expired between the listing and the read: not there any more.
+          if (row.value !== null) yield [row.key as string, (row.value as Buffer).toString('utf8')];
+        }
+        if (rows.length < limit) break;
+      }
+    } catch (error) {
+      broken = error as Error;
+      throw new PgCacheError('iterator', prefix || undefined, error);
+    } finally {
+      // Ended early (break in for await), failed or done: end the transaction, give the
+      // connection back (a broken one is discarded).
+      if (!broken) {
+        try {
+          await client.query('ROLLBACK');
+        } catch (error) {
+          broken = error as Error;
+        }
+      }
+      client.release(broken);
+    }
+  }
+
+  /** Removes every entry with any of `tags` (all of them with `matchAll`); returns how many live ones. */
+  async deleteByTag(tags: string[], matchAll = false): Promise<number> {
+    const { rows } = await this.run('deleteByTag', undefined, statement('removeByTag', [tags, matchAll]));
+    return Number(rows[0].removed);
+  }
+
+  /** Milliseconds the entry has left, as the server counts them (without sliding); undefined when absent. */
+  async ttl(key: string): Promise<number | undefined> {
+    const { rows } = await this.run('ttl', key, statement('ttl', [key]));
+    return rows[0].ms === null ? undefined : Number(rows[0].ms);
+  }
+
+  /**
+   * Calls `listener(keys, tags, prefixes, all)` for every change other sessions announce on
+   * pg_cache's invalidation feed (writers need `pg_cache.notify = on`: the `notify` option).
+   * Resolves once the listening connection is in place, to a function that unsubscribes. `all`
+   * is true after `cache_clear()`, an oversized announcement, and whenever the listening
+   * connection was lost (and again once it is back): drop every local copy then.
+   */
+  async onInvalidate(listener: InvalidationListener): Promise<() => Promise<void>> {
+    this.feedListeners.add(listener);
+    if (!this.feed) {
+      const connection: pg.ClientConfig | string = this.opts.uri ?? (this.pool as unknown as { options: pg.ClientConfig }).options;
+      this.feed = new InvalidationFeed({
+        connection,
+        onInvalidation: (change: Invalidation) => {
+          this.emit('invalidate', change);
+          for (const l of this.feedListeners) l(change.keys, change.tags, change.prefixes, change.all);
+        },
+        onError: (error) => this.emitError(new PgCacheError('invalidation feed', undefined, error)),
+      });
+    }
+    try {
+      await this.feed.start();
+    } catch (error) {
+      this.feedListeners.delete(listener);
+      throw new PgCacheError('invalidation feed', undefined, error);
+    }
+    return async () => {
+      this.feedListeners.delete(listener);
+      if (this.feedListeners.size === 0 && this.listenerCount('invalidate') === 0) await this.stopFeed();
+    };
+  }
+
+  /** Whether the invalidation feed's connection is listening now. */
+  get listening(): boolean {
+    return this.feed?.listening ?? false;
+  }
+
+  private async stopFeed() {
+    const feed = this.feed;
+    this.feed = undefined;
+    if (feed) await feed.stop();
+  }
+
+  /** Stops the feed and gives up the pool (ended when no store uses it; a given pool is left open). */
+  async disconnect(): Promise<void> {
+    if (this.disconnected) return;
+    this.disconnected = true;
+    await this.stopFeed();
+    if (this.poolKey === undefined) return;
+    const shared = sharedPools.get(this.poolKey);
+    if (!shared) return;
+    shared.stores.delete(this);
+    if (shared.stores.size === 0) {
+      sharedPools.delete(this.poolKey);
+      await shared.pool.end();
+    }
+  }
+}
+
+export default KeyvPgCache;

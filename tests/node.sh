@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The Node.js client, clients/node (@pg-cache/keyv, a Keyv store on pg_cache): npm ci, build,
+# npm pack, `npm install` of the packed tarball into a scratch project (which then imports it, in
+# JavaScript and in type-checked TypeScript), and against a cluster of its own with pg_cache
+# preloaded: Keyv's own adapter suite (@keyv/test-suite 2.1.2, unchanged, as @keyv/postgres runs
+# it), cache-manager 7 (wrap, mget, ttl), and the store's own tests (errors with SQLSTATE and key,
+# 2048-byte keys, ttl as server expiry removed by the eviction worker, namespaced clear, batches,
+# iteration without sliding, tags, the invalidation feed across two processes) — all run with
+# vitest on the packed package. Needs Node >= 20 and npm with the npm registry reachable.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+source tests/lib.sh
+DATADIR=$PG_CACHE_DATA_ROOT/node
+export PGPORT=$((5460 + PG_CACHE_PORT_OFFSET))
+DB=keyv_test
+CLIENT=$PWD/clients/node
+WORK=$(mktemp -d /tmp/pg_cache_node.XXXXXX)
+chmod 755 "$WORK"
+
+cleanup() { tests/cluster.sh destroy "$DATADIR" >/dev/null 2>&1; rm -rf "$WORK"; }
+trap cleanup EXIT
+tests/cluster.sh destroy "$DATADIR"
+
+# step NAME COMMAND...: a check whose output is shown only when it fails.
+step() {
+    local name=$1 log
+    shift
+    log=$WORK/step.log
+    if "$@" >"$log" 2>&1; then pass "$name"; else fail "$name"; tail -n 40 "$log"; return 1; fi
+}
+finish() { summary node; exit $?; }
+
+command -v node >/dev/null && command -v npm >/dev/null || { fail "node and npm are installed"; finish; }
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+check "node is version 20 or later (it is $(node --version))" test "$node_major" -ge 20 || finish
+
+step "npm ci" bash -c "cd '$CLIENT' && npm ci --no-audit --no-fund" || finish
+step "the package builds (tsc)" bash -c "cd '$CLIENT' && rm -rf dist && npm run build" || finish
+step "npm pack" bash -c "cd '$CLIENT' && npm pack --pack-destination '$WORK' --json >'$WORK/pack.json'" || finish
+tarball=$WORK/$(node -p "require('$WORK/pack.json')[0].filename")
+check "the tarball holds the ESM build and its type declarations" \
+    bash -c "tar tzf '$tarball' | grep -qx package/dist/index.js && tar tzf '$tarball' | grep -qx package/dist/index.d.ts"
+
+# The scratch project: an application that installs the package (its peer keyv comes along).
+mkdir -p "$WORK/app"
+echo '{ "name": "pg-cache-keyv-scratch", "private": true, "type": "module" }' >"$WORK/app/package.json"
+step "npm install of the packed tarball into a new project" \
+    bash -c "cd '$WORK/app' && npm install --no-audit --no-fund '$tarball'" || finish
+INSTALLED=$WORK/app/node_modules/@pg-cache/keyv/dist/index.js
+check "the installed package is the packed one" test -f "$INSTALLED"
+
+tests/cluster.sh start "$DATADIR" "$PGPORT" || { fail "the cluster starts"; finish; }
+q postgres "CREATE DATABASE $DB" && q "$DB" "CREATE EXTENSION pg_cache" || { fail "CREATE EXTENSION pg_cache"; finish; }
+URL=postgresql://postgres@127.0.0.1:$PGPORT/$DB
+
+# The application uses it as its README says (plain JavaScript, imports resolved by Node).
+cat >"$WORK/app/smoke.js" <<'EOF'
+import Keyv from 'keyv';
+import { KeyvPgCache } from '@pg-cache/keyv';
+const keyv = new Keyv({ store: new KeyvPgCache(process.env.PG_CACHE_URL), namespace: 'smoke' });
+await keyv.set('user:42', { name: 'Ada' }, 60_000);
+const value = await keyv.get('user:42');
+await keyv.disconnect();
+if (value?.name !== 'Ada') { console.error('read back', value); process.exit(1); }
+EOF
+step "the installed package sets and gets through Keyv" env PG_CACHE_URL="$URL" node "$WORK/app/smoke.js"
+
+# ... and in TypeScript: the declarations type-check, and the store is a KeyvStoreAdapter.
+cat >"$WORK/app/consumer.ts" <<'EOF'
+import Keyv, { type KeyvStoreAdapter } from 'keyv';
+import { KeyvPgCache, PgCacheError, type KeyvPgCacheOptions } from '@pg-cache/keyv';
+const options: KeyvPgCacheOptions = { uri: 'postgresql://localhost/app', sliding: 60_000, tags: ['t'] };
+const store: KeyvStoreAdapter = new KeyvPgCache(options);
+const keyv = new Keyv<{ name: string }>({ store, namespace: 'app' });
+export async function name(): Promise<string | undefined> {
+  try {
+    return (await keyv.get('user:42'))?.name;
+  } catch (error) {
+    if (error instanceof PgCacheError) console.error(error.sqlState, error.key);
+    throw error;
+  }
+}
+EOF
+cat >"$WORK/app/tsconfig.json" <<'EOF'
+{ "compilerOptions": { "module": "NodeNext", "moduleResolution": "NodeNext", "target": "ES2022", "strict": true,
+                      "noEmit": true, "typeRoots": ["CLIENT/node_modules/@types"], "types": ["node"] },
+  "files": ["consumer.ts"] }
+EOF
+sed -i "s|CLIENT/node_modules|$CLIENT/node_modules|" "$WORK/app/tsconfig.json"  # a TypeScript app has @types/node
+step "its type declarations check in a TypeScript project (store: KeyvStoreAdapter)" \
+    bash -c "cd '$WORK/app' && '$CLIENT/node_modules/.bin/tsc' -p tsconfig.json"
+
+# Keyv's suite, cache-manager and the store's own tests, on the installed package.
+(cd "$CLIENT" && PG_CACHE_URL=$URL PG_CACHE_KEYV_MODULE=$INSTALLED \
+    node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile="$WORK/vitest.json")
+vitest_status=$?
+if [ -f "$WORK/vitest.json" ]; then
+    read -r vitest_passed vitest_failed < <(node -e "
+        const r = require('$WORK/vitest.json');
+        // Files that failed to load count as failures too (their tests never ran).
+        const brokenFiles = r.testResults.filter((f) => f.status === 'failed' && f.assertionResults.length === 0).length;
+        console.log(r.numPassedTests, r.numFailedTests + brokenFiles)")
+    passed=$((passed + vitest_passed)) failed=$((failed + vitest_failed))
+    echo "vitest: $vitest_passed passed, $vitest_failed failed"
+    [ "$vitest_status" = 0 ] || [ "$vitest_failed" != 0 ] || fail "vitest exited with $vitest_status"
+    check "vitest ran Keyv's suite, the cache-manager and the store's tests (over 80 tests)" test "$vitest_passed" -gt 80
+else
+    fail "vitest ran (exit $vitest_status, no report)"
+fi
+
+tests/cluster.sh stop "$DATADIR" || fail "the cluster stops"
+finish
