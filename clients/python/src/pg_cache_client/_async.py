@@ -1,0 +1,255 @@
+"""AsyncPgCache: the asyncio client (the same methods as PgCache, awaited)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from . import _compute, _ops
+from ._errors import translate
+from ._types import CacheStats, Expiry, KeyInfo, Value, WorkerStatus
+
+AsyncSource = str | psycopg.AsyncConnection | AsyncConnectionPool
+
+
+class AsyncPgCache:
+    """As PgCache, for asyncio: over a connection string (a pool of the client's, opened on first
+    use in the running event loop), an ``AsyncConnectionPool`` or an ``AsyncConnection``."""
+
+    def __init__(self, source: AsyncSource, *, min_size: int = 1, max_size: int = 10, notify: bool = False,
+                 connect_kwargs: Mapping[str, Any] | None = None):
+        self._features: _ops.Features | None = None
+        self._conn: psycopg.AsyncConnection | None = None
+        self._pool: AsyncConnectionPool | None = None
+        self._owns_pool = False
+        self._opened = False
+        self._open_lock: asyncio.Lock | None = None
+        self._notify = notify
+        self.conninfo: str | None = None
+        if isinstance(source, str):
+            self.conninfo = source
+
+            async def configure(conn: psycopg.AsyncConnection) -> None:
+                await conn.execute("SET pg_cache.notify = on")
+
+            kwargs = {"autocommit": True, **(connect_kwargs or {})}
+            self._pool = AsyncConnectionPool(source, min_size=min_size, max_size=max_size, kwargs=kwargs,
+                                             configure=configure if notify else None, open=False,
+                                             name="pg_cache_async")
+            self._owns_pool = True
+        elif isinstance(source, AsyncConnectionPool):
+            self._pool = source
+            self.conninfo = source.conninfo
+            self._opened = True
+        elif isinstance(source, psycopg.AsyncConnection):
+            self._conn = source
+            self._opened = not notify
+        else:
+            raise TypeError("AsyncPgCache needs a connection string, a psycopg AsyncConnection or an AsyncConnectionPool")
+
+    async def open(self) -> None:
+        """Opens the client's pool (done by the first call when not called)."""
+        if self._opened:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._opened:
+                return
+            if self._owns_pool and self._pool is not None:
+                await self._pool.open()
+            elif self._conn is not None and self._notify:
+                await self._conn.execute("SET pg_cache.notify = on")
+            self._opened = True
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        if not self._opened:
+            await self.open()
+        if self._conn is not None:
+            yield self._conn
+        else:
+            assert self._pool is not None
+            async with self._pool.connection() as conn:
+                yield conn
+
+    async def _execute(self, call: _ops.Call) -> Any:
+        attempts = 2 if call.idempotent and self._conn is None else 1
+        for attempt in range(attempts):
+            try:
+                async with self.connection() as conn:
+                    cursor = await conn.execute(call.sql, call.params, binary=True)
+                    rows = await cursor.fetchall() if cursor.description is not None else []
+                return call.parse(rows)
+            except psycopg.OperationalError as error:
+                if attempt + 1 < attempts and getattr(error, "sqlstate", None) in (None, "57P01", "57P02", "57P03"):
+                    continue
+                raise translate(error, call.function, call.key, call.keys) from error
+            except psycopg.Error as error:
+                raise translate(error, call.function, call.key, call.keys) from error
+        raise AssertionError("unreachable")
+
+    async def features(self) -> _ops.Features:
+        if self._features is None:
+            self._features = await self._execute(_ops.features())
+        return self._features
+
+    async def close(self) -> None:
+        if self._owns_pool and self._pool is not None and self._opened:
+            await self._pool.close()
+            self._opened = False
+
+    async def __aenter__(self) -> "AsyncPgCache":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- entries ---------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._execute(_ops.get(key))
+
+    async def set(self, key: str, value: Value, *, ttl: Any = None, sliding: Expiry = None,
+                  expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> None:
+        await self._execute(_ops.set(key, value, ttl, sliding, expires_at, tags))
+
+    async def add(self, key: str, value: Value, *, ttl: Any = None, sliding: Expiry = None,
+                  expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> bool:
+        return await self._execute(_ops.add(key, value, ttl, sliding, expires_at, tags))
+
+    async def refresh(self, key: str) -> bool:
+        return await self._execute(_ops.refresh(key))
+
+    async def remove(self, key: str) -> bool:
+        return await self._execute(_ops.remove(key))
+
+    async def ttl(self, key: str) -> timedelta | None:
+        return await self._execute(_ops.ttl(key))
+
+    async def exists(self, key: str) -> bool:
+        return await self._execute(_ops.exists(key))
+
+    async def take(self, key: str) -> bytes | None:
+        return await self._execute(_ops.take(key))
+
+    async def expire(self, key: str, *, ttl: Any = None, sliding: Expiry = None,
+                     expires_at: datetime | None = None) -> bool:
+        return await self._execute(_ops.expire(key, ttl, sliding, expires_at))
+
+    async def incr(self, key: str, delta: int = 1, *, ttl: Any = None, sliding: Expiry = None,
+                   expires_at: datetime | None = None) -> int:
+        return await self._execute(_ops.incr(key, delta, ttl, sliding, expires_at))
+
+    async def incr_existing(self, key: str, delta: int = 1) -> int | None:
+        return await self._execute(_ops.incr_existing(key, delta, (await self.features()).incr_create))
+
+    # --- batches ---------------------------------------------------------------------------------
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        key_list = list(keys)
+        if not key_list:
+            return {}
+        return await self._execute(_ops.get_many(key_list))
+
+    async def set_many(self, items: Mapping[str, Value], *, ttl: Any = None, sliding: Expiry = None,
+                       expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> int:
+        if not items:
+            return 0
+        return await self._execute(_ops.set_many(items, ttl, sliding, expires_at, tags))
+
+    async def remove_many(self, keys: Iterable[str]) -> int:
+        key_list = list(keys)
+        if not key_list:
+            return 0
+        return await self._execute(_ops.remove_many(key_list))
+
+    async def keys(self, prefix: str = "", max_rows: int = 1000) -> list[KeyInfo]:
+        return await self._execute(_ops.keys(prefix, max_rows))
+
+    async def remove_prefix(self, prefix: str) -> int:
+        return await self._execute(_ops.remove_prefix(prefix))
+
+    async def clear(self) -> int:
+        return await self._execute(_ops.clear())
+
+    # --- tags ------------------------------------------------------------------------------------
+
+    async def tags(self, key: str) -> list[str] | None:
+        return await self._execute(_ops.tags(key))
+
+    async def remove_by_tag(self, tags: Iterable[str], *, match_all: bool = False) -> int:
+        return await self._execute(_ops.remove_by_tag(tags, match_all))
+
+    # --- JSON ------------------------------------------------------------------------------------
+
+    async def get_json(self, key: str) -> Any:
+        return await self._execute(_ops.get_json(key))
+
+    async def set_json(self, key: str, value: Any, *, ttl: Any = None, sliding: Expiry = None,
+                       expires_at: datetime | None = None, tags: Iterable[str] | None = None,
+                       dumps: Callable[[Any], str] = json.dumps) -> None:
+        await self._execute(_ops.set_json(key, value, ttl, sliding, expires_at, tags, dumps))
+
+    async def get_many_json(self, keys: Iterable[str]) -> dict[str, Any]:
+        key_list = list(keys)
+        if not key_list:
+            return {}
+        return await self._execute(_ops.get_many_json(key_list))
+
+    # --- statistics and maintenance --------------------------------------------------------------
+
+    async def stats(self) -> CacheStats:
+        return await self._execute(_ops.stats())
+
+    async def stats_reset(self) -> None:
+        await self._execute(_ops.stats_reset())
+
+    async def evict_expired(self, max_rows: int = 10000) -> int:
+        return await self._execute(_ops.evict_expired(max_rows))
+
+    async def worker_status(self) -> list[WorkerStatus]:
+        return await self._execute(_ops.worker_status())
+
+    # --- compute once ----------------------------------------------------------------------------
+
+    async def get_or_compute(self, key: str, factory: Callable[[], Value | Awaitable[Value]], *,
+                             ttl: Any = None, sliding: Expiry = None, expires_at: datetime | None = None,
+                             tags: Iterable[str] | None = None, lock_ttl: timedelta = timedelta(seconds=30),
+                             wait: float = 10.0) -> bytes:
+        """As PgCache.get_or_compute; factory may be a coroutine function."""
+        options = _compute.ComputeOptions(ttl, sliding, expires_at, tags, lock_ttl, wait)
+        gen = _compute.protocol(key, options, await self.features())
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = gen.throw(error) if error is not None else gen.send(reply)
+            except StopIteration as done:
+                return done.value
+            error = None
+            if isinstance(step, _ops.Call):
+                reply = await self._execute(step)
+            elif isinstance(step, _compute.Sleep):
+                await asyncio.sleep(step.seconds)
+                reply = None
+            elif step is _compute.COMPUTE:
+                try:
+                    reply = factory()
+                    if inspect.isawaitable(reply):
+                        reply = await reply
+                except BaseException as failure:
+                    error = failure
+            else:
+                raise AssertionError(f"unknown step {step!r}")
+
+    async def _get_for_l1(self, key: str) -> tuple[bytes | None, float | None, list[str] | None]:
+        return await self._execute(_ops.get_for_l1(key))

@@ -1,0 +1,365 @@
+"""The cache operations as data: the SQL of each call, its parameters and how its rows become the
+Python result. The sync and async clients and the Django backend's connection mode only run them,
+so every operation is written once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from ._types import (NEVER, CacheStats, Expiry, KeyInfo, Value, WorkerStatus, to_bytes,
+                     to_interval)
+
+Rows = list[tuple]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    function: str
+    sql: str
+    params: tuple
+    parse: Callable[[Rows], Any]
+    key: str | None = None
+    keys: Sequence[str] | None = None
+    # Safe to run again on a fresh connection when the first one broke before answering.
+    idempotent: bool = False
+
+
+def _bytes_or_none(value: Any) -> bytes | None:
+    if value is None or type(value) is bytes:
+        return value
+    return bytes(value)
+
+
+def _scalar(rows: Rows) -> Any:
+    return rows[0][0] if rows else None
+
+
+def _bytes(rows: Rows) -> bytes | None:
+    return _bytes_or_none(rows[0][0]) if rows else None
+
+
+def _bool(rows: Rows) -> bool:
+    return bool(rows[0][0])
+
+
+def _int(rows: Rows) -> int:
+    return int(rows[0][0])
+
+
+def _none(rows: Rows) -> None:
+    return None
+
+
+def _json_value(value: Any) -> Any:
+    # Django's psycopg adapters hand jsonb over as text.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _json(rows: Rows) -> Any:
+    return _json_value(rows[0][0]) if rows else None
+
+
+def _key(key: str) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"cache keys are str, not {type(key).__name__}")
+    return key
+
+
+def _key_list(keys: Iterable[str]) -> list[str]:
+    result = list(keys)
+    for key in result:
+        _key(key)
+    return result
+
+
+def _tags(tags: Iterable[str] | None) -> list[str] | None:
+    if tags is None:
+        return None
+    if isinstance(tags, str):
+        raise TypeError("tags is a list of str, not one str")
+    return list(tags)
+
+
+# SQL text by function and the arguments present, so that every distinct call is one statement
+# text (psycopg prepares a statement after a few executions of the same text).
+_TEMPLATES: dict[tuple, str] = {}
+
+
+def _sql(function: str, leading: str, named: tuple[str, ...], select: str = "SELECT {call}") -> str:
+    cache_key = (function, leading, named, select)
+    sql = _TEMPLATES.get(cache_key)
+    if sql is None:
+        arguments = [leading] if leading else []
+        arguments += [f"{name} => %s" for name in named]
+        sql = select.format(call=f"{function}({', '.join(arguments)})")
+        _TEMPLATES[cache_key] = sql
+    return sql
+
+
+def _expiry(ttl: Any, sliding: Expiry, expires_at: datetime | None,
+            tags: Iterable[str] | None = None, with_tags: bool = False) -> tuple[tuple[str, ...], tuple]:
+    names: list[str] = []
+    values: list[Any] = []
+    if ttl is not None:
+        names.append("ttl")
+        values.append(to_interval(ttl, "ttl"))
+    if sliding is not None:
+        names.append("sliding")
+        values.append(to_interval(sliding, "sliding"))
+    if expires_at is not None:
+        if not isinstance(expires_at, datetime):
+            raise TypeError(f"expires_at must be a datetime, not {type(expires_at).__name__}")
+        names.append("expires_at")
+        values.append(expires_at)
+    if with_tags and tags is not None:
+        names.append("tags")
+        values.append(_tags(tags))
+    return tuple(names), tuple(values)
+
+
+# --- entries -------------------------------------------------------------------------------------
+
+def get(key: str) -> Call:
+    return Call("cache_get", "SELECT cache_get(%s)", (_key(key),), _bytes, key=key, idempotent=True)
+
+
+def set(key: str, value: Value, ttl: Any = None, sliding: Expiry = None,
+        expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at, tags, with_tags=True)
+    return Call("cache_set", _sql("cache_set", "%s, %s", names), (_key(key), to_bytes(value)) + values,
+                _none, key=key, idempotent=True)
+
+
+def add(key: str, value: Value, ttl: Any = None, sliding: Expiry = None,
+        expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at, tags, with_tags=True)
+    return Call("cache_add", _sql("cache_add", "%s, %s", names), (_key(key), to_bytes(value)) + values,
+                _bool, key=key)
+
+
+def add_expired(key: str, value: Value) -> Call:
+    """Whether `add` would have set the key, setting nothing (an entry that expires at once, as
+    Django's timeout 0): added and removed in one statement, so no other session sees it."""
+    sql = ("SELECT CASE WHEN cache_add(%s, %s, ttl => interval '1 minute') "
+           "THEN cache_remove(%s) OR true ELSE false END")
+    return Call("cache_add", sql, (_key(key), to_bytes(value), key), _bool, key=key)
+
+
+def refresh(key: str) -> Call:
+    return Call("cache_refresh", "SELECT cache_refresh(%s)", (_key(key),), _bool, key=key, idempotent=True)
+
+
+def remove(key: str) -> Call:
+    return Call("cache_remove", "SELECT cache_remove(%s)", (_key(key),), _bool, key=key)
+
+
+def ttl(key: str) -> Call:
+    return Call("cache_ttl", "SELECT cache_ttl(%s)", (_key(key),), _scalar, key=key, idempotent=True)
+
+
+def take(key: str) -> Call:
+    return Call("cache_take", "SELECT cache_take(%s)", (_key(key),), _bytes, key=key)
+
+
+def expire(key: str, ttl: Any = None, sliding: Expiry = None, expires_at: datetime | None = None) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at)
+    return Call("cache_expire", _sql("cache_expire", "%s", names), (_key(key),) + values, _bool,
+                key=key, idempotent=True)
+
+
+def exists(key: str) -> Call:
+    """Whether a live entry has the key, without sliding it."""
+    return Call("cache_ttl", "SELECT cache_ttl(%s) IS NOT NULL", (_key(key),), _bool, key=key,
+                idempotent=True)
+
+
+# --- counters ------------------------------------------------------------------------------------
+
+def incr(key: str, delta: int = 1, ttl: Any = None, sliding: Expiry = None,
+         expires_at: datetime | None = None) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at)
+    return Call("cache_incr", _sql("cache_incr", "%s, %s::bigint", names), (_key(key), int(delta)) + values,
+                _int, key=key)
+
+
+def incr_existing(key: str, delta: int, native: bool) -> Call:
+    """cache_incr of a live entry only; None when absent (then nothing is created).
+
+    With the extension's live-only form (`create => false`) this is atomic. Without it, the
+    existence check and the increment are two function calls of one statement: an entry removed
+    or expiring between them is created again as `delta`, with the default sliding window."""
+    if native:
+        sql = "SELECT cache_incr(%s, %s::bigint, create => false)"
+        params: tuple = (_key(key), int(delta))
+    else:
+        sql = "SELECT CASE WHEN cache_ttl(%s) IS NOT NULL THEN cache_incr(%s, %s::bigint) END"
+        params = (_key(key), key, int(delta))
+    return Call("cache_incr", sql, params, _scalar, key=key)
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+def _pairs(rows: Rows) -> dict[str, bytes]:
+    return {key: _bytes_or_none(value) for key, value in rows}
+
+
+def get_many(keys: Iterable[str]) -> Call:
+    key_list = _key_list(keys)
+    return Call("cache_get_many", "SELECT key, value FROM cache_get_many(%s::text[])", (key_list,),
+                _pairs, keys=key_list, idempotent=True)
+
+
+def set_many(items: Mapping[str, Value], ttl: Any = None, sliding: Expiry = None,
+             expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> Call:
+    key_list = _key_list(items.keys())
+    value_list = [to_bytes(items[key]) for key in key_list]
+    names, values = _expiry(ttl, sliding, expires_at, tags, with_tags=True)
+    return Call("cache_set_many", _sql("cache_set_many", "%s::text[], %s::bytea[]", names),
+                (key_list, value_list) + values, _int, keys=key_list, idempotent=True)
+
+
+def remove_many(keys: Iterable[str]) -> Call:
+    key_list = _key_list(keys)
+    return Call("cache_remove_many", "SELECT cache_remove_many(%s::text[])", (key_list,), _int,
+                keys=key_list)
+
+
+def _key_infos(rows: Rows) -> list[KeyInfo]:
+    return [KeyInfo(*row) for row in rows]
+
+
+def keys(prefix: str = "", max_rows: int = 1000) -> Call:
+    return Call("cache_keys",
+                "SELECT key, expires_at, sliding, absolute_expires_at, value_bytes FROM cache_keys(%s, %s::int)",
+                (prefix, int(max_rows)), _key_infos, idempotent=True)
+
+
+def remove_prefix(prefix: str) -> Call:
+    return Call("cache_remove_prefix", "SELECT cache_remove_prefix(%s)", (prefix,), _int)
+
+
+def clear() -> Call:
+    return Call("cache_clear", "SELECT cache_clear()", (), _int)
+
+
+# --- tags ----------------------------------------------------------------------------------------
+
+def tags(key: str) -> Call:
+    return Call("cache_tags", "SELECT cache_tags(%s)", (_key(key),),
+                lambda rows: None if rows[0][0] is None else list(rows[0][0]), key=key, idempotent=True)
+
+
+def remove_by_tag(tag_list: Iterable[str], match_all: bool = False) -> Call:
+    return Call("cache_remove_by_tag", "SELECT cache_remove_by_tag(%s::text[], match_all => %s)",
+                (_tags(tag_list), bool(match_all)), _int)
+
+
+# --- JSON ----------------------------------------------------------------------------------------
+
+def get_json(key: str) -> Call:
+    return Call("cache_get_json", "SELECT cache_get_json(%s)", (_key(key),), _json, key=key, idempotent=True)
+
+
+def set_json(key: str, value: Any, ttl: Any = None, sliding: Expiry = None,
+             expires_at: datetime | None = None, tags: Iterable[str] | None = None,
+             dumps: Callable[[Any], str] = json.dumps) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at, tags, with_tags=True)
+    return Call("cache_set_json", _sql("cache_set_json", "%s, %s::jsonb", names),
+                (_key(key), dumps(value)) + values, _none, key=key, idempotent=True)
+
+
+def get_many_json(keys: Iterable[str]) -> Call:
+    key_list = _key_list(keys)
+    return Call("cache_get_many_json", "SELECT key, value FROM cache_get_many_json(%s::text[])", (key_list,),
+                lambda rows: {key: _json_value(value) for key, value in rows}, keys=key_list, idempotent=True)
+
+
+# --- statistics and maintenance ------------------------------------------------------------------
+
+def stats() -> Call:
+    return Call("cache_stats",
+                "SELECT hits, misses, sets, removes, evicted, evicted_for_size, live_bytes, entries, "
+                "total_bytes, since FROM cache_stats()", (),
+                lambda rows: CacheStats(*rows[0]), idempotent=True)
+
+
+def stats_reset() -> Call:
+    return Call("cache_stats_reset", "SELECT cache_stats_reset()", (), _none, idempotent=True)
+
+
+def evict_expired(max_rows: int = 10000) -> Call:
+    return Call("cache_evict_expired", "SELECT cache_evict_expired(%s::int)", (int(max_rows),), _int)
+
+
+def worker_status() -> Call:
+    return Call("cache_worker_status",
+                "SELECT database, pid, last_sweep_at, evicted_total, last_error, last_error_at "
+                "FROM cache_worker_status()", (),
+                lambda rows: [WorkerStatus(*row) for row in rows], idempotent=True)
+
+
+# --- reads for the L1 cache and get_or_compute ---------------------------------------------------
+
+def get_for_l1(key: str) -> Call:
+    """The value, the seconds it has left (without sliding again) and its tags, in one round trip."""
+    return Call("cache_get",
+                "SELECT v, extract(epoch FROM cache_ttl(%(k)s))::float8, cache_tags(%(k)s) FROM cache_get(%(k)s) AS v",
+                {"k": _key(key)},  # type: ignore[arg-type]
+                lambda rows: (_bytes_or_none(rows[0][0]), rows[0][1], rows[0][2]), key=key, idempotent=True)
+
+
+def get_or_lock(key: str, lock_key: str, token: bytes, lock_ttl: timedelta) -> Call:
+    """The value of key; on a miss, also an attempt to take the lock (cache_add of lock_key).
+    Returns (value, took_lock)."""
+    sql = ("SELECT v, CASE WHEN v IS NULL THEN cache_add(%s, %s, ttl => %s) END "
+           "FROM cache_get(%s) AS v")
+    return Call("cache_get", sql, (lock_key, token, lock_ttl, _key(key)),
+                lambda rows: (_bytes_or_none(rows[0][0]), bool(rows[0][1])), key=key)
+
+
+def poll_locked(key: str, lock_key: str) -> Call:
+    """While waiting for another process's computation: (value, lock still held)."""
+    return Call("cache_get", "SELECT cache_get(%s), cache_ttl(%s) IS NOT NULL", (_key(key), lock_key),
+                lambda rows: (_bytes_or_none(rows[0][0]), bool(rows[0][1])), key=key, idempotent=True)
+
+
+def set_and_unlock(key: str, value: Value, lock_key: str, token: bytes, ttl: Any, sliding: Expiry,
+                   expires_at: datetime | None, tags: Iterable[str] | None) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at, tags, with_tags=True)
+    set_sql = _sql("cache_set", "%s, %s", names, select="{call}")
+    sql = (f"SELECT {set_sql}, CASE WHEN cache_get(%s) = %s THEN cache_remove(%s) END")
+    return Call("cache_set", sql, (_key(key), to_bytes(value)) + values + (lock_key, token, lock_key),
+                _none, key=key)
+
+
+def unlock(lock_key: str, token: bytes) -> Call:
+    return Call("cache_remove", "SELECT CASE WHEN cache_get(%s) = %s THEN cache_remove(%s) END",
+                (lock_key, token, lock_key), _none, key=lock_key)
+
+
+# --- what the extension offers -------------------------------------------------------------------
+
+FEATURES_SQL = (
+    "SELECT"
+    " EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_incr' AND 'create' = ANY (proargnames)),"
+    " EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_get_or_lease')"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """Functions of newer extension versions the client uses when present."""
+
+    incr_create: bool = False  # cache_incr(..., create => false): live-only increment
+    leases: bool = False       # cache_get_or_lease and friends (stampede protection)
+
+
+def features() -> Call:
+    return Call("features", FEATURES_SQL, (), lambda rows: Features(bool(rows[0][0]), bool(rows[0][1])),
+                idempotent=True)
+
+
+__all__ = [name for name in dir() if not name.startswith("_")] + ["NEVER"]

@@ -1,0 +1,272 @@
+"""PgCache: the synchronous client."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from . import _compute, _ops
+from ._errors import translate
+from ._types import CacheStats, Expiry, KeyInfo, Value, WorkerStatus
+
+Source = str | psycopg.Connection | ConnectionPool
+
+
+def _configure(notify: bool) -> Callable[[psycopg.Connection], None] | None:
+    if not notify:
+        return None
+
+    def configure(conn: psycopg.Connection) -> None:
+        conn.execute("SET pg_cache.notify = on")
+
+    return configure
+
+
+class PgCache:
+    """The pg_cache functions as methods, over one of:
+
+    - a connection string: the client keeps its own pool (``min_size``..``max_size`` connections,
+      autocommit) and ``close()`` closes it;
+    - a ``psycopg_pool.ConnectionPool``: each call borrows a connection;
+    - a ``psycopg.Connection``: every call runs on it, in its transaction when it is not in
+      autocommit mode (so cache writes commit or roll back with the caller's).
+
+    ``notify=True`` sets ``pg_cache.notify = on`` on the connections the client opens itself
+    (for L1 caches listening to the invalidation feed).
+
+    Values are ``bytes`` (``str`` is sent as UTF-8); expiries are ``timedelta`` or seconds,
+    ``ttl=NEVER`` for none; ``expires_at`` a ``datetime``. Errors are ``PgCacheError``
+    subclasses carrying the SQLSTATE and the key.
+    """
+
+    def __init__(self, source: Source, *, min_size: int = 1, max_size: int = 10, notify: bool = False,
+                 connect_kwargs: Mapping[str, Any] | None = None):
+        self._lock = threading.Lock()
+        self._features: _ops.Features | None = None
+        self._conn: psycopg.Connection | None = None
+        self._pool: ConnectionPool | None = None
+        self._owns_pool = False
+        self.conninfo: str | None = None
+        if isinstance(source, str):
+            self.conninfo = source
+            kwargs = {"autocommit": True, **(connect_kwargs or {})}
+            self._pool = ConnectionPool(source, min_size=min_size, max_size=max_size, kwargs=kwargs,
+                                        configure=_configure(notify), open=True, name="pg_cache")
+            self._owns_pool = True
+        elif isinstance(source, ConnectionPool):
+            self._pool = source
+            self.conninfo = source.conninfo
+        elif isinstance(source, psycopg.Connection):
+            self._conn = source
+            if notify:
+                source.execute("SET pg_cache.notify = on")
+        else:
+            raise TypeError("PgCache needs a connection string, a psycopg Connection or a ConnectionPool")
+
+    # --- running calls ---------------------------------------------------------------------------
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A connection of the client's (the given one, or one borrowed from the pool)."""
+        if self._conn is not None:
+            yield self._conn
+        else:
+            assert self._pool is not None
+            with self._pool.connection() as conn:
+                yield conn
+
+    def _execute(self, call: _ops.Call) -> Any:
+        attempts = 2 if call.idempotent and self._conn is None else 1
+        for attempt in range(attempts):
+            try:
+                with self.connection() as conn:
+                    cursor = conn.execute(call.sql, call.params, binary=True)
+                    rows = cursor.fetchall() if cursor.description is not None else []
+                return call.parse(rows)
+            except psycopg.OperationalError as error:
+                # A pooled connection that broke (server restart, terminated backend): the pool
+                # replaces it; an idempotent call runs once more on another.
+                if attempt + 1 < attempts and getattr(error, "sqlstate", None) in (None, "57P01", "57P02", "57P03"):
+                    continue
+                raise translate(error, call.function, call.key, call.keys) from error
+            except psycopg.Error as error:
+                raise translate(error, call.function, call.key, call.keys) from error
+        raise AssertionError("unreachable")
+
+    def features(self) -> _ops.Features:
+        """Which functions of newer extension versions are installed (read once)."""
+        if self._features is None:
+            self._features = self._execute(_ops.features())
+        return self._features
+
+    def close(self) -> None:
+        """Closes the pool the client opened (a given connection or pool stays open)."""
+        if self._owns_pool and self._pool is not None:
+            self._pool.close()
+
+    def __enter__(self) -> "PgCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- entries ---------------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """The value, or None when absent or expired; a hit on a sliding entry slides it."""
+        return self._execute(_ops.get(key))
+
+    def set(self, key: str, value: Value, *, ttl: Any = None, sliding: Expiry = None,
+            expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> None:
+        """Inserts or replaces the entry. No expiry given: the server's default sliding window."""
+        self._execute(_ops.set(key, value, ttl, sliding, expires_at, tags))
+
+    def add(self, key: str, value: Value, *, ttl: Any = None, sliding: Expiry = None,
+            expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> bool:
+        """Sets the entry only when no live entry has the key; whether it did."""
+        return self._execute(_ops.add(key, value, ttl, sliding, expires_at, tags))
+
+    def refresh(self, key: str) -> bool:
+        return self._execute(_ops.refresh(key))
+
+    def remove(self, key: str) -> bool:
+        return self._execute(_ops.remove(key))
+
+    def ttl(self, key: str) -> timedelta | None:
+        return self._execute(_ops.ttl(key))
+
+    def exists(self, key: str) -> bool:
+        """Whether a live entry has the key (does not slide it)."""
+        return self._execute(_ops.exists(key))
+
+    def take(self, key: str) -> bytes | None:
+        return self._execute(_ops.take(key))
+
+    def expire(self, key: str, *, ttl: Any = None, sliding: Expiry = None,
+               expires_at: datetime | None = None) -> bool:
+        return self._execute(_ops.expire(key, ttl, sliding, expires_at))
+
+    def incr(self, key: str, delta: int = 1, *, ttl: Any = None, sliding: Expiry = None,
+             expires_at: datetime | None = None) -> int:
+        return self._execute(_ops.incr(key, delta, ttl, sliding, expires_at))
+
+    def incr_existing(self, key: str, delta: int = 1) -> int | None:
+        """Adds delta to a live counter; None (creating nothing) when the key is absent."""
+        return self._execute(_ops.incr_existing(key, delta, self.features().incr_create))
+
+    # --- batches ---------------------------------------------------------------------------------
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        key_list = list(keys)
+        if not key_list:
+            return {}
+        return self._execute(_ops.get_many(key_list))
+
+    def set_many(self, items: Mapping[str, Value], *, ttl: Any = None, sliding: Expiry = None,
+                 expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> int:
+        if not items:
+            return 0
+        return self._execute(_ops.set_many(items, ttl, sliding, expires_at, tags))
+
+    def remove_many(self, keys: Iterable[str]) -> int:
+        key_list = list(keys)
+        if not key_list:
+            return 0
+        return self._execute(_ops.remove_many(key_list))
+
+    def keys(self, prefix: str = "", max_rows: int = 1000) -> list[KeyInfo]:
+        return self._execute(_ops.keys(prefix, max_rows))
+
+    def remove_prefix(self, prefix: str) -> int:
+        return self._execute(_ops.remove_prefix(prefix))
+
+    def clear(self) -> int:
+        return self._execute(_ops.clear())
+
+    # --- tags ------------------------------------------------------------------------------------
+
+    def tags(self, key: str) -> list[str] | None:
+        return self._execute(_ops.tags(key))
+
+    def remove_by_tag(self, tags: Iterable[str], *, match_all: bool = False) -> int:
+        return self._execute(_ops.remove_by_tag(tags, match_all))
+
+    # --- JSON ------------------------------------------------------------------------------------
+
+    def get_json(self, key: str) -> Any:
+        """The value decoded by the server (cache_get_json) as dict, list, str, int, float, bool
+        or None; None also when absent."""
+        return self._execute(_ops.get_json(key))
+
+    def set_json(self, key: str, value: Any, *, ttl: Any = None, sliding: Expiry = None,
+                 expires_at: datetime | None = None, tags: Iterable[str] | None = None,
+                 dumps: Callable[[Any], str] = json.dumps) -> None:
+        self._execute(_ops.set_json(key, value, ttl, sliding, expires_at, tags, dumps))
+
+    def get_many_json(self, keys: Iterable[str]) -> dict[str, Any]:
+        key_list = list(keys)
+        if not key_list:
+            return {}
+        return self._execute(_ops.get_many_json(key_list))
+
+    # --- statistics and maintenance --------------------------------------------------------------
+
+    def stats(self) -> CacheStats:
+        return self._execute(_ops.stats())
+
+    def stats_reset(self) -> None:
+        self._execute(_ops.stats_reset())
+
+    def evict_expired(self, max_rows: int = 10000) -> int:
+        return self._execute(_ops.evict_expired(max_rows))
+
+    def worker_status(self) -> list[WorkerStatus]:
+        return self._execute(_ops.worker_status())
+
+    # --- compute once ----------------------------------------------------------------------------
+
+    def get_or_compute(self, key: str, factory: Callable[[], Value], *, ttl: Any = None,
+                       sliding: Expiry = None, expires_at: datetime | None = None,
+                       tags: Iterable[str] | None = None, lock_ttl: timedelta = timedelta(seconds=30),
+                       wait: float = 10.0) -> bytes:
+        """The value of key; on a miss, factory()'s, stored with the given expiry -- computed by
+        one caller at a time across processes: the others wait for its value (at most ``wait``
+        seconds, then compute themselves). A caller that dies while computing holds the key for
+        at most ``lock_ttl``."""
+        options = _compute.ComputeOptions(ttl, sliding, expires_at, tags, lock_ttl, wait)
+        gen = _compute.protocol(key, options, self.features())
+        return _drive_sync(gen, self._execute, factory)
+
+    def _get_for_l1(self, key: str) -> tuple[bytes | None, float | None, list[str] | None]:
+        return self._execute(_ops.get_for_l1(key))
+
+
+def _drive_sync(gen: _compute.Protocol, execute: Callable[[_ops.Call], Any],
+                factory: Callable[[], Value]) -> bytes:
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = gen.throw(error) if error is not None else gen.send(reply)
+        except StopIteration as done:
+            return done.value
+        error = None
+        if isinstance(step, _ops.Call):
+            reply = execute(step)
+        elif isinstance(step, _compute.Sleep):
+            time.sleep(step.seconds)
+            reply = None
+        elif step is _compute.COMPUTE:
+            try:
+                reply = factory()
+            except BaseException as failure:  # handed to the protocol, which re-raises it
+                error = failure
+        else:
+            raise AssertionError(f"unknown step {step!r}")

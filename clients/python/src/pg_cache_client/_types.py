@@ -1,0 +1,107 @@
+"""Result types and the conversion of Python expiry arguments."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Union
+
+__all__ = ["CacheStats", "KeyInfo", "WorkerStatus", "NEVER", "Expiry", "Value", "to_interval",
+           "NO_EXPIRY_TTL"]
+
+
+class _Never(enum.Enum):
+    NEVER = "never"
+
+    def __repr__(self) -> str:
+        return "pg_cache_client.NEVER"
+
+
+NEVER = _Never.NEVER
+"""Give as ``ttl=NEVER``: the entry never expires; only a removal or the size cap ends it."""
+
+# The one place that says how "never expires" reaches the extension. pg_cache 0.2.0 refuses an
+# infinite expiry, so a ttl far beyond any cache's life stands for it (an expiry past the end of
+# timestamptz would be 22008). When the extension accepts `ttl => 'infinity'`, this becomes the
+# string "infinity" (see no_expiry_interval).
+NO_EXPIRY_TTL: timedelta | str = timedelta(days=365 * 1000)
+
+
+def no_expiry_interval() -> timedelta | str:
+    """The ttl argument that makes an entry never expire."""
+    return NO_EXPIRY_TTL
+
+
+Expiry = Union[timedelta, int, float, None]
+Value = Union[bytes, bytearray, memoryview, str]
+
+
+def to_interval(value: Expiry | _Never, argument: str) -> timedelta | str | None:
+    """A ttl or sliding argument as what psycopg sends as an interval: a timedelta, or seconds."""
+    if value is None:
+        return None
+    if value is NEVER:
+        if argument != "ttl":
+            raise TypeError(f"{argument}=NEVER: only ttl can be NEVER")
+        return no_expiry_interval()
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{argument} must be a timedelta or a number of seconds, not {type(value).__name__}")
+    return timedelta(seconds=value)
+
+
+def to_bytes(value: Value) -> bytes:
+    if type(value) is bytes:
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"cache values are bytes (or str, sent as UTF-8), not {type(value).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """One row of ``cache_stats()``; the counters and ``since`` are None without preloading."""
+
+    hits: int | None
+    misses: int | None
+    sets: int | None
+    removes: int | None
+    evicted: int | None
+    evicted_for_size: int | None
+    live_bytes: int | None
+    entries: int | None
+    total_bytes: int | None
+    since: datetime | None
+
+    @property
+    def hit_ratio(self) -> float | None:
+        if self.hits is None or self.misses is None or self.hits + self.misses == 0:
+            return None
+        return self.hits / (self.hits + self.misses)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """One row of ``cache_keys()``."""
+
+    key: str
+    expires_at: datetime
+    sliding: timedelta | None
+    absolute_expires_at: datetime | None
+    value_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """One row of ``cache_worker_status()``."""
+
+    database: str | None
+    pid: int | None
+    last_sweep_at: datetime | None
+    evicted_total: int
+    last_error: str | None
+    last_error_at: datetime | None

@@ -1,0 +1,218 @@
+"""pg_cache_client.django.PgCache beyond Django's own suite (which tests/python.sh runs): the stored
+forms, server-side incr, native async, the transactional DATABASE option, get_or_set once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from unittest import mock
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+django = pytest.importorskip("django")
+from django.conf import settings  # noqa: E402
+
+_params = conninfo_to_dict(os.environ["PG_CACHE_TEST_URL"])
+if not settings.configured:
+    settings.configure(
+        DATABASES={
+            "default": {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": _params.get("dbname"),
+                "USER": _params.get("user", "postgres"),
+                "HOST": _params.get("host", "127.0.0.1"),
+                "PORT": _params.get("port", "5432"),
+            }
+        },
+        CACHES={
+            "default": {"BACKEND": "pg_cache_client.django.PgCache", "LOCATION": os.environ["PG_CACHE_TEST_URL"],
+                        "OPTIONS": {"POOL_SIZE": 4}},
+            "tx": {"BACKEND": "pg_cache_client.django.PgCache", "OPTIONS": {"DATABASE": "default"}},
+            "prefixed": {"BACKEND": "pg_cache_client.django.PgCache", "LOCATION": os.environ["PG_CACHE_TEST_URL"],
+                         "KEY_PREFIX": "site1", "OPTIONS": {"CLEAR": "prefix"}},
+            "never": {"BACKEND": "pg_cache_client.django.PgCache", "LOCATION": os.environ["PG_CACHE_TEST_URL"],
+                      "TIMEOUT": None},
+        },
+        USE_TZ=True,
+    )
+    django.setup()
+
+from django.core.cache import caches  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+
+from pg_cache_client import django as backend  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _empty(raw):
+    yield
+    connection.close()
+
+
+def stored(raw: psycopg.Connection, key: str) -> bytes | None:
+    return raw.execute("SELECT cache_get(%s)", (key,)).fetchone()[0]
+
+
+def test_stored_forms_and_server_side_incr(raw: psycopg.Connection) -> None:
+    cache = caches["default"]
+    cache.set("n", 41)
+    assert stored(raw, ":1:n") == b"41"  # decimal text, as cache_incr keeps it
+    assert cache.incr("n") == 42
+    raw.execute("SELECT cache_incr(':1:n', 8)")  # another client counts on the server
+    assert cache.get("n") == 50
+    assert cache.decr("n", 10) == 40
+    cache.set("flag", True)
+    assert stored(raw, ":1:flag")[:1] == b"\x80" and cache.get("flag") is True
+    cache.set("big", 2**70)
+    assert cache.get("big") == 2**70
+    with pytest.raises(ValueError):
+        cache.incr("absent")
+    assert stored(raw, ":1:absent") is None  # incr of a missing key creates nothing
+    cache.set("text", "abc")
+    with pytest.raises(TypeError):
+        cache.incr("text")
+
+
+def test_timeouts(raw: psycopg.Connection) -> None:
+    cache = caches["default"]
+    cache.set("default-timeout", 1)
+    ttl = raw.execute("SELECT extract(epoch FROM cache_ttl(':1:default-timeout'))").fetchone()[0]
+    assert 290 < ttl <= 300
+    cache.set("forever", 1, None)
+    assert raw.execute("SELECT cache_ttl(':1:forever') > interval '100 years'").fetchone()[0]
+    caches["never"].set("forever2", 1)
+    assert raw.execute("SELECT cache_ttl(':1:forever2') > interval '100 years'").fetchone()[0]
+    cache.set("gone", 1, 0)
+    cache.set("gone2", 1, -5)
+    assert stored(raw, ":1:gone") is None and stored(raw, ":1:gone2") is None
+    assert cache.add("gone3", 1, 0) is True and stored(raw, ":1:gone3") is None
+    cache.set("x", 1, 60)
+    assert cache.add("x", 2, 0) is False and cache.get("x") == 1
+    assert cache.touch("x", 3600) is True
+    assert raw.execute("SELECT cache_ttl(':1:x') > interval '59 min'").fetchone()[0]
+
+
+def test_many_in_one_call_each(raw: psycopg.Connection) -> None:
+    cache = caches["default"]
+    with mock.patch.object(backend.PgCache, "_run", wraps=cache._run) as run:
+        cache.set_many({"a": 1, "b": "two", "c": [3]})
+        assert cache.get_many(["a", "b", "c", "d"]) == {"a": 1, "b": "two", "c": [3]}
+        cache.delete_many(["a", "b"])
+        cache.clear()
+    assert run.call_count == 4
+    assert stored(raw, ":1:c") is None
+
+
+def test_clear_prefix_only(raw: psycopg.Connection) -> None:
+    caches["default"].set("other-site", 1)
+    caches["prefixed"].set("mine", 1)
+    caches["prefixed"].clear()
+    assert caches["prefixed"].get("mine") is None
+    assert caches["default"].get("other-site") == 1
+
+
+def test_async_is_native(raw: psycopg.Connection) -> None:
+    cache = caches["default"]
+
+    async def main() -> None:
+        # no call may go through the sync client (sync_to_async would)
+        with mock.patch.object(backend._SyncClient, "_execute", side_effect=AssertionError("sync path")):
+            await cache.aset("k", {"v": 1})
+            assert await cache.aget("k") == {"v": 1}
+            assert await cache.aadd("k", 2) is False
+            assert await cache.ahas_key("k") is True
+            await cache.aset_many({"n": 1, "m": 2})
+            assert await cache.aget_many(["n", "m", "z"]) == {"n": 1, "m": 2}
+            assert await cache.aincr("n", 5) == 6
+            assert await cache.adecr("n") == 5
+            with pytest.raises(ValueError):
+                await cache.aincr("z")
+            assert await cache.atouch("n", 60) is True
+            assert await cache.adelete("n") is True
+            await cache.adelete_many(["m"])
+            assert await cache.aget_or_set("computed", lambda: "made") == "made"
+            assert await cache.aget("computed") == "made"
+            await cache.aclear()
+            assert await cache.aget("k") is None
+
+    asyncio.run(main())
+    asyncio.run(main())  # a second event loop gets its own pool
+
+
+def test_writes_commit_and_roll_back_with_the_transaction(raw: psycopg.Connection) -> None:
+    cache = caches["tx"]
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            cache.set("order:1", "pending")
+            assert cache.get("order:1") == "pending"  # the transaction sees its own write
+            assert stored(raw, ":1:order:1") is None  # nobody else does yet
+            raise RuntimeError("the order failed")
+    assert stored(raw, ":1:order:1") is None
+    assert cache.get("order:1") is None
+
+    caches["default"].set("order:2", "old")
+    with transaction.atomic():
+        cache.set("order:2", "new")
+        cache.delete("order:3")
+        assert caches["default"].get("order:2") == "old"  # the pool's connection: not committed yet
+    assert caches["default"].get("order:2") == "new"
+
+    with transaction.atomic():
+        cache.delete("order:2")
+        transaction.set_rollback(True)
+    assert caches["default"].get("order:2") == "new"
+    # outside a transaction: autocommit
+    cache.set("order:4", 4)
+    assert stored(raw, ":1:order:4") is not None
+    assert cache.incr("order:4") == 5
+    with pytest.raises(ValueError):
+        cache.incr("order:none")
+
+
+def test_database_mode_errors_keep_sqlstate(raw: psycopg.Connection) -> None:
+    from pg_cache_client import LimitExceeded
+
+    cache = caches["tx"]
+    with pytest.raises(LimitExceeded) as caught:
+        cache.set("k" * 3000, 1)
+    assert caught.value.sqlstate == "54000" and caught.value.key.endswith("k" * 100)
+
+
+def test_get_or_set_computes_once(raw: psycopg.Connection) -> None:
+    cache = caches["default"]
+    calls = []
+
+    def slow() -> str:
+        calls.append(1)
+        time.sleep(0.3)
+        return "report"
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get_or_set("report", slow, 60)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert results == ["report"] * 4
+    assert len(calls) == 1
+
+
+def test_one_pool_per_process(raw: psycopg.Connection) -> None:
+    seen = []
+
+    def use() -> None:
+        cache = caches["default"]  # a backend instance per thread, as Django makes them
+        cache.get("x")
+        seen.append(cache.client)
+
+    threads = [threading.Thread(target=use) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(client) for client in seen}) == 1
