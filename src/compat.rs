@@ -27,6 +27,7 @@ pub unsafe fn heap_update(
     relation: pg_sys::Relation,
     otid: pg_sys::ItemPointer,
     newtup: pg_sys::HeapTuple,
+    wait: bool,
     failure: &mut pg_sys::TM_FailureData,
 ) -> (pg_sys::TM_Result::Type, IndexUpdate) {
     let command = pg_sys::GetCurrentCommandId(true);
@@ -35,7 +36,7 @@ pub unsafe fn heap_update(
     #[cfg(feature = "pg15")]
     {
         let result =
-            pg_sys::heap_update(relation, otid, newtup, command, crosscheck, true, failure, &mut lock_mode);
+            pg_sys::heap_update(relation, otid, newtup, command, crosscheck, wait, failure, &mut lock_mode);
         let heap_only = (*(*newtup).t_data).t_infomask2 & pg_sys::HEAP_ONLY_TUPLE as u16 != 0;
         (result, if heap_only { IndexUpdate::None } else { IndexUpdate::All })
     }
@@ -48,7 +49,7 @@ pub unsafe fn heap_update(
             newtup,
             command,
             crosscheck,
-            true,
+            wait,
             failure,
             &mut lock_mode,
             &mut update_indexes,

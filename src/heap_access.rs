@@ -85,12 +85,8 @@ pub fn table() -> Oid {
         }
     });
     cached.unwrap_or_else(|| {
-        let found = Spi::get_one::<Oid>(
-            "SELECT c.oid FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_extension e ON e.extname = 'pg_cache' AND c.relnamespace = e.extnamespace \
-             WHERE c.relname = 'pg_cache_entries'",
-        );
-        let Ok(Some(table)) = found else {
+        let found = lookup_table();
+        let Some(table) = found else {
             pgrx::ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
@@ -100,6 +96,54 @@ pub fn table() -> Oid {
         TABLE.set(Some(table));
         table
     })
+}
+
+/// The table `pg_cache_entries` in the extension's own schema, found through the catalog caches
+/// by name and schema OID: no SQL, so nothing in anyone's `search_path` (a same-named table, an
+/// operator) can stand in for it.
+pub fn lookup_table() -> Option<Oid> {
+    // SAFETY: catalog lookups by name and OID, in a transaction (every caller runs in one);
+    // each returns InvalidOid when the object is absent.
+    unsafe {
+        let extension = pg_sys::get_extension_oid(c"pg_cache".as_ptr(), true);
+        if extension == pg_sys::InvalidOid {
+            return None;
+        }
+        let schema = extension_schema(extension)?;
+        let table = pg_sys::get_relname_relid(c"pg_cache_entries".as_ptr(), schema);
+        (table != pg_sys::InvalidOid).then_some(table)
+    }
+}
+
+/// The schema of the extension `extension` (`pg_extension.extnamespace`), read through its OID
+/// index (PostgreSQL 15 has no catalog cache of pg_extension).
+///
+/// # Safety
+/// In a transaction.
+unsafe fn extension_schema(extension: Oid) -> Option<Oid> {
+    let catalog = pg_sys::table_open(pg_sys::ExtensionRelationId, pg_sys::AccessShareLock as _);
+    let mut key = pg_sys::ScanKeyData::default();
+    pg_sys::ScanKeyInit(
+        &mut key,
+        pg_sys::Anum_pg_extension_oid as pg_sys::AttrNumber,
+        pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+        Oid::from(pg_sys::F_OIDEQ),
+        extension.into(),
+    );
+    let scan = pg_sys::systable_beginscan(
+        catalog,
+        Oid::from(pg_sys::ExtensionOidIndexId),
+        true,
+        std::ptr::null_mut(),
+        1,
+        &mut key,
+    );
+    let tuple = pg_sys::systable_getnext(scan);
+    let schema = (!tuple.is_null())
+        .then(|| (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(tuple)).extnamespace);
+    pg_sys::systable_endscan(scan);
+    pg_sys::table_close(catalog, pg_sys::AccessShareLock as _);
+    schema.filter(|schema| *schema != pg_sys::InvalidOid)
 }
 
 /// The cache table's name, schema-qualified and quoted for SQL.
@@ -318,6 +362,17 @@ pub fn find(key: &str, with_value: bool) -> Direct<Option<Row>> {
     }
 }
 
+/// Whether the current role may move an entry's expiry: UPDATE on the table or on its
+/// `expires_at` column. A hit without it reads and does not slide, as in a read-only transaction.
+pub fn may_update_expiry(table: Oid) -> bool {
+    has_privileges(table, pg_sys::ACL_UPDATE)
+        // SAFETY: a catalog lookup of the column's ACL; the table and column exist.
+        || unsafe {
+            pg_sys::pg_attribute_aclcheck(table, EXPIRES_AT as i16, pg_sys::GetUserId(), pg_sys::ACL_UPDATE as _)
+                == pg_sys::AclResult::ACLCHECK_OK
+        }
+}
+
 /// Whether a write may go straight to the heap: not in a read-only transaction (the statement
 /// raises that error), and with the table privileges the statement needs.
 fn may_write(table: Oid, modes: u32) -> bool {
@@ -326,15 +381,17 @@ fn may_write(table: Oid, modes: u32) -> bool {
 
 /// Writes `new` as the next version of the row at `old_tid` and gives it the index entries the
 /// executor's UPDATE would. Anything but `TM_Ok` writes nothing: that version is no longer the
-/// latest (another session updated or deleted it; a session holding it is waited for first).
+/// latest (another session updated or deleted it; a session holding it is waited for first
+/// when `wait`, else `TM_BeingModified` comes back at once).
 unsafe fn update_row(
     table: pg_sys::Relation,
     old_tid: ItemPointerData,
     new: pg_sys::HeapTuple,
+    wait: bool,
 ) -> pg_sys::TM_Result::Type {
     let mut old_tid = old_tid;
     let mut failure = pg_sys::TM_FailureData::default();
-    let (result, indexes) = compat::heap_update(table, &mut old_tid, new, &mut failure);
+    let (result, indexes) = compat::heap_update(table, &mut old_tid, new, wait, &mut failure);
     if result == pg_sys::TM_Result::TM_Ok && indexes != IndexUpdate::None {
         let all = Indexes::open(table, false);
         all.insert(new, indexes, OnConflict::Raise);
@@ -463,6 +520,7 @@ unsafe fn update_column(
     slot: *mut pg_sys::TupleTableSlot,
     column: usize,
     value: pg_sys::Datum,
+    wait: bool,
 ) -> pg_sys::TM_Result::Type {
     let mut should_free = false;
     let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut should_free);
@@ -477,7 +535,7 @@ unsafe fn update_column(
         values.as_mut_ptr(),
         nulls.as_mut_ptr(),
     );
-    update_row(table, (*slot).tts_tid, new)
+    update_row(table, (*slot).tts_tid, new, wait)
 }
 
 /// Moves the expiry of the row version of `key` at `ctid`, read by [`find`] in this call with
@@ -517,7 +575,9 @@ pub fn slide(
                 && (*(*slot).tts_values.add(EXPIRES_AT - 1)).value() as TimestampTz == read_expiry
         };
         let moved = same_row && {
-            let result = update_column(opened.table, slot, EXPIRES_AT, pg_sys::Datum::from(expires_at));
+            // A hit never waits: a row another session holds (locked or changing) keeps its expiry.
+            let result =
+                update_column(opened.table, slot, EXPIRES_AT, pg_sys::Datum::from(expires_at), false);
             refuse_concurrent_change(result);
             result == pg_sys::TM_Result::TM_Ok
         };
@@ -595,7 +655,7 @@ pub fn write(key: &str, row: &NewRow, existing: Existing) -> Direct<bool> {
             let mut probe = Probe::begin(&opened);
             let written = match probe.find(key_datum) {
                 Some(slot) if existing == Existing::Replace => Direct::Done(
-                    update_row(opened.table, (*slot).tts_tid, form_row(&opened, key_datum, row))
+                    update_row(opened.table, (*slot).tts_tid, form_row(&opened, key_datum, row), true)
                         == pg_sys::TM_Result::TM_Ok,
                 ),
                 Some(_) => Direct::Done(false),
@@ -638,6 +698,7 @@ pub fn rewrite_value(
                 slot,
                 VALUE,
                 value.as_slice().into_datum().expect("a bytea datum"),
+                true,
             );
             refuse_concurrent_change(result);
             result == pg_sys::TM_Result::TM_Ok

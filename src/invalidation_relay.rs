@@ -326,7 +326,7 @@ pub extern "C-unwind" fn pg_cache_relay_main(arg: pg_sys::Datum) {
     // process from its idle wait, with changes in hand, and a relay has no statement to cancel.
     let signals = SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM | SignalWakeFlags::SIGINT;
     BackgroundWorker::attach_signal_handlers(signals);
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(Oid::from(database)), None);
+    crate::bgw::connect(Oid::from(database));
     let name = std::ffi::CString::new(BackgroundWorker::get_name()).unwrap_or_default();
     unsafe { pg_sys::pgstat_report_appname(name.as_ptr()) };
     let Some(index) = attach(database) else {

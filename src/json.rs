@@ -37,6 +37,14 @@ const DECIMAL_FRACTION: u64 = 4;
 /// holds (131,072 digits before the point, 16,383 after).
 const MAX_EXPONENT: i64 = 131_072;
 const MIN_EXPONENT: i64 = -16_383;
+/// Digits `numeric` holds before the point and after it.
+const MAX_WHOLE_DIGITS: usize = 131_072;
+const MAX_FRACTION_DIGITS: usize = 16_383;
+/// The longest bignum read: the most bytes a number of 147,455 decimal digits (all numeric holds)
+/// can take. A longer one is refused before its digits are worked out.
+const MAX_BIGNUM_BYTES: usize = 61_231;
+/// Items (tokens or digit chunks) handled between two checks for a cancel.
+const INTERRUPT_CHECK_PERIOD: usize = 4096;
 
 /// Why a value cannot be stored or read as JSON.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,7 +72,10 @@ pub unsafe fn encode(value: pg_sys::Datum) -> Result<Vec<u8>, JsonError> {
     let mut iterator = pg_sys::JsonbIteratorInit(&mut (*jsonb).root);
     let mut token = pg_sys::JsonbValue { type_: 0, val: std::mem::zeroed() };
     let mut depth = 0;
-    loop {
+    for step in 0usize.. {
+        if step % INTERRUPT_CHECK_PERIOD == 0 {
+            pgrx::check_for_interrupts!();
+        }
         match pg_sys::JsonbIteratorNext(&mut iterator, &mut token, false) {
             // A scalar is stored as a one-element "raw scalar" array: written as the scalar alone.
             WJB_BEGIN_ARRAY if token.val.array.rawScalar => {}
@@ -84,6 +95,7 @@ pub unsafe fn encode(value: pg_sys::Datum) -> Result<Vec<u8>, JsonError> {
             other => return Err(invalid(format!("unexpected jsonb token {other}"))),
         }
     }
+    unreachable!("the jsonb iterator ends with WJB_DONE")
 }
 
 /// Writes `header` (RFC 8949 §3): the major type in the top 3 bits of the first byte, the
@@ -206,7 +218,7 @@ fn write_number_text(out: &mut Vec<u8>, text: &str) {
     match signed_integer(negative, &digits) {
         Some(mantissa) => write_decimal(out, mantissa, scale),
         None => {
-            let mantissa = bignum(negative, &digits);
+            let mantissa = bignum(negative, &digits, check_interrupts);
             let item = match scale {
                 0 => mantissa,
                 _ => Value::Tag(
@@ -266,9 +278,14 @@ fn exact_float(mantissa: i64, scale: u32) -> Option<f64> {
         .then_some(float)
 }
 
+/// Checks for a cancel or a timeout, in a backend.
+fn check_interrupts() {
+    pgrx::check_for_interrupts!();
+}
+
 /// A bignum of the integer given by its decimal digits.
-fn bignum(negative: bool, digits: &str) -> Value {
-    let magnitude = decimal_to_bytes(digits);
+fn bignum(negative: bool, digits: &str, check: fn()) -> Value {
+    let magnitude = decimal_to_bytes(digits, check);
     if negative {
         // A negative bignum n stands for -1 - n.
         Value::Tag(NEGATIVE_BIGNUM, Box::new(Value::Bytes(subtract_one(magnitude))))
@@ -277,41 +294,62 @@ fn bignum(negative: bool, digits: &str) -> Value {
     }
 }
 
-/// Big-endian bytes of a non-negative decimal number, without leading zero bytes.
-fn decimal_to_bytes(digits: &str) -> Vec<u8> {
-    // Little-endian base-256 limbs, multiplied by 10 and added to digit by digit.
-    let mut limbs: Vec<u8> = Vec::new();
-    for digit in digits.bytes().map(|b| b - b'0') {
-        let mut carry = u32::from(digit);
-        for limb in &mut limbs {
-            let value = u32::from(*limb) * 10 + carry;
-            *limb = value as u8;
-            carry = value >> 8;
+/// Big-endian bytes of a non-negative decimal number, without leading zero bytes. Nine digits
+/// at a time into base-2^32 limbs: quadratic in the length, as schoolbook conversion is, with
+/// `check` called between chunks (numeric's 147,455 digits at most reach here).
+fn decimal_to_bytes(digits: &str, check: fn()) -> Vec<u8> {
+    // Little-endian base-2^32 limbs.
+    let mut limbs: Vec<u32> = Vec::new();
+    let bytes = digits.as_bytes();
+    let first = bytes.len() % 9;
+    let chunks =
+        std::iter::once(&bytes[..first]).filter(|chunk| !chunk.is_empty()).chain(bytes[first..].chunks(9));
+    for (index, chunk) in chunks.enumerate() {
+        if index % INTERRUPT_CHECK_PERIOD == 0 {
+            check();
         }
-        while carry > 0 {
-            limbs.push(carry as u8);
-            carry >>= 8;
+        let multiplier = 10u64.pow(chunk.len() as u32);
+        let mut carry = chunk.iter().fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0'));
+        for limb in &mut limbs {
+            let value = u64::from(*limb) * multiplier + carry;
+            *limb = value as u32;
+            carry = value >> 32;
+        }
+        if carry > 0 {
+            limbs.push(carry as u32);
         }
     }
-    limbs.reverse();
-    limbs
+    let mut out: Vec<u8> = limbs.iter().rev().flat_map(|limb| limb.to_be_bytes()).collect();
+    let leading = out.iter().take_while(|b| **b == 0).count();
+    out.drain(..leading);
+    out
 }
 
-/// The decimal digits of big-endian `bytes`.
-fn bytes_to_decimal(bytes: &[u8]) -> String {
-    // Repeated division by 10^9 of the big-endian number.
-    let mut number: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
+/// The decimal digits of big-endian `bytes`: repeated division of base-2^32 limbs by 10^9, with
+/// `check` called between divisions. The caller bounds the length ([`MAX_BIGNUM_BYTES`]).
+fn bytes_to_decimal(bytes: &[u8], check: fn()) -> String {
+    let bytes = &bytes[bytes.iter().take_while(|b| **b == 0).count()..];
+    // Big-endian limbs, the first one padded at the front.
+    let padding = (4 - bytes.len() % 4) % 4;
+    let padded: Vec<u8> = std::iter::repeat_n(0u8, padding).chain(bytes.iter().copied()).collect();
+    let mut limbs: Vec<u32> =
+        padded.chunks_exact(4).map(|limb| u32::from_be_bytes([limb[0], limb[1], limb[2], limb[3]])).collect();
+    let mut start = 0;
     let mut chunks = Vec::new();
-    while !number.is_empty() {
+    while start < limbs.len() {
+        if chunks.len() % INTERRUPT_CHECK_PERIOD == 0 {
+            check();
+        }
         let mut remainder = 0u64;
-        for byte in &mut number {
-            let value = (remainder << 8) | u64::from(*byte);
-            *byte = (value / 1_000_000_000) as u8;
+        for limb in &mut limbs[start..] {
+            let value = (remainder << 32) | u64::from(*limb);
+            *limb = (value / 1_000_000_000) as u32;
             remainder = value % 1_000_000_000;
         }
         chunks.push(remainder);
-        let leading = number.iter().take_while(|b| **b == 0).count();
-        number.drain(..leading);
+        while start < limbs.len() && limbs[start] == 0 {
+            start += 1;
+        }
     }
     let mut text = chunks.last().map_or_else(|| "0".to_owned(), u64::to_string);
     for chunk in chunks.iter().rev().skip(1) {
@@ -393,6 +431,8 @@ pub enum Scalar<'a> {
 /// What the decoder reads, in document order: containers open and close around their keys and
 /// values; a key is always followed by its value.
 pub trait Sink<'a> {
+    /// Called now and then while the decoder works: in a backend, a check for a cancel.
+    fn check_interrupts() {}
     fn begin(&mut self, object: bool);
     fn end(&mut self, object: bool);
     fn key(&mut self, key: Cow<'a, str>);
@@ -409,9 +449,10 @@ struct Open {
 }
 
 /// Reads the single CBOR item `bytes` holds into `sink`.
-pub fn decode<'a>(bytes: &'a [u8], sink: &mut impl Sink<'a>) -> Result<(), JsonError> {
-    let mut reader = Reader { bytes, position: 0 };
+pub fn decode<'a, S: Sink<'a>>(bytes: &'a [u8], sink: &mut S) -> Result<(), JsonError> {
+    let mut reader = Reader { bytes, position: 0, check: S::check_interrupts };
     let mut open: Vec<Open> = Vec::new();
+    let mut items = 0usize;
     let mut header = reader.pull()?;
     if header == Header::Tag(SELF_DESCRIBED) {
         header = reader.pull()?;
@@ -465,6 +506,10 @@ pub fn decode<'a>(bytes: &'a [u8], sink: &mut impl Sink<'a>) -> Result<(), JsonE
         if open.is_empty() {
             break;
         }
+        items += 1;
+        if items % INTERRUPT_CHECK_PERIOD == 0 {
+            (reader.check)();
+        }
         header = reader.pull()?;
     }
     match bytes.len() - reader.position {
@@ -478,6 +523,8 @@ struct Reader<'a> {
     bytes: &'a [u8],
     /// Of the next header.
     position: usize,
+    /// Called now and then in loops whose length the data decides: a check for a cancel.
+    check: fn(),
 }
 
 impl<'a> Reader<'a> {
@@ -586,14 +633,34 @@ impl<'a> Reader<'a> {
 
     /// The integer of a bignum whose tag was read.
     fn bignum(&mut self, tag: u64) -> Result<Integer, JsonError> {
+        let integer = self.bignum_digits(tag)?;
+        match &integer {
+            Integer::Big { digits, .. } if digits.len() > MAX_WHOLE_DIGITS => Err(invalid(format!(
+                "an integer of {} digits; numeric holds at most {MAX_WHOLE_DIGITS} before the point",
+                digits.len()
+            ))),
+            _ => Ok(integer),
+        }
+    }
+
+    /// [`Reader::bignum`] before the check of numeric's range (a decimal fraction's mantissa may
+    /// have more digits, the exponent placing some after the point).
+    fn bignum_digits(&mut self, tag: u64) -> Result<Integer, JsonError> {
         let Header::Bytes(length) = self.pull()? else {
             return Err(invalid("a bignum that is not a byte string"));
         };
         let bytes = self.string(length, false)?;
+        let significant = bytes.len() - bytes.iter().take_while(|b| **b == 0).count();
+        if significant > MAX_BIGNUM_BYTES {
+            return Err(invalid(format!(
+                "a bignum of {significant} bytes; numeric holds at most {} digits, {MAX_BIGNUM_BYTES} bytes",
+                MAX_WHOLE_DIGITS + MAX_FRACTION_DIGITS
+            )));
+        }
         Ok(if tag == NEGATIVE_BIGNUM {
-            Integer::Big { negative: true, digits: bytes_to_decimal(&add_one(&bytes)) }
+            Integer::Big { negative: true, digits: bytes_to_decimal(&add_one(&bytes), self.check) }
         } else {
-            Integer::Big { negative: false, digits: bytes_to_decimal(&bytes) }
+            Integer::Big { negative: false, digits: bytes_to_decimal(&bytes, self.check) }
         })
     }
 
@@ -611,12 +678,23 @@ impl<'a> Reader<'a> {
             None => return Err(invalid("a decimal fraction that is not [exponent, mantissa]")),
         };
         let mantissa = match self.pull()? {
-            Header::Tag(tag @ (POSITIVE_BIGNUM | NEGATIVE_BIGNUM)) => self.bignum(tag)?,
+            Header::Tag(tag @ (POSITIVE_BIGNUM | NEGATIVE_BIGNUM)) => self.bignum_digits(tag)?,
             header => integer(header)
                 .ok_or_else(|| invalid("a decimal fraction's mantissa that is not an integer"))?,
         };
         if length.is_none() && self.pull()? != Header::Break {
             return Err(invalid("a decimal fraction that is not [exponent, mantissa]"));
+        }
+        let digits = match &mantissa {
+            Integer::Small(mantissa) => mantissa.unsigned_abs().to_string().len(),
+            Integer::Big { digits, .. } => digits.len(),
+        };
+        // Digits before the point: the mantissa's, moved by the exponent.
+        if digits as i64 + exponent > MAX_WHOLE_DIGITS as i64 {
+            return Err(invalid(format!(
+                "a decimal fraction of {} digits before the point; numeric holds at most {MAX_WHOLE_DIGITS}",
+                digits as i64 + exponent
+            )));
         }
         Ok(match mantissa {
             Integer::Small(mantissa) if exponent <= 0 => {
@@ -706,6 +784,10 @@ impl JsonbBuilder {
 }
 
 impl<'a> Sink<'a> for JsonbBuilder {
+    fn check_interrupts() {
+        check_interrupts();
+    }
+
     fn begin(&mut self, object: bool) {
         use pg_sys::JsonbIteratorToken::*;
         self.push(if object { WJB_BEGIN_OBJECT } else { WJB_BEGIN_ARRAY }, std::ptr::null_mut());
@@ -973,6 +1055,48 @@ mod unit {
         );
         assert!(read(Value::Integer((-20_000).into()), Value::Integer(1.into())).is_err());
         assert!(read(Value::Integer(0.into()), Value::Float(1.5)).is_err());
+    }
+
+    #[test]
+    fn bignum_digits_round_trip() {
+        let nothing = || {};
+        for digits in ["0", "1", "255", "256", "4294967295", "4294967296", "18446744073709551616"] {
+            let bytes = decimal_to_bytes(digits, nothing);
+            assert_eq!(bytes_to_decimal(&bytes, nothing), digits);
+        }
+        // 1 followed by 2,000 zeros, and 2,001 nines.
+        for digits in [format!("1{}", "0".repeat(2000)), "9".repeat(2001)] {
+            let bytes = decimal_to_bytes(&digits, nothing);
+            assert_eq!(bytes_to_decimal(&bytes, nothing), digits);
+        }
+        assert_eq!(decimal_to_bytes("65536", nothing), vec![1, 0, 0]);
+        assert_eq!(bytes_to_decimal(&[0, 0, 1, 0], nothing), "256");
+    }
+
+    #[test]
+    fn refuses_numbers_numeric_cannot_hold() {
+        let bignum = |bytes: usize| {
+            let mut item = vec![0xc2, 0x5a];
+            item.extend_from_slice(&(bytes as u32).to_be_bytes());
+            item.extend(std::iter::repeat_n(0xff, bytes));
+            item
+        };
+        // 256 KiB: refused from its length, before any digit is worked out.
+        let error = to_text(&bignum(256 * 1024)).expect_err("too long");
+        assert!(format!("{error:?}").contains("262144 bytes"), "{error:?}");
+        // Just past numeric's 131,072 digits before the point.
+        assert!(to_text(&bignum(54_500)).is_err());
+        // Within it: read.
+        assert_eq!(to_text(&bignum(1000)).map(|text| text.len()), Ok(2409));
+        // A decimal fraction whose exponent puts it past the digits before the point.
+        let fraction = |exponent: i64, mantissa: Value| {
+            cbor(Value::Tag(
+                DECIMAL_FRACTION,
+                Box::new(Value::Array(vec![Value::Integer(exponent.into()), mantissa])),
+            ))
+        };
+        assert!(to_text(&fraction(131_072, Value::Integer(10.into()))).is_err());
+        assert!(to_text(&fraction(131_071, Value::Integer(1.into()))).is_ok());
     }
 
     /// The numbers read, for the cases above.

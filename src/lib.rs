@@ -2,6 +2,7 @@
 //! inside the PostgreSQL you already run.
 
 mod api;
+mod bgw;
 mod compat;
 mod error;
 mod expiry;

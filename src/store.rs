@@ -11,6 +11,7 @@ use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use std::cell::RefCell;
+use std::rc::Rc;
 
 /// The server's clock (`clock_timestamp()`), so a long transaction never sees an entry that has
 /// expired since it began.
@@ -113,7 +114,9 @@ fn delete_sql(table: &str, bound: &str) -> String {
 }
 
 thread_local! {
-    static STATEMENTS: RefCell<Option<Statements>> = const { RefCell::new(None) };
+    /// Shared, not borrowed, while a statement runs: a trigger or a function called from inside
+    /// one may call pg_cache again.
+    static STATEMENTS: RefCell<Option<Rc<Statements>>> = const { RefCell::new(None) };
 }
 
 impl Statements {
@@ -155,13 +158,21 @@ impl Statements {
             // read it: the row version read (ctid) and, whatever a minor release's TID recheck
             // does with a row updated meanwhile, the expiry and window read. expires_at is the
             // only column written, so the update can be HOT.
+            // The slide of a hit never waits: a row another session holds locked keeps its
+            // expiry (SKIP LOCKED). The guard makes it a no-op when another session changed the
+            // entry after we read it: the row version read (ctid) and, whatever a minor
+            // release's TID recheck does with a row updated meanwhile, the expiry and window
+            // read. expires_at is the only column written, so the update can be HOT.
             slide: prepare_mut(
                 format!(
-                    "UPDATE {table} SET expires_at = $3 \
+                    "UPDATE {table} SET expires_at = $3 WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \
+                     SELECT ctid FROM {table} \
                      WHERE ctid OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2 \
                      AND expires_at OPERATOR(pg_catalog.=) $4 \
-                     AND sliding IS NOT DISTINCT FROM $5 \
-                     AND absolute_expires_at IS NOT DISTINCT FROM $6"
+                     AND (sliding OPERATOR(pg_catalog.=) $5 OR (sliding IS NULL AND $5 IS NULL)) \
+                     AND (absolute_expires_at OPERATOR(pg_catalog.=) $6 \
+                          OR (absolute_expires_at IS NULL AND $6 IS NULL)) \
+                     FOR UPDATE SKIP LOCKED))"
                 ),
                 &[
                     PgBuiltInOids::TIDOID.oid(),
@@ -249,17 +260,20 @@ impl Statements {
             // ones (TOASTed values are measured without being read).
             measure: prepare_mut(
                 format!(
-                    "SELECT min(expires_at), \
-                     coalesce(sum(pg_catalog.octet_length(key) OPERATOR(pg_catalog.+) pg_catalog.octet_length(value)) \
-                              FILTER (WHERE expires_at OPERATOR(pg_catalog.>) $1), 0)::int8 FROM {table}"
+                    "SELECT pg_catalog.min(expires_at), \
+                     coalesce(pg_catalog.sum(pg_catalog.octet_length(key) OPERATOR(pg_catalog.+) \
+                                             pg_catalog.octet_length(value)) \
+                              FILTER (WHERE expires_at OPERATOR(pg_catalog.>) $1), 0)::pg_catalog.int8 FROM {table}"
                 ),
                 &[timestamptz()],
             ),
             // Live entries of a sample of the table's pages ($2 percent), soonest expiring first.
             sample: prepare_mut(
                 format!(
-                    "SELECT expires_at, (pg_catalog.octet_length(key) OPERATOR(pg_catalog.+) pg_catalog.octet_length(value))::int8 \
-                     FROM {table} TABLESAMPLE SYSTEM ($2) WHERE expires_at OPERATOR(pg_catalog.>) $1 ORDER BY expires_at"
+                    "SELECT expires_at, pg_catalog.octet_length(key)::pg_catalog.int8 OPERATOR(pg_catalog.+) \
+                     pg_catalog.octet_length(value)::pg_catalog.int8 \
+                     FROM {table} TABLESAMPLE pg_catalog.system ($2) \
+                     WHERE expires_at OPERATOR(pg_catalog.>) $1 ORDER BY expires_at"
                 ),
                 &[timestamptz(), PgBuiltInOids::FLOAT4OID.oid()],
             ),
@@ -278,16 +292,18 @@ fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> R) -> R {
     let table = heap_access::table();
     let tagged = heap_access::has_tags_column(table);
     Spi::connect_mut(|client| {
-        STATEMENTS.with(|cell| {
-            let mut statements = cell.borrow_mut();
-            if statements
+        let kept = STATEMENTS.with(|cell| {
+            cell.borrow()
                 .as_ref()
-                .is_none_or(|prepared| prepared.table != table || prepared.tagged.is_some() != tagged)
-            {
-                *statements = Some(Statements::prepare(client, table, tagged));
-            }
-            f(client, statements.as_ref().expect("prepared just above"))
-        })
+                .filter(|prepared| prepared.table == table && prepared.tagged.is_some() == tagged)
+                .cloned()
+        });
+        let statements = kept.unwrap_or_else(|| {
+            let prepared = Rc::new(Statements::prepare(client, table, tagged));
+            STATEMENTS.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&prepared)));
+            prepared
+        });
+        f(client, &statements)
     })
 }
 
@@ -332,6 +348,15 @@ fn find_through_statement(key: &str, with_value: bool) -> Option<Row> {
 /// Moves the expiry of the version of `row` that was read to `next`; false when another session
 /// changed the entry meanwhile (its version stands).
 fn slide(key: &str, row: &Row, next: TimestampTz) -> bool {
+    // A read never waits, not even for a table lock a slide's write would need (CREATE INDEX,
+    // a LOCK TABLE … IN SHARE MODE): then the entry keeps its expiry.
+    // SAFETY: a lock request that does not wait; held to the end of the transaction, as the
+    // UPDATE's own would be.
+    let locked =
+        unsafe { pg_sys::ConditionalLockRelationOid(heap_access::table(), pg_sys::RowExclusiveLock as _) };
+    if !locked {
+        return false;
+    }
     if let Direct::Done(moved) = heap_access::slide(key, row.ctid, row.expires_at, next) {
         return moved;
     }
@@ -374,8 +399,12 @@ fn live(key: &str, row: Row, lookup: Lookup) -> Option<Hit> {
     if row.expires_at <= now {
         return None;
     }
-    // A read-only transaction may still read the cache; it just cannot slide.
-    if lookup == Lookup::Peek || unsafe { pg_sys::XactReadOnly } {
+    // A read-only transaction still reads; it just does not slide. So does a get by a role that
+    // may read but not update the table (cache_refresh, whose point is the slide, raises 42501).
+    // SAFETY: reads a backend-local flag.
+    let read_only = unsafe { pg_sys::XactReadOnly };
+    let may_not_slide = lookup == Lookup::Get && !heap_access::may_update_expiry(heap_access::table());
+    if lookup == Lookup::Peek || read_only || may_not_slide {
         return Some(Hit { value: row.value, expires_at: row.expires_at });
     }
     let policy = Policy::from_columns(row.sliding, row.absolute_expires_at);
@@ -423,15 +452,15 @@ fn new_row<'a>(value: &'a [u8], policy: Policy, now: TimestampTz, tags: Tags<'a>
 pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags) {
     ensure_not_in_recovery();
     let row = new_row(value, policy, now, tags);
-    crate::registry::note_write(row.expires_at, key.len() + value.len());
     invalidation::note(Change::Key(key));
-    if let Direct::Done(true) = heap_access::write(key, &row, Existing::Replace) {
-        return;
+    if !matches!(heap_access::write(key, &row, Existing::Replace), Direct::Done(true)) {
+        with_statements(|client, statements| {
+            ensure_taggable(statements, tags);
+            client.update(&statements.upsert, None, &upsert_args(key, &row)).expect("upsert");
+        });
     }
-    with_statements(|client, statements| {
-        ensure_taggable(statements, tags);
-        client.update(&statements.upsert, None, &upsert_args(key, &row)).expect("upsert");
-    })
+    // Counted once written: a refused write counts nothing.
+    crate::registry::note_write(row.expires_at, key.len() + value.len());
 }
 
 /// The upsert's arguments ($1 to $6) for `row` stored under `key`.
@@ -536,9 +565,17 @@ fn incr_directly(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Opt
 /// concurrent increments add up exactly.
 pub fn incr(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Counter {
     ensure_not_in_recovery();
-    // A counter is short: at most 20 digits.
-    crate::registry::note_write(policy.expires_at(now), key.len() + 20);
     invalidation::note(Change::Key(key));
+    let counter = incr_locked(key, delta, policy, now);
+    if let Counter::Written(_) = counter {
+        // A counter is short: at most 20 digits.
+        crate::registry::note_write(policy.expires_at(now), key.len() + 20);
+    }
+    counter
+}
+
+/// [`incr`]'s write: directly, or through the statements with the row locked.
+fn incr_locked(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Counter {
     if let Some(counter) = incr_directly(key, delta, policy, now) {
         return counter;
     }
@@ -613,11 +650,11 @@ pub fn expire(key: &str, policy: Policy, now: TimestampTz) -> bool {
         policy.absolute_column().map(timestamptz).into(),
         timestamptz(now).into(),
     ];
-    crate::registry::note_write(policy.expires_at(now), 0);
     let expired = with_statements(|client, statements| {
         client.update(&statements.expire, None, &args).expect("expire").len() == 1
     });
     if expired {
+        crate::registry::note_write(policy.expires_at(now), 0);
         invalidation::note(Change::Key(key));
     }
     expired
@@ -766,12 +803,13 @@ pub fn size_cutoff(to_free: i64, live: i64) -> TimestampTz {
     let now = now();
     let table = heap_access::table();
     let rows = Spi::get_one_with_args::<f32>(
-        "SELECT CASE WHEN reltuples > 1 THEN reltuples ELSE 1 END::float4 FROM pg_catalog.pg_class WHERE oid = $1",
+        "SELECT reltuples FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
         &[table.into()],
     )
     .ok()
     .flatten()
-    .unwrap_or(1.0);
+    .unwrap_or(1.0)
+    .max(1.0);
     let percent = (SIZE_SAMPLE_ROWS / f64::from(rows) * 100.0).clamp(0.5, 100.0) as f32;
     with_statements(|client, statements| {
         let sample: Vec<(TimestampTz, i64)> = client

@@ -14,7 +14,7 @@
 
 use crate::gucs::{EVICTION_BATCH_SIZE, EVICTION_ENABLED, EVICTION_INTERVAL, MAX_SIZE, MAX_WORKERS};
 use crate::registry::{self, Claim, Slot, State};
-use crate::{stats, store};
+use crate::{bgw, heap_access, stats, store};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::pg_sys::{self, Oid, TimestampTz};
@@ -89,8 +89,16 @@ pub extern "C-unwind" fn pg_cache_launcher_main(_arg: pg_sys::Datum) {
             continue;
         }
         if Instant::now() >= next_catalog_read {
-            names = connectable_databases().into_iter().collect();
-            registry::forget_dropped(|database| names.contains_key(&database));
+            let databases = databases();
+            // Only a dropped database's slot is freed: one that merely stopped taking
+            // connections (a template, ALLOW_CONNECTIONS false) may still have sessions using
+            // its counters.
+            registry::forget_dropped(|database| databases.iter().any(|known| known.oid == database));
+            names = databases
+                .into_iter()
+                .filter(|known| known.connectable)
+                .map(|known| (known.oid, known.name))
+                .collect();
             let untracked = names.keys().filter(|database| registry::slot(**database).is_none()).count();
             registry_full.set(
                 untracked > 0,
@@ -182,12 +190,21 @@ fn reload_config_if_asked() -> bool {
     asked
 }
 
-/// Databases a worker can connect to: not templates, connections allowed.
-fn connectable_databases() -> Vec<(Oid, String)> {
+/// A database of the cluster, as the launcher reads pg_database.
+struct KnownDatabase {
+    oid: Oid,
+    name: String,
+    /// A worker can connect to it: not a template, connections allowed.
+    connectable: bool,
+}
+
+/// Every database of the cluster.
+fn databases() -> Vec<KnownDatabase> {
     let mut databases = Vec::new();
+    // SAFETY: a catalog scan inside a transaction of its own, with the snapshot it needs; the
+    // tuples are read before the scan ends.
     unsafe {
         pg_sys::StartTransactionCommand();
-        // The catalog scan needs a snapshot.
         pg_sys::GetTransactionSnapshot();
         let relation = pg_sys::table_open(pg_sys::DatabaseRelationId, pg_sys::AccessShareLock as _);
         let scan = pg_sys::table_beginscan_catalog(relation, 0, std::ptr::null_mut());
@@ -197,10 +214,11 @@ fn connectable_databases() -> Vec<(Oid, String)> {
                 break;
             }
             let database = &*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tuple);
-            if database.datallowconn && !database.datistemplate {
-                let name = CStr::from_ptr(database.datname.data.as_ptr()).to_string_lossy().into_owned();
-                databases.push((database.oid, name));
-            }
+            databases.push(KnownDatabase {
+                oid: database.oid,
+                name: CStr::from_ptr(database.datname.data.as_ptr()).to_string_lossy().into_owned(),
+                connectable: database.datallowconn && !database.datistemplate,
+            });
         }
         pg_sys::table_endscan(scan);
         pg_sys::table_close(relation, pg_sys::AccessShareLock as _);
@@ -254,7 +272,7 @@ impl Drop for Worker {
 pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
     let database = Oid::from(arg.value() as u32);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
+    crate::bgw::connect(database);
     // pg_stat_activity.application_name says which database this worker serves.
     let name = std::ffi::CString::new(BackgroundWorker::get_name()).unwrap_or_default();
     unsafe { pg_sys::pgstat_report_appname(name.as_ptr()) };
@@ -459,7 +477,8 @@ fn evict_up_to(slot: &Slot, cutoff: TimestampTz, for_size: bool) -> Result<bool,
     let mut after = pg_sys::ItemPointerData::default();
     loop {
         let batch = || {
-            let (evicted, last) = store::evict_until(cutoff, batch_size, after);
+            let (evicted, last) =
+                bgw::as_table_owner(heap_access::table(), || store::evict_until(cutoff, batch_size, after));
             // In the transaction: finding the statistics slot may read the catalog.
             stats::count_evicted(unsafe { pg_sys::MyDatabaseId }, evicted);
             (evicted, last)
@@ -488,7 +507,7 @@ struct Measure {
 /// One pass over the table: when the next entry expires and how many bytes are live.
 fn measure() -> Result<Measure, String> {
     in_transaction(|| {
-        let (next, bytes) = store::measure();
+        let (next, bytes) = bgw::as_table_owner(heap_access::table(), store::measure);
         Measure { next_expiry: next.unwrap_or(i64::MAX), live_bytes: bytes }
     })
 }
@@ -496,7 +515,7 @@ fn measure() -> Result<Measure, String> {
 /// The expiry up to which removing entries frees about `to_free` of the `live` bytes, judged
 /// from a sample of the table's pages (so no index on the expiry is needed).
 fn size_cutoff(to_free: i64, live: i64) -> Result<TimestampTz, String> {
-    in_transaction(|| store::size_cutoff(to_free, live))
+    in_transaction(|| bgw::as_table_owner(heap_access::table(), || store::size_cutoff(to_free, live)))
 }
 
 /// What [`vacuum_if_bloated`] did.
@@ -524,23 +543,15 @@ const VACUUM_MIN_DEAD_ROWS: i64 = 1000;
 /// vacuum, another would remove nothing the last one could not (the slot remembers it).
 fn vacuum_if_bloated(slot: &Slot) -> Result<Vacuum, String> {
     let bloated = in_transaction(|| {
-        let table = Spi::get_one_with_args::<Oid>(
-            "SELECT c.oid FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_extension e ON e.extname = 'pg_cache' AND c.relnamespace = e.extnamespace \
-             WHERE c.relname = 'pg_cache_entries' AND EXISTS ( \
-                 SELECT FROM pg_catalog.pg_stat_all_tables s WHERE s.relid IN (c.oid, c.reltoastrelid) \
-                 AND s.n_dead_tup > $1 AND s.n_dead_tup > s.n_live_tup / 5)",
-            &[VACUUM_MIN_DEAD_ROWS.into()],
-        )
-        .ok()
-        .flatten()?;
+        let table = heap_access::lookup_table()?;
         // Never wait here for a session holding the table (VACUUM would skip it anyway).
+        // SAFETY: a lock request that does not wait, held to the end of the transaction.
         let locked = unsafe { pg_sys::ConditionalLockRelationOid(table, pg_sys::AccessShareLock as _) };
-        locked.then(|| unsafe {
+        (locked && is_bloated(table)).then(|| unsafe {
             let relation = pg_sys::table_open(table, pg_sys::NoLock as _);
             let horizon = pg_sys::GetOldestNonRemovableTransactionId(relation);
             pg_sys::table_close(relation, pg_sys::NoLock as _);
-            (crate::heap_access::qualified_table_name(table), horizon)
+            (heap_access::qualified_table_name(table), horizon)
         })
     })?;
     match bloated {
@@ -550,6 +561,29 @@ fn vacuum_if_bloated(slot: &Slot) -> Result<Vacuum, String> {
         Some(_) => Ok(Vacuum::Blocked),
         None => Ok(Vacuum::NotNeeded),
     }
+}
+
+/// Whether the table or its TOAST table holds more than [`VACUUM_MIN_DEAD_ROWS`] dead rows, and
+/// more than a fifth of its live ones. The caller holds a lock on the table.
+fn is_bloated(table: Oid) -> bool {
+    // SAFETY: in a transaction, the table locked by the caller; it is open while its TOAST
+    // table's OID is read.
+    let toast = unsafe {
+        let relation = pg_sys::table_open(table, pg_sys::NoLock as _);
+        let toast = (*(*relation).rd_rel).reltoastrelid;
+        pg_sys::table_close(relation, pg_sys::NoLock as _);
+        toast
+    };
+    [table, toast].into_iter().filter(|relation| *relation != pg_sys::InvalidOid).any(|relation| {
+        let counts = Spi::get_two_with_args::<i64, i64>(
+            "SELECT pg_catalog.pg_stat_get_dead_tuples($1), pg_catalog.pg_stat_get_live_tuples($1)",
+            &[relation.into()],
+        );
+        let Ok((Some(dead), Some(live))) = counts else {
+            return false;
+        };
+        dead > VACUUM_MIN_DEAD_ROWS && dead > live / 5
+    })
 }
 
 /// `VACUUM (SKIP_LOCKED, PARALLEL 0) table`, run as the top-level command it must be, which SPI

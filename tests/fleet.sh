@@ -119,5 +119,31 @@ echo "cache_stats(): evicted_for_size $evicted_for_size, live_bytes $(q db02 "SE
 check "cache_stats().evicted_for_size adds up to the entries missing ($evicted_for_size = $removed)" \
     test "$removed" -gt 0 -a "$evicted_for_size" = "$removed"
 
+# --- Size cap with large values: 20 MB while 4 clients write 64 KiB, then 1 MiB values for 15 s
+# each (new keys, 1 hour ttls): live bytes under 2x the cap at every 1 s sample.
+q postgres "ALTER DATABASE db03 SET pg_cache.max_size = '20MB'"
+for size in 65536 1048576; do
+    big=$(mktemp)
+    cat >"$big" <<SQL
+SELECT cache_set('big:' || nextval('big_keys'), pg_catalog.decode(pg_catalog.repeat(pg_catalog.md5(pg_catalog.random()::text), $size / 32), 'escape'), ttl => '1 hour');
+SQL
+    q db03 "DROP SEQUENCE IF EXISTS big_keys; CREATE SEQUENCE big_keys; SELECT cache_clear()" >/dev/null
+    "$PGBIN/pgbench" -n -M prepared -c 4 -j 4 -T 15 -f "$big" db03 >/dev/null 2>&1 &
+    writers=$!
+    samples=() over_twice=0
+    while kill -0 "$writers" 2>/dev/null; do
+        sample=$(q db03 "SELECT coalesce(sum(octet_length(key) + octet_length(value)), 0) / 1000000 FROM pg_cache_entries WHERE expires_at > clock_timestamp()")
+        samples+=("$sample")
+        [ "$sample" -lt 40 ] || over_twice=$((over_twice + 1))
+        sleep 1
+    done
+    wait "$writers"
+    rm -f "$big"
+    written=$(q db03 "SELECT last_value FROM big_keys")
+    echo "size cap 20 MB, $size-byte values ($written written): live MB at each 1 s sample: ${samples[*]}"
+    check "with pg_cache.max_size = 20MB and $size-byte values, live bytes stayed under 2x the cap at every sample" \
+        test "$over_twice" = 0 -a "${#samples[@]}" -ge 10 -a "$((written * size))" -gt "$((60 * 1000 * 1000))"
+done
+
 grep -E "PANIC|TRAP|server process .* was terminated" "$DATADIR/server.log" && fail "the server log shows no crash" || pass "the server log shows no crash"
 summary fleet

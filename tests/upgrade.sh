@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The upgrade path: a database on 0.1.0 (its frozen install script) keeps working with the new
+# The upgrade paths: a database on 0.1.0 (its frozen install script) keeps working with the new
 # library loaded, through the 0.1.0 definitions, in a session that used it before; then
 # ALTER EXTENSION pg_cache UPDATE keeps every entry, every new function works, and the upgraded
-# extension's objects equal a fresh install's. Expects pg_cache installed (make install).
+# extension's objects equal a fresh install's. From 0.2.0 the same, with the update run while
+# pgbench clients (prepared statements) call the 0.2.0 definitions. Expects pg_cache installed
+# (make install).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -91,10 +93,49 @@ catalog() {
               AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_cache')
             ORDER BY 1"
 }
-upgraded_catalog=$(catalog upgraded) fresh_catalog=$(catalog fresh)
-differences=$(diff <(echo "$upgraded_catalog") <(echo "$fresh_catalog"))
-[ -z "$differences" ] || echo "$differences"
-check "the upgraded extension's objects equal a fresh $CURRENT install's ($(wc -l <<<"$fresh_catalog") lines compared)" \
-    test -n "$fresh_catalog" -a -z "$differences"
+fresh_catalog=$(catalog fresh)
+compare_catalog() {
+    local from=$1 upgraded_catalog differences
+    upgraded_catalog=$(catalog "$2")
+    differences=$(diff <(echo "$upgraded_catalog") <(echo "$fresh_catalog"))
+    [ -z "$differences" ] || echo "$differences"
+    check "the extension upgraded from $from equals a fresh $CURRENT install ($(wc -l <<<"$fresh_catalog") lines compared)" \
+        test -n "$fresh_catalog" -a -z "$differences"
+}
+compare_catalog 0.1.0 upgraded
+
+# --- From 0.2.0: its frozen script, its API against the new library, the update under load.
+q postgres "CREATE DATABASE from020"
+q from020 "CREATE EXTENSION pg_cache VERSION '0.2.0'"
+check "CREATE EXTENSION pg_cache VERSION '0.2.0' installs 0.2.0" \
+    test "$(q from020 "SELECT extversion FROM pg_extension WHERE extname = 'pg_cache'")" = 0.2.0
+check "0.2.0: its functions work through the 0.2.0 definitions" \
+    test "$(q from020 "SELECT cache_set('absolute', 'a', ttl => '1 hour', tags => '{t}')::text = ''
+                       AND cache_add('added', 'b') AND cache_incr('counter', 2) = 2
+                       AND cache_set_json('doc', '{\"n\": 1.000}')::text = '' AND cache_get_json('doc')::text = '{\"n\": 1.000}'
+                       AND (SELECT count(*) FROM cache_get_many(ARRAY['absolute', 'added'])) = 2
+                       AND cache_tags('absolute') = '{t}' AND (SELECT sets > 0 FROM cache_stats())")" = t
+load=$(mktemp)
+cat >"$load" <<'SQL'
+\set k random(1, 100)
+SELECT cache_set('load:' || :k, 'v', ttl => '1 hour', tags => '{load}');
+SELECT cache_get('load:' || :k);
+SELECT cache_incr('load:counter');
+SELECT count(*) FROM cache_get_many(ARRAY['load:' || :k, 'absolute']);
+SQL
+"$PGBIN/pgbench" -n -M prepared -c 4 -j 4 -T 6 -f "$load" from020 >"$load.out" 2>&1 &
+bench=$!
+sleep 2
+q from020 "ALTER EXTENSION pg_cache UPDATE"
+wait "$bench"; bench_status=$?
+check "ALTER EXTENSION pg_cache UPDATE from 0.2.0 reaches $CURRENT" \
+    test "$(q from020 "SELECT extversion FROM pg_extension WHERE extname = 'pg_cache'")" = "$CURRENT"
+check "pgbench clients calling the 0.2.0 definitions through prepared statements ran through the update without an error ($(grep -E 'failed|aborted|ERROR' "$load.out" | head -2 | tr '\n' ' '))" \
+    test "$bench_status" = 0 -a "$(grep -c ERROR "$load.out")" = 0
+rm -f "$load" "$load.out"
+check "after the update from 0.2.0, every entry is there and the counter counted every call" \
+    test "$(q from020 "SELECT cache_get_json('doc')::text = '{\"n\": 1.000}' AND cache_tags('absolute') = '{t}'
+                       AND convert_from(cache_get('load:counter'), 'UTF8')::int > 0")" = t
+compare_catalog 0.2.0 from020
 
 summary upgrade

@@ -1,0 +1,64 @@
+//! What every background worker of pg_cache shares: connecting to a database so that nothing in
+//! it can run code with the worker's rights, and running its statements as the cache table's
+//! owner.
+//!
+//! A worker connects as the bootstrap superuser and takes the database's and the role's settings
+//! (`ALTER DATABASE … SET search_path`). Whoever owns a database could then put an operator or a
+//! function of their own ahead of `pg_catalog`, or, owning the cache table, a trigger on it, and
+//! have a worker run it as superuser. So a worker overrides `search_path` with
+//! `pg_catalog, pg_temp` before it runs anything, every statement names its operators and
+//! functions by schema, and what touches the table runs as the table's owner, in a
+//! security-restricted operation (as VACUUM and autovacuum run index expressions).
+
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::pg_sys::{self, Oid};
+
+/// The `search_path` every worker runs with, whatever the database or role says.
+const SAFE_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
+
+/// Connects the worker to `database` as the bootstrap superuser and makes the connection safe
+/// from the database's own settings (see the module's comment).
+pub fn connect(database: Oid) {
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
+    set_override(c"search_path", SAFE_SEARCH_PATH);
+}
+
+/// Sets `setting` for the rest of the worker's life, over any database, role or file setting.
+pub fn set_override(setting: &std::ffi::CStr, value: &std::ffi::CStr) {
+    // SAFETY: both are NUL-terminated strings that outlive the call (GUC copies them); an
+    // invalid value raises an ERROR, which a worker's top level turns into its exit.
+    unsafe {
+        pg_sys::SetConfigOption(
+            setting.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        )
+    };
+}
+
+/// Runs `body` as the owner of the cache table `table`, in a security-restricted operation; in a
+/// transaction. An ERROR in `body` aborts the transaction, which restores the user.
+pub fn as_table_owner<R>(table: Oid, body: impl FnOnce() -> R) -> R {
+    // SAFETY: in a transaction; the relation is opened and closed with a lock that is held to
+    // the end of the transaction, and its owner read while it is open.
+    let owner = unsafe {
+        let relation = pg_sys::table_open(table, pg_sys::AccessShareLock as _);
+        let owner = (*(*relation).rd_rel).relowner;
+        pg_sys::table_close(relation, pg_sys::NoLock as _);
+        owner
+    };
+    let mut user = pg_sys::InvalidOid;
+    let mut context = 0;
+    // SAFETY: reads and sets the backend's current user; restored below, or by the abort.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        let restricted =
+            (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+        pg_sys::SetUserIdAndSecContext(owner, context | restricted);
+    }
+    let result = body();
+    // SAFETY: as above.
+    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    result
+}

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# A hostile tenant: the owner of a database (not a superuser) tries to run code with the rights
+# of pg_cache's background workers, which connect as the bootstrap superuser. Each route puts
+# operators, functions, aggregates and a domain named as the workers' statements name theirs
+# where name lookup could find them: a schema the database's search_path puts before pg_catalog
+# (ALTER DATABASE … SET search_path), the same in public with the default search_path (exact
+# matches that would win over pg_catalog's), and a trigger on the cache table once the tenant
+# owns it. Every trap records who ran it and makes the tenant superuser when a superuser runs it.
+# Meanwhile every statement of the evictor runs (expiry, size cap, vacuum) and the relay sends.
+# Then: the tenant is not superuser, no trap ran as a superuser, and eviction still happened.
+# Also: cache_worker_status() shows other databases only to pg_read_all_stats; a database that
+# stops taking connections keeps its statistics for the sessions still in it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+source tests/lib.sh
+DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/hostile
+export PGPORT=$((5475 + ${PG_CACHE_PORT_OFFSET:-0}))
+
+cleanup() { tests/cluster.sh destroy "$DATADIR"; }
+trap cleanup EXIT
+cleanup
+tests/cluster.sh start "$DATADIR" "$PGPORT" "pg_cache.eviction_interval = '200ms'" "autovacuum = off"
+
+# The test's own superuser sessions name pg_catalog first, whatever the tenant sets; the
+# tenant's sessions (as) take the database's and the role's settings.
+export PGOPTIONS="-c search_path=pg_catalog,public"
+# as ROLE DB SQL: q as another role, with the settings of the database and the role.
+as() { local role=$1 db=$2; shift 2; PGOPTIONS= PGUSER=$role q "$db" "$@"; }
+
+q postgres "CREATE ROLE tenant LOGIN; CREATE DATABASE tenant OWNER tenant" >/dev/null
+q tenant "CREATE EXTENSION pg_cache; GRANT SELECT, INSERT, UPDATE, DELETE ON pg_cache_entries TO tenant"
+as tenant tenant "CREATE SCHEMA evil;
+CREATE TABLE evil.calls (by_user name, superuser text, what text);
+CREATE FUNCTION evil.escalate(what text) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS \$\$
+BEGIN
+    INSERT INTO evil.calls VALUES (current_user, current_setting('is_superuser'), what);
+    IF current_setting('is_superuser') = 'on' THEN
+        EXECUTE 'ALTER ROLE tenant SUPERUSER';
+    END IF;
+    RETURN true;
+END \$\$;
+GRANT USAGE ON SCHEMA evil TO PUBLIC; GRANT INSERT ON evil.calls TO PUBLIC;"
+
+# trap SCHEMA: in SCHEMA, every operator and function the workers' and the functions'
+# statements use, for the argument types they use, doing what pg_catalog's does after the trap.
+trap_in() {
+    local schema=$1 sql="" n=0 op left right result
+    while read -r op left right result; do
+        n=$((n + 1))
+        sql+="CREATE FUNCTION $schema.trap_op_$n(a $left, b $right) RETURNS $result LANGUAGE plpgsql
+                  SET search_path = pg_catalog AS \$\$ BEGIN PERFORM evil.escalate('$op($left, $right)');
+                  RETURN a OPERATOR(pg_catalog.$op) b; END \$\$;
+              CREATE OPERATOR $schema.$op (LEFTARG = $left, RIGHTARG = $right, FUNCTION = $schema.trap_op_$n);"
+    done <<'OPS'
+= oid oid boolean
+= name name boolean
+= text text boolean
+= tid tid boolean
+> tid tid boolean
+= timestamptz timestamptz boolean
+> timestamptz timestamptz boolean
+<= timestamptz timestamptz boolean
+= interval interval boolean
+> real integer boolean
+> real real boolean
+> bigint bigint boolean
+> bigint integer boolean
++ integer integer integer
++ bigint bigint bigint
+/ bigint integer bigint
+&& text[] text[] boolean
+@> text[] text[] boolean
+OPS
+    sql+="
+    CREATE FUNCTION $schema.trap_min(state timestamptz, x timestamptz) RETURNS timestamptz LANGUAGE plpgsql
+        SET search_path = pg_catalog AS \$\$ BEGIN PERFORM evil.escalate('min'); RETURN least(state, x); END \$\$;
+    CREATE AGGREGATE $schema.min(timestamptz) (SFUNC = $schema.trap_min, STYPE = timestamptz);
+    CREATE FUNCTION $schema.trap_sum(state bigint, x integer) RETURNS bigint LANGUAGE plpgsql
+        SET search_path = pg_catalog AS \$\$ BEGIN PERFORM evil.escalate('sum'); RETURN coalesce(state, 0) + x; END \$\$;
+    CREATE AGGREGATE $schema.sum(integer) (SFUNC = $schema.trap_sum, STYPE = bigint);
+    CREATE FUNCTION $schema.octet_length(bytea) RETURNS integer LANGUAGE plpgsql
+        SET search_path = pg_catalog AS \$\$ BEGIN PERFORM evil.escalate('octet_length'); RETURN pg_catalog.octet_length(\$1); END \$\$;
+    CREATE FUNCTION $schema.octet_length(text) RETURNS integer LANGUAGE plpgsql
+        SET search_path = pg_catalog AS \$\$ BEGIN PERFORM evil.escalate('octet_length'); RETURN pg_catalog.octet_length(\$1); END \$\$;
+    CREATE FUNCTION $schema.pg_stat_get_dead_tuples(oid) RETURNS bigint LANGUAGE plpgsql
+        SET search_path = pg_catalog AS \$\$ BEGIN PERFORM evil.escalate('pg_stat_get_dead_tuples'); RETURN 1000000; END \$\$;
+    CREATE FUNCTION $schema.now() RETURNS timestamptz LANGUAGE plpgsql
+        SET search_path = pg_catalog AS \$\$ BEGIN PERFORM evil.escalate('now'); RETURN pg_catalog.now(); END \$\$;
+    CREATE DOMAIN $schema.int8 AS pg_catalog.int8 CHECK (evil.escalate('int8 domain'));
+    CREATE DOMAIN $schema.float4 AS pg_catalog.float4 CHECK (evil.escalate('float4 domain'));"
+    # A decoy of the cache table, where it is not the table itself.
+    [ "$schema" = public ] || sql+="CREATE TABLE $schema.pg_cache_entries (LIKE public.pg_cache_entries);"
+    as tenant tenant "$sql" >/dev/null
+}
+
+not_escalated() {
+    test "$(q tenant "SELECT rolsuper FROM pg_roles WHERE rolname = 'tenant'")" = f \
+        && test "$(q tenant "SELECT count(*) FROM evil.calls WHERE superuser = 'on'")" = 0
+}
+# churn DB: what makes every worker statement run: entries expiring in 1 s, more bytes than the
+# size cap (so the cap's measure and sample run), dead rows for a vacuum; the feed on (the relay).
+churn() {
+    as tenant tenant "SET pg_cache.notify = on;
+        SELECT count(cache_set('expiring ' || i, 'v', ttl => '1 s', tags => '{t}')) FROM generate_series(1, 2000) i;
+        SELECT count(cache_set('big ' || i, convert_to(repeat('x', 1000), 'UTF8'), ttl => '1 hour')) FROM generate_series(1, 3000) i;
+        SELECT cache_remove_by_tag('{none}'), cache_get('big 1'), cache_keys('big 1');" >/dev/null
+}
+evicted() {
+    wait_for 15 tenant "SELECT count(*) = 0 FROM pg_cache_entries WHERE key LIKE 'expiring %'" \
+        && wait_for 15 tenant "SELECT sum(octet_length(key) + octet_length(value)) <= 1024 * 1024 FROM pg_cache_entries"
+}
+
+q postgres "ALTER DATABASE tenant SET pg_cache.max_size = '1MB'"
+
+# Route A: the database's search_path puts the tenant's schema first.
+trap_in evil
+as tenant tenant "ALTER DATABASE tenant SET search_path = evil, pg_catalog, public; ALTER ROLE tenant SET search_path = evil, pg_catalog, public"
+churn
+check "search_path of the database: expired entries and entries over the size cap are evicted" evicted
+check "search_path of the database: the tenant is not superuser, no trap ran as a superuser" not_escalated
+check "search_path of the database: the tenant's own calls ran none of the traps" \
+    test "$(q tenant "SELECT count(*) FROM evil.calls")" = 0
+q tenant "SELECT * FROM evil.calls LIMIT 5"
+
+# Route B: the default search_path, exact matches in public (which the database owner may
+# create in), no ALTER DATABASE.
+as tenant tenant "ALTER DATABASE tenant RESET search_path; ALTER ROLE tenant RESET search_path"
+trap_in public
+churn
+check "operators in public: expired entries and entries over the size cap are evicted" evicted
+check "operators in public: the tenant is not superuser, no trap ran as a superuser" not_escalated
+
+# The client's search_path: a decoy table and operators ahead of pg_catalog do not swap the table.
+decoy=$(as tenant tenant "SET search_path = evil, pg_catalog, public;
+    SELECT cache_set('decoy check', 'real');
+    SELECT convert_from(cache_get('decoy check'), 'UTF8') || ' ' || (SELECT count(*) FROM evil.pg_cache_entries)
+           || ' ' || (SELECT count(*) FROM public.pg_cache_entries WHERE key = 'decoy check')" | tail -1)
+check "a caller's search_path with a decoy table and operators reaches the extension's table (got: $decoy)" \
+    test "$decoy" = "real 0 1"
+
+# A trigger on the cache table, once the tenant owns it: run by the evictor as its owner.
+q tenant "ALTER TABLE pg_cache_entries OWNER TO tenant"
+as tenant tenant "CREATE FUNCTION evil.on_delete() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS \$\$
+    BEGIN PERFORM evil.escalate('trigger'); RETURN OLD; END \$\$;
+    CREATE TRIGGER trap BEFORE DELETE ON pg_cache_entries FOR EACH ROW EXECUTE FUNCTION evil.on_delete();"
+as tenant tenant "SELECT count(cache_set('trigger ' || i, 'v', ttl => '1 s')) FROM generate_series(1, 50) i" >/dev/null
+check "a trigger on the table: the evictor still evicts" \
+    wait_for 15 tenant "SELECT count(*) = 0 FROM pg_cache_entries WHERE key LIKE 'trigger %'"
+check "a trigger on the table: it ran as the table's owner, not as a superuser" \
+    test "$(q tenant "SELECT count(*) > 0 AND bool_and(by_user = 'tenant' AND superuser = 'off') FROM evil.calls WHERE what = 'trigger'")" = t
+check "a trigger on the table: the tenant is not superuser" not_escalated
+
+# cache_worker_status() shows other databases only to roles that may read all statistics.
+q postgres "CREATE DATABASE other" >/dev/null && q other "CREATE EXTENSION pg_cache"
+q other "SELECT cache_set('o', 'v', ttl => '1 s')" >/dev/null
+q postgres "CREATE ROLE nobody LOGIN; CREATE ROLE watcher LOGIN IN ROLE pg_read_all_stats"
+check "cache_worker_status(): a role without grants sees its own database only" \
+    test "$(as nobody tenant "SELECT string_agg(database, ',') FROM cache_worker_status()")" = tenant
+check "cache_worker_status(): a member of pg_read_all_stats sees every database with pg_cache" \
+    test "$(as watcher tenant "SELECT string_agg(database, ',' ORDER BY database) FROM cache_worker_status()")" = other,tenant
+
+# A database that stops taking connections keeps its slot while a session still uses it.
+q postgres "CREATE DATABASE frozen" >/dev/null && q frozen "CREATE EXTENSION pg_cache"
+session_in=$(mktemp -u) && mkfifo "$session_in"
+session_out=$(mktemp)
+"$PGBIN/psql" -X -A -t -q -d frozen <"$session_in" >"$session_out" 2>&1 &
+session=$!
+exec 3>"$session_in"
+echo "SELECT count(cache_set('k' || i, 'v')) FROM generate_series(1, 5) i;" >&3
+wait_for 5 frozen "SELECT sets = 5 FROM cache_stats()" >/dev/null
+q postgres "ALTER DATABASE frozen WITH ALLOW_CONNECTIONS false"
+# The launcher reads pg_database every 2 s.
+sleep 3
+echo "SELECT cache_set('k6', 'v'); SELECT 'sets ' || sets FROM cache_stats();" >&3
+exec 3>&-
+wait "$session"
+rm -f "$session_in"
+check "a database closed to new connections keeps its statistics for its sessions (got: $(tr '\n' ' ' <"$session_out"))" \
+    grep -qx "sets 6" "$session_out"
+rm -f "$session_out"
+q postgres "ALTER DATABASE frozen WITH ALLOW_CONNECTIONS true"
+
+grep -E "PANIC|TRAP|server process .* was terminated" "$DATADIR/server.log" && fail "the server log shows no crash" || pass "the server log shows no crash"
+summary hostile
