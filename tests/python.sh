@@ -175,7 +175,7 @@ django_out=$WORK/django.out
 (cd "$DJANGO_TESTS" && "$VENV/bin/python" -W ignore::DeprecationWarning runtests.py --settings=pg_cache_settings \
     --parallel 1 --noinput -v 2 cache.tests_pg_cache) >"$django_out" 2>&1
 django_status=$?
-grep -E '^(test_|FAIL:|ERROR:)' "$django_out" | grep -Ev ' \.\.\. (ok|skipped)' || true
+grep -E '^(FAIL|ERROR):' "$django_out" || true
 grep -E "^Ran [0-9]+ tests|^OK|^FAILED" "$django_out"
 ran=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\}.*/\1/p' "$django_out" | tail -1)
 skipped=$(grep -c " \.\.\. skipped" "$django_out")

@@ -69,6 +69,12 @@ def _lock_protocol(key: str, options: ComputeOptions) -> Protocol:
         if value is not None:
             return value
         if locked:
+            # The last holder may have stored the value and dropped its lock between our read
+            # and our cache_add: a new statement (a new snapshot) sees it then.
+            value = yield _ops.get(key)
+            if value is not None:
+                yield _ops.unlock(lock, token)
+                return value
             try:
                 computed = to_bytes((yield COMPUTE))
             except BaseException:

@@ -141,11 +141,10 @@ def add(key: str, value: Value, ttl: Any = None, sliding: Expiry = None,
 
 
 def add_expired(key: str, value: Value) -> Call:
-    """Whether `add` would have set the key, setting nothing (an entry that expires at once, as
-    Django's timeout 0): added and removed in one statement, so no other session sees it."""
-    sql = ("SELECT CASE WHEN cache_add(%s, %s, ttl => interval '1 minute') "
-           "THEN cache_remove(%s) OR true ELSE false END")
-    return Call("cache_add", sql, (_key(key), to_bytes(value), key), _bool, key=key)
+    """Whether `add` would set the key, leaving nothing readable (Django's timeout 0): an entry
+    that expires a microsecond after it is added (the eviction worker removes the row)."""
+    return Call("cache_add", "SELECT cache_add(%s, %s, ttl => interval '1 microsecond')",
+                (_key(key), to_bytes(value)), _bool, key=key)
 
 
 def refresh(key: str) -> Call:
