@@ -195,18 +195,23 @@ export class KeyvPgCache extends EventEmitter {
     return list && list.length > 0 ? list : null;
   }
 
-  async get(key: string): Promise<string | undefined> {
+  /**
+   * The stored string (Keyv's serialized value), undefined when absent or expired. A hit on a
+   * sliding entry slides it. (Generic only to fit Keyv's adapter type: the value is a string.)
+   */
+  async get<Value = string>(key: string): Promise<Value | undefined> {
     const { rows } = await this.run('get', key, statement('get', [key]));
     const value: Buffer | null = rows[0].value;
-    return value === null ? undefined : value.toString('utf8');
+    return value === null ? undefined : (value.toString('utf8') as Value);
   }
 
-  async getMany(keys: string[]): Promise<Array<string | undefined>> {
+  /** The stored strings in the order of `keys`, undefined for misses; one round trip per 10,000 keys. */
+  async getMany<Value = string>(keys: string[]): Promise<Array<Value | undefined>> {
     if (keys.length === 0) return [];
-    const found = new Map<string, string>();
+    const found = new Map<string, Value>();
     for (const batch of chunks(keys)) {
       const { rows } = await this.run('getMany', batch, statement('getMany', [batch]));
-      for (const row of rows) found.set(row.key, (row.value as Buffer).toString('utf8'));
+      for (const row of rows) found.set(row.key, (row.value as Buffer).toString('utf8') as Value);
     }
     return keys.map((key) => found.get(key));
   }
@@ -223,7 +228,12 @@ export class KeyvPgCache extends EventEmitter {
     return true;
   }
 
-  async setMany(entries: Array<{ key: string; value: unknown; ttl?: number }>): Promise<boolean[]> {
+  /**
+   * Sets the entries, one round trip per 10,000 (one cache_set_many when they share a ttl and
+   * tags). Resolves to one `true` per entry, which Keyv's setMany passes on (typed loosely: Keyv
+   * 5.6's adapter type says void).
+   */
+  async setMany(entries: Array<{ key: string; value: unknown; ttl?: number }>): Promise<any> {
     const live = entries.filter((e) => !(typeof e.ttl === 'number' && e.ttl < 0));
     const expired = entries.filter((e) => typeof e.ttl === 'number' && e.ttl < 0).map((e) => e.key);
     for (const batch of chunks(live)) {

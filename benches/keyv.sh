@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The Keyv store benchmark (clients/node/bench/keyv-bench.mjs): KeyvPgCache against
+# @keyv/postgres 2.2.3 (useUnloggedTable) on the same PostgreSQL and @keyv/redis on a Redis of its
+# own (Debian's redis-server, loopback only), all behind Keyv in one Node.js process: ops/s of get
+# (hit), set and getMany of 20 at 1 and 32 calls in flight, and the table sizes after set churn
+# with a 60 s ttl. Writes benches/results/keyv-<time>.md (and keyv-latest.md).
+#   SECONDS_PER_CASE=N  seconds per measurement (default 5)
+#   CHURN_SECONDS=N     duration of the churn (default 600: 10 minutes; 0 skips it)
+#   CHURN_RATE=N        sets/s of new keys into each PostgreSQL store during the churn (default 1000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PGBIN=$("$PG_CONFIG" --bindir)
+DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/keyv-bench
+export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGPORT=$((5870 + ${PG_CACHE_PORT_OFFSET:-0})) PGUSER=postgres
+REDIS_PORT=$((6470 + ${PG_CACHE_PORT_OFFSET:-0}))
+RESULTS=benches/results
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$RESULTS"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+need() { # need COMMAND DEBIAN_PACKAGE
+    command -v "$1" >/dev/null || as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$2" >/dev/null \
+        || { as_root apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null && as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$2" >/dev/null; }
+}
+need redis-server redis-server
+need redis-cli redis-tools
+command -v node >/dev/null || { echo "keyv bench: needs Node.js 20 or later and npm" >&2; exit 1; }
+
+(cd clients/node && npm ci --no-audit --no-fund >/dev/null && npm run build >/dev/null)
+
+REDIS_DIR=$(mktemp -d)
+stop_all() {
+    local pid
+    pid=$(cat "$REDIS_DIR/redis.pid" 2>/dev/null) && kill "$pid" 2>/dev/null \
+        && for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -rf "$REDIS_DIR"
+    tests/cluster.sh destroy "$DATADIR"
+}
+trap stop_all EXIT
+tests/cluster.sh destroy "$DATADIR"
+tests/cluster.sh start "$DATADIR" "$PGPORT" "shared_buffers = 1GB" "max_connections = 200"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$REDIS_DIR" \
+    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
+for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+for db in keyv_bench keyv_churn; do
+    psql -d postgres -c "CREATE DATABASE $db"
+    psql -d "$db" -c "CREATE EXTENSION pg_cache"
+done
+
+echo "Keyv stores benchmark, $("$PG_CONFIG" --version), $(redis-server --version | cut -d' ' -f1-3), Node.js $(node --version), $(nproc) cores, $(date -u +%F)"
+OUT=$PWD/$RESULTS/keyv-$STAMP.md
+{
+    echo "Command: \`CHURN_SECONDS=${CHURN_SECONDS:-600} benches/keyv.sh\`; $("$PG_CONFIG" --version), $(redis-server --version | cut -d' ' -f1-3), Node.js $(node --version), $(nproc) cores, $(date -u +%F)."
+    echo
+} >"$OUT.head"
+(cd clients/node && PG_URL=postgresql://postgres@127.0.0.1:$PGPORT/keyv_bench \
+    CHURN_URL=postgresql://postgres@127.0.0.1:$PGPORT/keyv_churn \
+    REDIS_URL=redis://127.0.0.1:$REDIS_PORT SECONDS=${SECONDS_PER_CASE:-5} \
+    CHURN_SECONDS=${CHURN_SECONDS:-600} CHURN_RATE=${CHURN_RATE:-1000} OUT="$OUT.body" \
+    node bench/keyv-bench.mjs)
+cat "$OUT.head" "$OUT.body" >"$OUT" && rm -f "$OUT.head" "$OUT.body"
+cp "$OUT" "$RESULTS/keyv-latest.md"
+echo "written: $OUT"
