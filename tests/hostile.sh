@@ -17,7 +17,7 @@ source tests/lib.sh
 DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/hostile
 export PGPORT=$((5475 + ${PG_CACHE_PORT_OFFSET:-0}))
 
-cleanup() { tests/cluster.sh destroy "$DATADIR"; }
+cleanup() { [ -n "${KEEP:-}" ] || tests/cluster.sh destroy "$DATADIR"; }
 trap cleanup EXIT
 cleanup
 tests/cluster.sh start "$DATADIR" "$PGPORT" "pg_cache.eviction_interval = '200ms'" "autovacuum = off"
@@ -28,14 +28,17 @@ export PGOPTIONS="-c search_path=pg_catalog,public"
 # as ROLE DB SQL: q as another role, with the settings of the database and the role.
 as() { local role=$1 db=$2; shift 2; PGOPTIONS= PGUSER=$role q "$db" "$@"; }
 
-q postgres "CREATE ROLE tenant LOGIN; CREATE DATABASE tenant OWNER tenant" >/dev/null
-q tenant "CREATE EXTENSION pg_cache; GRANT SELECT, INSERT, UPDATE, DELETE ON pg_cache_entries TO tenant"
+q postgres "CREATE ROLE tenant LOGIN" && q postgres "CREATE DATABASE tenant OWNER tenant"
+q tenant "CREATE EXTENSION pg_cache SCHEMA public; GRANT SELECT, INSERT, UPDATE, DELETE ON pg_cache_entries TO tenant"
 as tenant tenant "CREATE SCHEMA evil;
 CREATE TABLE evil.calls (by_user name, superuser text, what text);
 CREATE FUNCTION evil.escalate(what text) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS \$\$
+DECLARE
+    -- The current user's own attribute: is_superuser says what the session user is.
+    superuser boolean := (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
 BEGIN
-    INSERT INTO evil.calls VALUES (current_user, current_setting('is_superuser'), what);
-    IF current_setting('is_superuser') = 'on' THEN
+    INSERT INTO evil.calls VALUES (current_user, CASE WHEN superuser THEN 'on' ELSE 'off' END, what);
+    IF superuser THEN
         EXECUTE 'ALTER ROLE tenant SUPERUSER';
     END IF;
     RETURN true;
@@ -152,7 +155,7 @@ check "a trigger on the table: it ran as the table's owner, not as a superuser" 
 check "a trigger on the table: the tenant is not superuser" not_escalated
 
 # cache_worker_status() shows other databases only to roles that may read all statistics.
-q postgres "CREATE DATABASE other" >/dev/null && q other "CREATE EXTENSION pg_cache"
+q postgres "CREATE DATABASE other" && q other "CREATE EXTENSION pg_cache SCHEMA public"
 q other "SELECT cache_set('o', 'v', ttl => '1 s')" >/dev/null
 q postgres "CREATE ROLE nobody LOGIN; CREATE ROLE watcher LOGIN IN ROLE pg_read_all_stats"
 check "cache_worker_status(): a role without grants sees its own database only" \
@@ -161,7 +164,7 @@ check "cache_worker_status(): a member of pg_read_all_stats sees every database 
     test "$(as watcher tenant "SELECT string_agg(database, ',' ORDER BY database) FROM cache_worker_status()")" = other,tenant
 
 # A database that stops taking connections keeps its slot while a session still uses it.
-q postgres "CREATE DATABASE frozen" >/dev/null && q frozen "CREATE EXTENSION pg_cache"
+q postgres "CREATE DATABASE frozen" && q frozen "CREATE EXTENSION pg_cache SCHEMA public"
 session_in=$(mktemp -u) && mkfifo "$session_in"
 session_out=$(mktemp)
 "$PGBIN/psql" -X -A -t -q -d frozen <"$session_in" >"$session_out" 2>&1 &
