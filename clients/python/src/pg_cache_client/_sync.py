@@ -13,6 +13,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from . import _compute, _ops
+from ._pool import LightPool
 from ._errors import translate
 from ._types import CacheStats, Expiry, KeyInfo, Value, WorkerStatus
 
@@ -32,8 +33,8 @@ def _configure(notify: bool) -> Callable[[psycopg.Connection], None] | None:
 class PgCache:
     """The pg_cache functions as methods, over one of:
 
-    - a connection string: the client keeps its own pool (``min_size``..``max_size`` connections,
-      autocommit) and ``close()`` closes it;
+    - a connection string: the client keeps its own pool (up to ``max_size`` connections, opened
+      on demand, autocommit) and ``close()`` closes it;
     - a ``psycopg_pool.ConnectionPool``: each call borrows a connection;
     - a ``psycopg.Connection``: every call runs on it, in its transaction when it is not in
       autocommit mode (so cache writes commit or roll back with the caller's).
@@ -52,14 +53,12 @@ class PgCache:
         self._features: _ops.Features | None = None
         self._conn: psycopg.Connection | None = None
         self._pool: ConnectionPool | None = None
-        self._owns_pool = False
+        self._own_pool: LightPool | None = None
         self.conninfo: str | None = None
         if isinstance(source, str):
             self.conninfo = source
             kwargs = {"autocommit": True, **(connect_kwargs or {})}
-            self._pool = ConnectionPool(source, min_size=min_size, max_size=max_size, kwargs=kwargs,
-                                        configure=_configure(notify), open=True, name="pg_cache")
-            self._owns_pool = True
+            self._own_pool = LightPool(source, max_size, kwargs, _configure(notify))
         elif isinstance(source, ConnectionPool):
             self._pool = source
             self.conninfo = source.conninfo
@@ -75,21 +74,36 @@ class PgCache:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
         """A connection of the client's (the given one, or one borrowed from the pool)."""
-        if self._conn is not None:
+        if self._own_pool is not None:
+            conn = self._own_pool.getconn()
+            try:
+                yield conn
+            finally:
+                self._own_pool.putconn(conn)
+        elif self._conn is not None:
             yield self._conn
         else:
             assert self._pool is not None
             with self._pool.connection() as conn:
                 yield conn
 
+    def _run(self, conn: psycopg.Connection, call: _ops.Call) -> Any:
+        cursor = conn.execute(call.sql, call.params, binary=True)
+        return call.parse(cursor.fetchall() if cursor.description is not None else [])
+
     def _execute(self, call: _ops.Call) -> Any:
         attempts = 2 if call.idempotent and self._conn is None else 1
         for attempt in range(attempts):
             try:
+                pool = self._own_pool
+                if pool is not None:  # the hot path: no context manager
+                    conn = pool.getconn()
+                    try:
+                        return self._run(conn, call)
+                    finally:
+                        pool.putconn(conn)
                 with self.connection() as conn:
-                    cursor = conn.execute(call.sql, call.params, binary=True)
-                    rows = cursor.fetchall() if cursor.description is not None else []
-                return call.parse(rows)
+                    return self._run(conn, call)
             except psycopg.OperationalError as error:
                 # A pooled connection that broke (server restart, terminated backend): the pool
                 # replaces it; an idempotent call runs once more on another.
@@ -108,8 +122,8 @@ class PgCache:
 
     def close(self) -> None:
         """Closes the pool the client opened (a given connection or pool stays open)."""
-        if self._owns_pool and self._pool is not None:
-            self._pool.close()
+        if self._own_pool is not None:
+            self._own_pool.close()
 
     def __enter__(self) -> "PgCache":
         return self
