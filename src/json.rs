@@ -152,7 +152,7 @@ unsafe fn write_scalar(out: &mut Vec<u8>, value: &pg_sys::JsonbValue) -> Result<
                 let text = <pgrx::AnyNumeric as pgrx::FromDatum>::from_datum(numeric, false)
                     .expect("a jsonb number is a numeric")
                     .to_string();
-                write_number_text(out, &text);
+                write_number_text(out, &text, check_interrupts);
             }
         },
         other => return Err(invalid(format!("unexpected jsonb value type {other}"))),
@@ -206,8 +206,9 @@ unsafe fn stored_decimal(numeric: pg_sys::Numeric) -> Option<(i64, u32)> {
     Some((if negative { -magnitude } else { magnitude }, scale))
 }
 
-/// The CBOR item of a number given as `numeric`'s output: `-?digits(.digits)?`.
-fn write_number_text(out: &mut Vec<u8>, text: &str) {
+/// The CBOR item of a number given as `numeric`'s output: `-?digits(.digits)?`; `check` is
+/// called now and then while a long one is converted.
+fn write_number_text(out: &mut Vec<u8>, text: &str, check: fn()) {
     let (negative, unsigned) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -218,7 +219,7 @@ fn write_number_text(out: &mut Vec<u8>, text: &str) {
     match signed_integer(negative, &digits) {
         Some(mantissa) => write_decimal(out, mantissa, scale),
         None => {
-            let mantissa = bignum(negative, &digits, check_interrupts);
+            let mantissa = bignum(negative, &digits, check);
             let item = match scale {
                 0 => mantissa,
                 _ => Value::Tag(
@@ -960,7 +961,7 @@ mod unit {
 
     fn number_bytes(text: &str) -> Vec<u8> {
         let mut bytes = Vec::new();
-        write_number_text(&mut bytes, text);
+        write_number_text(&mut bytes, text, || {});
         bytes
     }
 
