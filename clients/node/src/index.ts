@@ -94,6 +94,18 @@ const statement = (name: keyof typeof SQL, values: unknown[]): pg.QueryConfig =>
   values,
 });
 
+/**
+ * A statement whose results come in binary format: a bytea value arrives as its bytes, not as
+ * hex text twice its size, and node-postgres hands over the bytes of a column without a binary
+ * parser of its own (bytea) decoded as UTF-8 — the string Keyv stored. (Text columns decode the
+ * same way in either format.)
+ */
+const binaryStatement = (name: keyof typeof SQL, values: unknown[]): pg.QueryConfig =>
+  ({ ...statement(name, values), binary: true }) as pg.QueryConfig;
+
+/** A value read in binary format as a string (a Buffer too, should node-postgres ever give one). */
+const utf8 = (value: string | Buffer): string => (typeof value === 'string' ? value : value.toString('utf8'));
+
 /** A Keyv ttl (milliseconds) as an interval; "no ttl" is NO_EXPIRY_TTL. */
 function ttlInterval(ttl: number | undefined | null): string {
   if (ttl === undefined || ttl === null || ttl === 0) return NO_EXPIRY_TTL;
@@ -200,9 +212,9 @@ export class KeyvPgCache extends EventEmitter {
    * sliding entry slides it. (Generic only to fit Keyv's adapter type: the value is a string.)
    */
   async get<Value = string>(key: string): Promise<Value | undefined> {
-    const { rows } = await this.run('get', key, statement('get', [key]));
-    const value: Buffer | null = rows[0].value;
-    return value === null ? undefined : (value.toString('utf8') as Value);
+    const { rows } = await this.run('get', key, binaryStatement('get', [key]));
+    const value: string | Buffer | null = rows[0].value;
+    return value === null ? undefined : (utf8(value) as Value);
   }
 
   /** The stored strings in the order of `keys`, undefined for misses; one round trip per 10,000 keys. */
@@ -210,8 +222,8 @@ export class KeyvPgCache extends EventEmitter {
     if (keys.length === 0) return [];
     const found = new Map<string, Value>();
     for (const batch of chunks(keys)) {
-      const { rows } = await this.run('getMany', batch, statement('getMany', [batch]));
-      for (const row of rows) found.set(row.key, (row.value as Buffer).toString('utf8') as Value);
+      const { rows } = await this.run('getMany', batch, binaryStatement('getMany', [batch]));
+      for (const row of rows) found.set(utf8(row.key), utf8(row.value) as Value);
     }
     return keys.map((key) => found.get(key));
   }
@@ -320,10 +332,10 @@ export class KeyvPgCache extends EventEmitter {
         values: [prefix],
       });
       for (;;) {
-        const { rows } = await client.query(`FETCH ${limit} FROM pg_cache_keyv_iterator`);
+        const { rows } = await client.query({ text: `FETCH ${limit} FROM pg_cache_keyv_iterator`, binary: true } as pg.QueryConfig);
         for (const row of rows) {
           // Expired between the listing and the read: not there any more.
-          if (row.value !== null) yield [row.key as string, (row.value as Buffer).toString('utf8')];
+          if (row.value !== null) yield [utf8(row.key), utf8(row.value)];
         }
         if (rows.length < limit) break;
       }
