@@ -4,8 +4,8 @@
 # own (Debian's redis-server, loopback only), all behind Keyv in one Node.js process: ops/s of get
 # (hit), set and getMany of 20 at 1 and 32 calls in flight, and the table sizes after set churn
 # with a 60 s ttl. Writes benches/results/keyv-<time>.md (and keyv-latest.md).
-#   SECONDS_PER_CASE=N  seconds per measurement (default 5); ROUNDS=N interleaved measurements
-#                       per adapter and case, the median reported (default 3)
+#   SECONDS_PER_CASE=N  seconds per measurement (default 1); ROUNDS=N interleaved measurements
+#                       per adapter and case, medians reported (default 10)
 #   CHURN_SECONDS=N     duration of the churn (default 600: 10 minutes; 0 skips it)
 #   CHURN_TTL_SECONDS=N ttl of the churned keys (default 60)
 #   CHURN_RATE=N        sets/s of new keys into each PostgreSQL store during the churn (default 1000)
@@ -56,12 +56,12 @@ done
 echo "Keyv stores benchmark, $("$PG_CONFIG" --version), $(redis-server --version | cut -d' ' -f1-3), Node.js $(node --version), $(nproc) cores, $(date -u +%F)"
 OUT=$PWD/$RESULTS/keyv-$STAMP.md
 {
-    echo "Command: \`SECONDS_PER_CASE=${SECONDS_PER_CASE:-5} ROUNDS=${ROUNDS:-3} CHURN_SECONDS=${CHURN_SECONDS:-600} CHURN_TTL_SECONDS=${CHURN_TTL_SECONDS:-60} CHURN_RATE=${CHURN_RATE:-1000} benches/keyv.sh\`; $("$PG_CONFIG" --version), $(redis-server --version | cut -d' ' -f1-3), Node.js $(node --version), $(nproc) cores, $(date -u +%F)."
+    echo "Command: \`SECONDS_PER_CASE=${SECONDS_PER_CASE:-1} ROUNDS=${ROUNDS:-10} CHURN_SECONDS=${CHURN_SECONDS:-600} CHURN_TTL_SECONDS=${CHURN_TTL_SECONDS:-60} CHURN_RATE=${CHURN_RATE:-1000} benches/keyv.sh\`; $("$PG_CONFIG" --version), $(redis-server --version | cut -d' ' -f1-3), Node.js $(node --version), $(nproc) cores, $(date -u +%F)."
     echo
 } >"$OUT.head"
 (cd clients/node && PG_URL=postgresql://postgres@127.0.0.1:$PGPORT/keyv_bench \
     CHURN_URL=postgresql://postgres@127.0.0.1:$PGPORT/keyv_churn \
-    REDIS_URL=redis://127.0.0.1:$REDIS_PORT SECONDS=${SECONDS_PER_CASE:-5} ROUNDS=${ROUNDS:-3} \
+    REDIS_URL=redis://127.0.0.1:$REDIS_PORT SECONDS=${SECONDS_PER_CASE:-1} ROUNDS=${ROUNDS:-10} \
     CHURN_SECONDS=${CHURN_SECONDS:-600} CHURN_TTL_SECONDS=${CHURN_TTL_SECONDS:-60} CHURN_RATE=${CHURN_RATE:-1000} OUT="$OUT.body" \
     node bench/keyv-bench.mjs)
 cat "$OUT.head" "$OUT.body" >"$OUT" && rm -f "$OUT.head" "$OUT.body"

@@ -4,8 +4,8 @@
 // never removes an expired row). benches/keyv.sh starts PostgreSQL and Redis and runs this.
 //
 // Environment: PG_URL (database with pg_cache), CHURN_URL (an empty database with pg_cache),
-// REDIS_URL, SECONDS (per measurement, default 5), ROUNDS (measurements per adapter and case,
-// interleaved, the median reported; default 3), CHURN_SECONDS (default 600), CHURN_TTL_SECONDS
+// REDIS_URL, SECONDS (per measurement, default 1), ROUNDS (measurements per adapter and case,
+// interleaved; default 10), CHURN_SECONDS (default 600), CHURN_TTL_SECONDS
 // (default 60), CHURN_RATE (sets/s per adapter, default 1000), POOL (connections per PostgreSQL
 // adapter, default 32), OUT (Markdown file).
 import { writeFileSync } from 'node:fs';
@@ -20,12 +20,12 @@ const env = (name, fallback) => process.env[name] ?? fallback;
 const PG_URL = env('PG_URL');
 const CHURN_URL = env('CHURN_URL');
 const REDIS_URL = env('REDIS_URL');
-const SECONDS = Number(env('SECONDS', 5));
-const WARMUP_SECONDS = Math.min(1, SECONDS / 5);
+const SECONDS = Number(env('SECONDS', 1));
+const WARMUP_SECONDS = 1;
 const CHURN_SECONDS = Number(env('CHURN_SECONDS', 600));
 const CHURN_RATE = Number(env('CHURN_RATE', 1000));
 const CHURN_TTL = Number(env('CHURN_TTL_SECONDS', 60)) * 1000;
-const ROUNDS = Number(env('ROUNDS', 3));
+const ROUNDS = Number(env('ROUNDS', 10));
 const POOL = Number(env('POOL', 32));
 const KEYS = 10_000;
 const PAYLOAD = 'x'.repeat(128);
@@ -84,14 +84,18 @@ async function throughput() {
   const results = []; // { op, inFlight, [name]: ops }
   for (const [opName, op] of Object.entries(OPS)) {
     for (const inFlight of IN_FLIGHT) {
-      // The adapters take turns, ROUNDS times, so that a noisy spell of the machine does not
-      // fall on one of them only; the median of each adapter's rounds is reported.
+      // The adapters take turns, ROUNDS times, so that a noisy spell of the machine (shared with
+      // other work) does not fall on one of them only. Reported: the median of each adapter's
+      // rounds, and the median of the ratios of KeyvPgCache to each other adapter in the same round.
       const row = { op: opName, inFlight };
       const rounds = Object.fromEntries(list.map(({ name }) => [name, []]));
       for (const { keyv } of list) await measure(keyv, op, inFlight, WARMUP_SECONDS);
       for (let round = 0; round < ROUNDS; round += 1) {
         for (const { name, keyv } of list) rounds[name].push(await measure(keyv, op, inFlight, SECONDS));
       }
+      row.ratios = Object.fromEntries(
+        list.map(({ name }) => [name, median(rounds[name].map((ops, i) => rounds.KeyvPgCache[i] / ops))]),
+      );
       for (const { name } of list) {
         row[name] = median(rounds[name]);
         log(`${opName.padEnd(11)} ${String(inFlight).padStart(2)} in flight  ${name.padEnd(15)} ${row[name].toFixed(0).padStart(7)} ops/s  (rounds: ${rounds[name].map((r) => r.toFixed(0)).join(', ')})`);
@@ -156,13 +160,13 @@ const fmt = (n) => Math.round(n).toLocaleString('en-US');
 
 const results = await throughput();
 const lines = [];
-lines.push(`Keyv stores, each behind Keyv 5.6 in one Node.js ${process.version} process, ${POOL} connections per PostgreSQL adapter (@keyv/redis: its one connection), ${KEYS} keys of ${PAYLOAD.length}-character strings (with Keyv's JSON envelope, ${JSON.stringify({ value: PAYLOAD, expires: Date.now() }).length} bytes stored), ops/s as the median of ${ROUNDS} interleaved ${SECONDS} s runs:`);
+lines.push(`Keyv stores, each behind Keyv 5.6 in one Node.js ${process.version} process, ${POOL} connections per PostgreSQL adapter (@keyv/redis: its one connection), ${KEYS} keys of ${PAYLOAD.length}-character strings (with Keyv's JSON envelope, ${JSON.stringify({ value: PAYLOAD, expires: Date.now() }).length} bytes stored), ops/s as the median of ${ROUNDS} interleaved ${SECONDS} s runs per store, ratios as the median of the ${ROUNDS} rounds' ratios:`);
 lines.push('');
 lines.push('| call | in flight | KeyvPgCache ops/s | @keyv/postgres ops/s | @keyv/redis ops/s | × @keyv/postgres | × @keyv/redis |');
 lines.push('|---|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
   const p = r.KeyvPgCache;
-  lines.push(`| ${r.op} | ${r.inFlight} | ${fmt(p)} | ${fmt(r['@keyv/postgres'])} | ${fmt(r['@keyv/redis'])} | ${(p / r['@keyv/postgres']).toFixed(2)} | ${(p / r['@keyv/redis']).toFixed(2)} |`);
+  lines.push(`| ${r.op} | ${r.inFlight} | ${fmt(p)} | ${fmt(r['@keyv/postgres'])} | ${fmt(r['@keyv/redis'])} | ${r.ratios['@keyv/postgres'].toFixed(2)} | ${r.ratios['@keyv/redis'].toFixed(2)} |`);
 }
 if (CHURN_SECONDS > 0) {
   const { samples, achieved, rate } = await churn();
