@@ -16,11 +16,30 @@ use pgrx::pg_sys::{self, Oid};
 /// The `search_path` every worker runs with, whatever the database or role says.
 const SAFE_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
 
+/// Settings a database owner may set for the database that would stop or stall a worker: a
+/// vacuum that naps forever (cost settings), sweeps that fail (read-only transactions) or are
+/// cut short. Each worker runs with PostgreSQL's defaults for them instead.
+const SAFE_SETTINGS: [(&std::ffi::CStr, &std::ffi::CStr); 10] = [
+    (c"vacuum_cost_delay", c"0"),
+    (c"vacuum_cost_limit", c"200"),
+    (c"vacuum_cost_page_hit", c"1"),
+    (c"vacuum_cost_page_miss", c"2"),
+    (c"vacuum_cost_page_dirty", c"20"),
+    (c"default_transaction_read_only", c"off"),
+    (c"default_transaction_isolation", c"read committed"),
+    (c"statement_timeout", c"0"),
+    (c"lock_timeout", c"0"),
+    (c"exit_on_error", c"off"),
+];
+
 /// Connects the worker to `database` as the bootstrap superuser and makes the connection safe
 /// from the database's own settings (see the module's comment).
 pub fn connect(database: Oid) {
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
     set_override(c"search_path", SAFE_SEARCH_PATH);
+    for (setting, value) in SAFE_SETTINGS {
+        set_override(setting, value);
+    }
 }
 
 /// Sets `setting` for the rest of the worker's life, over any database, role or file setting.
