@@ -613,10 +613,10 @@ mod tests {
 
     #[pg_test]
     fn a_write_refused_for_privileges_counts_nothing() {
-        Spi::run("CREATE ROLE pg_cache_test_outsider").expect("role");
+        Spi::run("CREATE ROLE cache_test_outsider").expect("role");
         let before = pending_bytes_in_transaction();
         let (pending, failed) = in_subtransaction(
-            "SET LOCAL ROLE pg_cache_test_outsider; SELECT cache_set('refused', 'vvvv')",
+            "SET LOCAL ROLE cache_test_outsider; SELECT cache_set('refused', 'vvvv')",
             false,
         );
         assert!(failed, "the write is refused");
