@@ -7,6 +7,68 @@ PG_CACHE_DATA_ROOT=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}
 PG_CACHE_PORT_OFFSET=${PG_CACHE_PORT_OFFSET:-0}
 export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGUSER=postgres
 
+# The base port of each cluster the scripts start; port_for NAME adds PG_CACHE_PORT_OFFSET. Every
+# port a test script uses comes from here (python.sh and node.sh, and the Makefile's `make run`
+# cluster, still spell theirs out: they are listed so that no other cluster takes them).
+declare -A PG_CACHE_BASE_PORTS=(
+    [python]=5450 [node]=5460
+    [isolation]=5474 [hostile]=5475
+    [sharded-router]=5480 [sharded-single]=5481
+    [sharded-shard1]=5482 [sharded-shard2]=5483 [sharded-shard3]=5484 [sharded-shard4]=5485
+    [feed]=5488 [fleet]=5490 [upgrade]=5491 [safety]=5492
+    [reliability-standby]=5493 [reliability]=5494
+    [live-no-preload]=5496 [live]=5497 [regress]=5498 [run]=5499
+)
+# port_for NAME: the port of the cluster NAME (a key of PG_CACHE_BASE_PORTS), offset.
+port_for() {
+    local base=${PG_CACHE_BASE_PORTS[$1]:-}
+    [ -n "$base" ] || { echo "port_for: no port for a cluster named '$1' in tests/lib.sh" >&2; return 1; }
+    echo $((base + PG_CACHE_PORT_OFFSET))
+}
+
+# at_exit COMMAND: run COMMAND (a string, eval'd) when the script exits, after the commands
+# registered later (last registered, first run).
+PG_CACHE_AT_EXIT=()
+at_exit() { PG_CACHE_AT_EXIT=("$1" "${PG_CACHE_AT_EXIT[@]}"); trap run_at_exit EXIT; }
+run_at_exit() { local command; for command in "${PG_CACHE_AT_EXIT[@]}"; do eval "$command"; done; }
+# fresh_cluster_dir DATADIR: no cluster is left there, now and when the script exits (KEEP=1 keeps
+# it, and whatever was there, to look at afterwards).
+fresh_cluster_dir() {
+    [ -n "${KEEP:-}" ] && return 0
+    tests/cluster.sh destroy "$1"
+    at_exit "tests/cluster.sh destroy '$1'"
+}
+# start_cluster DATADIR PORT [postgresql.conf lines...]: a new cluster there (see cluster.sh),
+# destroyed when the script exits; remembers when its server started (not_restarted).
+start_cluster() {
+    fresh_cluster_dir "$1"
+    tests/cluster.sh start "$@" || return 1
+    remember_start "$2"
+}
+# remember_start [PORT]: note when the server on PORT (default $PGPORT) started;
+# not_restarted [PORT]: it has not restarted since (a backend crash restarts it).
+declare -A PG_CACHE_STARTED_AT=()
+remember_start() {
+    local port=${1:-$PGPORT}
+    PG_CACHE_STARTED_AT[$port]=$(PGPORT=$port q postgres "SELECT pg_postmaster_start_time()")
+}
+not_restarted() {
+    local port=${1:-$PGPORT}
+    [ -n "${PG_CACHE_STARTED_AT[$port]:-}" ] || { echo "not_restarted: remember_start $port first" >&2; return 1; }
+    test "$(PGPORT=$port q postgres "SELECT pg_postmaster_start_time()")" = "${PG_CACHE_STARTED_AT[$port]}"
+}
+# no_crash_in_log DATADIR: the server log shows no PANIC, failed assertion or killed backend (and
+# prints the lines that do).
+no_crash_in_log() { ! grep -E "PANIC|TRAP|server process .* was terminated" "$1/server.log"; }
+# sqlstate_is CODE DB STATEMENT...: the statements, one after another in one session, end in an
+# error with that SQLSTATE.
+sqlstate_is() {
+    local code=$1 db=$2 args=() statement out
+    for statement in "${@:3}"; do args+=(-c "$statement"); done
+    out=$("$PGBIN/psql" -X -q -d "$db" -v VERBOSITY=verbose "${args[@]}" 2>&1)
+    grep -q "ERROR:  $code:" <<<"$out"
+}
+
 passed=0 failed=0
 pass() { passed=$((passed + 1)); echo "ok - $1"; }
 fail() { failed=$((failed + 1)); echo "FAILED - $1"; }
