@@ -11,7 +11,9 @@
 //! security-restricted operation (as VACUUM and autovacuum run index expressions).
 
 use pgrx::bgworkers::BackgroundWorker;
+use pgrx::pg_sys::panic::CaughtError;
 use pgrx::pg_sys::{self, Oid};
+use pgrx::PgTryBuilder;
 
 /// The `search_path` every worker runs with, whatever the database or role says.
 const SAFE_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
@@ -80,4 +82,81 @@ pub fn as_table_owner<R>(table: Oid, body: impl FnOnce() -> R) -> R {
     // SAFETY: as above.
     unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
     result
+}
+
+/// SIGHUP only sets a flag in a background worker: re-read the configuration here. True when it did.
+pub fn reload_config_if_asked() -> bool {
+    let asked = BackgroundWorker::sighup_received();
+    if asked {
+        unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+    }
+    asked
+}
+
+/// Runs `body` in a transaction of its own, with a snapshot; a Postgres ERROR aborts it and comes
+/// back as its message.
+pub fn in_transaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
+    transaction(true, body)
+}
+
+/// As [`in_transaction`]; without a snapshot for commands that manage their own (VACUUM).
+pub fn transaction<R>(
+    with_snapshot: bool,
+    body: impl FnOnce() -> R + std::panic::UnwindSafe,
+) -> Result<R, String> {
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        if with_snapshot {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+    }
+    PgTryBuilder::new(|| {
+        let result = body();
+        unsafe {
+            if with_snapshot {
+                pg_sys::PopActiveSnapshot();
+            }
+            pg_sys::CommitTransactionCommand();
+        }
+        Ok(result)
+    })
+    .catch_others(|error| {
+        unsafe { pg_sys::AbortCurrentTransaction() };
+        Err(match error {
+            CaughtError::PostgresError(report)
+            | CaughtError::ErrorReport(report)
+            | CaughtError::RustPanic { ereport: report, .. } => report.message().to_string(),
+        })
+    })
+    .execute()
+}
+
+/// Whether pg_cache is created in the connected database; in a transaction.
+pub fn extension_exists() -> bool {
+    unsafe { pg_sys::get_extension_oid(c"pg_cache".as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+/// True while another session holds or waits for a lock on this database that excludes
+/// connections: `DROP DATABASE` and `ALTER DATABASE … RENAME` take AccessExclusiveLock,
+/// `CREATE DATABASE … TEMPLATE` a ShareLock, then wait for other sessions to leave.
+pub fn database_wanted_exclusively() -> bool {
+    let tag = pg_sys::LOCKTAG {
+        locktag_field1: pg_sys::InvalidOid.to_u32(),
+        locktag_field2: pg_sys::DatabaseRelationId.to_u32(),
+        locktag_field3: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field4: 0,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+    };
+    let mode = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    unsafe {
+        // A session lock, so no transaction is needed; taken and released at once.
+        let acquired = pg_sys::LockAcquire(&tag, mode, true, true);
+        if acquired == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+            return true;
+        }
+        pg_sys::LockRelease(&tag, mode, true);
+    }
+    false
 }

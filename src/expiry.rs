@@ -4,7 +4,7 @@
 
 use crate::error;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
-use pgrx::pg_sys::TimestampTz;
+use pgrx::pg_sys::{self, TimestampTz};
 use pgrx::{PgSqlErrorCode, PgTryBuilder};
 
 /// The last microsecond timestamptz can hold (PostgreSQL's END_TIMESTAMP, exclusive).
@@ -144,23 +144,29 @@ fn sliding_micros(function: &str, now: TimestampTz, window: Interval) -> i64 {
     micros as i64
 }
 
-#[cfg(any(test, feature = "pg_test"))]
-#[pgrx::pg_schema]
-mod tests {
-    use super::*;
-    use pgrx::prelude::*;
+/// The server's clock (`clock_timestamp()`), so a long transaction never sees an entry that has
+/// expired since it began.
+pub fn now() -> TimestampTz {
+    // SAFETY: reads the system clock; no state of the backend is touched.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// The expiry arithmetic, which needs no server.
+#[cfg(test)]
+mod arithmetic {
+    use super::Policy;
 
     const SECOND: i64 = 1_000_000;
     const MINUTE: i64 = 60 * SECOND;
 
-    #[pg_test]
+    #[test]
     fn sliding_is_capped_by_absolute_at_set_time() {
         let policy = Policy::Sliding { window: 5 * MINUTE, cap: Some(2 * MINUTE) };
         assert_eq!(policy.expires_at(0), 2 * MINUTE);
     }
 
     /// Set at 10:00 with ttl 30 min and sliding 5 min, hit at 10:01: expiry 10:06, not 10:30.
-    #[pg_test]
+    #[test]
     fn hit_moves_expiry_to_now_plus_window_not_to_the_cap() {
         let policy = Policy::Sliding { window: 5 * MINUTE, cap: Some(30 * MINUTE) };
         let set_expiry = policy.expires_at(0);
@@ -168,14 +174,14 @@ mod tests {
         assert_eq!(policy.slide(MINUTE, set_expiry, SECOND), Some(6 * MINUTE));
     }
 
-    #[pg_test]
+    #[test]
     fn hit_never_moves_expiry_past_the_cap() {
         let policy = Policy::Sliding { window: 5 * MINUTE, cap: Some(30 * MINUTE) };
         assert_eq!(policy.slide(27 * MINUTE, 29 * MINUTE, 0), Some(30 * MINUTE));
         assert_eq!(policy.slide(29 * MINUTE, 30 * MINUTE, 0), None);
     }
 
-    #[pg_test]
+    #[test]
     fn small_moves_are_not_written_back() {
         let policy = Policy::Sliding { window: 5 * MINUTE, cap: None };
         let current = policy.expires_at(0);
@@ -184,17 +190,28 @@ mod tests {
         assert_eq!(policy.slide(1, current, 0), Some(current + 1));
     }
 
-    #[pg_test]
+    #[test]
     fn granularity_never_exceeds_a_tenth_of_the_window() {
         let policy = Policy::Sliding { window: SECOND, cap: None };
         let current = policy.expires_at(0);
         assert_eq!(policy.slide(SECOND / 5, current, 10 * SECOND), Some(current + SECOND / 5));
     }
 
-    #[pg_test]
+    #[test]
     fn absolute_entries_never_slide() {
         assert_eq!(Policy::Absolute(MINUTE).slide(SECOND, MINUTE, 0), None);
     }
+}
+
+/// What needs PostgreSQL's interval and timestamp types, and its settings.
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use pgrx::prelude::*;
+
+    const SECOND: i64 = 1_000_000;
+    const MINUTE: i64 = 60 * SECOND;
 
     #[pg_test]
     fn columns_round_trip() {

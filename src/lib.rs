@@ -1,18 +1,20 @@
 //! pg_cache: a key-value cache with absolute and sliding expiry, stored in an UNLOGGED table
 //! inside the PostgreSQL you already run.
 
+// Layers, each calling only those below it (checked by `layers::tests`):
+// api, worker → store → feed → access, codec, shmem, bgw, expiry → gucs, error, compat.
+mod access;
 mod api;
 mod bgw;
+mod codec;
 mod compat;
 mod error;
 mod expiry;
+mod feed;
 mod gucs;
-mod heap_access;
-mod invalidation;
-mod invalidation_relay;
-mod json;
-mod registry;
-mod stats;
+#[cfg(test)]
+mod layers;
+mod shmem;
 mod store;
 mod worker;
 
@@ -27,8 +29,8 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     // The eviction worker and its status need shared memory: only when preloaded.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
-        registry::init();
-        invalidation_relay::init();
+        shmem::slots::init();
+        feed::relay::init();
         worker::register_launcher();
     }
 }

@@ -4,7 +4,7 @@
 use super::{checked_keys, checked_values, entry_tags};
 use crate::error;
 use crate::expiry::Policy;
-use crate::stats::{self, Counter};
+use crate::shmem::stats::{self, Counter};
 use crate::store;
 use pgrx::datum::{Array, Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;

@@ -4,7 +4,7 @@
 use super::checked_key;
 use crate::error;
 use crate::expiry::Policy;
-use crate::stats::{self, Counter as Stat};
+use crate::shmem::stats::{self, Counter as Stat};
 use crate::store::{self, Counter};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;

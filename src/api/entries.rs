@@ -3,7 +3,7 @@
 use super::{checked_key, checked_value, entry_tags};
 use crate::error;
 use crate::expiry::Policy;
-use crate::stats::{self, Counter};
+use crate::shmem::stats::{self, Counter};
 use crate::store::{self, Lookup};
 use pgrx::datum::{Array, Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;

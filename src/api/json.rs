@@ -2,9 +2,9 @@
 //! library, and CBOR written by clients readable as jsonb.
 
 use super::checked_key;
+use crate::codec::{self as json, JsonError};
 use crate::error;
-use crate::json::{self, JsonError};
-use crate::stats;
+use crate::shmem::stats;
 use crate::store::{self, Lookup};
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::datum::{Array, Datum, Interval, TimestampWithTimeZone};

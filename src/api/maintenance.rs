@@ -1,7 +1,7 @@
 //! Whole-cache operations: listing and removing by prefix, clearing, evicting expired entries.
 
 use crate::error::{self, required};
-use crate::stats::{self, Counter};
+use crate::shmem::stats::{self, Counter};
 use crate::store;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;

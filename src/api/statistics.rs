@@ -1,8 +1,8 @@
 //! Statistics: this database's counters since the server started or the last reset.
 
-use crate::heap_access;
-use crate::registry;
-use crate::stats;
+use crate::access;
+use crate::shmem::slots as registry;
+use crate::shmem::stats;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -28,7 +28,7 @@ fn cache_stats() -> TableIterator<
         name!(since, Option<TimestampWithTimeZone>),
     ),
 > {
-    let table = heap_access::table();
+    let table = access::table();
     require_privilege(table, pg_sys::ACL_SELECT);
     let (entries, total_bytes) = Spi::get_two_with_args::<i64, i64>(
         "SELECT pg_catalog.pg_stat_get_live_tuples($1), pg_catalog.pg_total_relation_size($1)",
@@ -56,7 +56,7 @@ fn cache_stats() -> TableIterator<
 /// Zeroes this database's counters; needs the privilege `cache_clear` needs (DELETE).
 #[pg_extern(volatile, parallel_unsafe)]
 fn cache_stats_reset() {
-    require_privilege(heap_access::table(), pg_sys::ACL_DELETE);
+    require_privilege(access::table(), pg_sys::ACL_DELETE);
     stats::reset();
 }
 
@@ -67,4 +67,61 @@ fn require_privilege(table: pg_sys::Oid, mode: u32) {
             pg_sys::aclcheck_error(result, pg_sys::ObjectType::OBJECT_TABLE, pg_sys::get_rel_name(table));
         }
     }
+}
+
+fn timestamp(micros: pg_sys::TimestampTz) -> Option<TimestampWithTimeZone> {
+    (micros != 0).then(|| TimestampWithTimeZone::try_from(micros).ok()).flatten()
+}
+
+/// One row per database with pg_cache that the eviction workers know of: the current database
+/// for any role, the others only for members of `pg_read_all_stats` (as `pg_stat_activity`
+/// shows other sessions' queries only to them).
+// The row type stays spelled out: pgrx takes the column names from it.
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_safe)]
+fn cache_worker_status() -> TableIterator<
+    'static,
+    (
+        name!(database, Option<String>),
+        name!(pid, Option<i32>),
+        name!(last_sweep_at, Option<TimestampWithTimeZone>),
+        name!(evicted_total, i64),
+        name!(last_error, Option<String>),
+        name!(last_error_at, Option<TimestampWithTimeZone>),
+    ),
+> {
+    if !registry::preloaded() {
+        pgrx::ereport!(
+            NOTICE,
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            "pg_cache is not in shared_preload_libraries: no eviction worker is running"
+        );
+        return TableIterator::new(Vec::new());
+    }
+    // SAFETY: a catalog lookup of role membership, in a transaction.
+    let sees_all = unsafe {
+        pg_sys::has_privs_of_role(pg_sys::GetUserId(), pg_sys::Oid::from(pg_sys::ROLE_PG_READ_ALL_STATS))
+    };
+    // SAFETY: reads a backend global set at connection.
+    let mine = unsafe { pg_sys::MyDatabaseId };
+    let rows: Vec<_> = registry::statuses()
+        .into_iter()
+        .filter(|status| sees_all || status.database == mine)
+        .filter_map(|status| {
+            // SAFETY: a catalog lookup by OID; NULL for a database dropped since.
+            let name = unsafe { pg_sys::get_database_name(status.database) };
+            // SAFETY: a NUL-terminated string palloc'd in the current context, read at once.
+            let name = (!name.is_null())
+                .then(|| unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned())?;
+            Some((
+                Some(name),
+                (status.pid != 0).then_some(status.pid),
+                timestamp(status.last_sweep_at),
+                status.evicted_total,
+                (!status.last_error.is_empty()).then_some(status.last_error),
+                timestamp(status.last_error_at),
+            ))
+        })
+        .collect();
+    TableIterator::new(rows)
 }

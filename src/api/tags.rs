@@ -3,7 +3,7 @@
 
 use super::{checked_key, checked_tags};
 use crate::error;
-use crate::stats::{self, Counter};
+use crate::shmem::stats::{self, Counter};
 use crate::store;
 use pgrx::datum::Array;
 use pgrx::prelude::*;

@@ -1,3 +1,7 @@
+//! CBOR (RFC 8949) for JSON values, without PostgreSQL: the writer of headers and numbers, the
+//! single-pass reader into a [`Sink`], bignums and decimal fractions. Plain `#[test]`s cover it
+//! without a server; `codec::jsonb` connects it to PostgreSQL's jsonb.
+//!
 //! jsonb values stored as CBOR (RFC 8949), losslessly.
 //!
 //! Encoding walks the jsonb with PostgreSQL's own iterator and writes CBOR as it goes; numbers
@@ -20,7 +24,6 @@
 
 use ciborium::value::Value;
 use ciborium_ll::{simple, Encoder, Header};
-use pgrx::pg_sys;
 use std::borrow::Cow;
 use std::fmt::Write;
 
@@ -28,10 +31,10 @@ use std::fmt::Write;
 pub const MAX_DEPTH: usize = 256;
 
 /// The self-described CBOR tag (RFC 8949 §3.4.6).
-const SELF_DESCRIBED: u64 = 55799;
-const POSITIVE_BIGNUM: u64 = 2;
-const NEGATIVE_BIGNUM: u64 = 3;
-const DECIMAL_FRACTION: u64 = 4;
+pub(super) const SELF_DESCRIBED: u64 = 55799;
+pub(super) const POSITIVE_BIGNUM: u64 = 2;
+pub(super) const NEGATIVE_BIGNUM: u64 = 3;
+pub(super) const DECIMAL_FRACTION: u64 = 4;
 
 /// Exponents of decimal fractions read back: beyond them the text would pass what `numeric`
 /// holds (131,072 digits before the point, 16,383 after).
@@ -44,7 +47,7 @@ const MAX_FRACTION_DIGITS: usize = 16_383;
 /// can take. A longer one is refused before its digits are worked out.
 const MAX_BIGNUM_BYTES: usize = 61_231;
 /// Items (tokens or digit chunks) handled between two checks for a cancel.
-const INTERRUPT_CHECK_PERIOD: usize = 4096;
+pub(super) const INTERRUPT_CHECK_PERIOD: usize = 4096;
 
 /// Why a value cannot be stored or read as JSON.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,160 +58,19 @@ pub enum JsonError {
     Invalid(String),
 }
 
-fn invalid(what: impl Into<String>) -> JsonError {
+pub(super) fn invalid(what: impl Into<String>) -> JsonError {
     JsonError::Invalid(what.into())
 }
 
-/// The CBOR encoding of the jsonb `value`, tagged 55799.
-///
-/// # Safety
-/// `value` is a jsonb datum.
-pub unsafe fn encode(value: pg_sys::Datum) -> Result<Vec<u8>, JsonError> {
-    use pg_sys::JsonbIteratorToken::*;
-    let jsonb = pg_sys::pg_detoast_datum(value.cast_mut_ptr()) as *mut pg_sys::Jsonb;
-    // The CBOR of a document is about the size of its jsonb: mostly a single allocation.
-    let mut out = Vec::with_capacity(pgrx::varlena::varsize_any(jsonb.cast()));
-    push(&mut out, Header::Tag(SELF_DESCRIBED));
-    let mut iterator = pg_sys::JsonbIteratorInit(&mut (*jsonb).root);
-    let mut token = pg_sys::JsonbValue { type_: 0, val: std::mem::zeroed() };
-    let mut depth = 0;
-    for step in 0usize.. {
-        if step % INTERRUPT_CHECK_PERIOD == 0 {
-            pgrx::check_for_interrupts!();
-        }
-        match pg_sys::JsonbIteratorNext(&mut iterator, &mut token, false) {
-            // A scalar is stored as a one-element "raw scalar" array: written as the scalar alone.
-            WJB_BEGIN_ARRAY if token.val.array.rawScalar => {}
-            WJB_END_ARRAY if depth == 0 => {}
-            WJB_BEGIN_ARRAY | WJB_BEGIN_OBJECT if depth >= MAX_DEPTH => return Err(JsonError::TooDeep),
-            WJB_BEGIN_ARRAY => {
-                depth += 1;
-                push(&mut out, Header::Array(Some(token.val.array.nElems as usize)));
-            }
-            WJB_BEGIN_OBJECT => {
-                depth += 1;
-                push(&mut out, Header::Map(Some(token.val.object.nPairs as usize)));
-            }
-            WJB_END_ARRAY | WJB_END_OBJECT => depth -= 1,
-            WJB_KEY | WJB_VALUE | WJB_ELEM => write_scalar(&mut out, &token)?,
-            WJB_DONE => return Ok(out),
-            other => return Err(invalid(format!("unexpected jsonb token {other}"))),
-        }
-    }
-    unreachable!("the jsonb iterator ends with WJB_DONE")
-}
-
-/// Writes `header` (RFC 8949 §3): the major type in the top 3 bits of the first byte, the
-/// argument in its low 5 bits when below 24, else in the fewest of 1, 2, 4 or 8 bytes after it.
-fn push(out: &mut Vec<u8>, header: Header) {
-    let (major, argument) = match header {
-        Header::Positive(n) => (0, n),
-        Header::Negative(n) => (1, n),
-        Header::Text(Some(length)) => (3, length as u64),
-        Header::Array(Some(length)) => (4, length as u64),
-        Header::Map(Some(length)) => (5, length as u64),
-        Header::Tag(tag) => (6, tag),
-        Header::Simple(value) if value < 24 => (7, u64::from(value)),
-        // Floats: ciborium picks the narrowest width that holds the value.
-        other => return Encoder::from(out).push(other).expect("writing to a Vec cannot fail"),
-    };
-    let major = major << 5;
-    match argument {
-        0..=23 => out.push(major | argument as u8),
-        24..=0xff => out.extend_from_slice(&[major | 24, argument as u8]),
-        0x100..=0xffff => {
-            out.push(major | 25);
-            out.extend_from_slice(&(argument as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(major | 26);
-            out.extend_from_slice(&(argument as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(major | 27);
-            out.extend_from_slice(&argument.to_be_bytes());
-        }
-    }
-}
-
-unsafe fn write_scalar(out: &mut Vec<u8>, value: &pg_sys::JsonbValue) -> Result<(), JsonError> {
-    use pg_sys::jbvType;
-    match value.type_ {
-        jbvType::jbvNull => push(out, Header::Simple(simple::NULL)),
-        jbvType::jbvBool => {
-            push(out, Header::Simple(if value.val.boolean { simple::TRUE } else { simple::FALSE }))
-        }
-        jbvType::jbvString => {
-            let bytes =
-                std::slice::from_raw_parts(value.val.string.val as *const u8, value.val.string.len as usize);
-            std::str::from_utf8(bytes).map_err(|e| invalid(e.to_string()))?;
-            push(out, Header::Text(Some(bytes.len())));
-            out.extend_from_slice(bytes);
-        }
-        jbvType::jbvNumeric => match stored_decimal(value.val.numeric) {
-            Some((mantissa, scale)) => write_decimal(out, mantissa, scale),
-            None => {
-                let numeric = pg_sys::Datum::from(value.val.numeric);
-                let text = <pgrx::AnyNumeric as pgrx::FromDatum>::from_datum(numeric, false)
-                    .expect("a jsonb number is a numeric")
-                    .to_string();
-                write_number_text(out, &text, check_interrupts);
-            }
-        },
-        other => return Err(invalid(format!("unexpected jsonb value type {other}"))),
-    }
-    Ok(())
-}
-
-/// `numeric` as `(mantissa, scale)`, the number being `mantissa × 10^-scale` with `scale` its
-/// display scale, when the mantissa fits 64 bits; else (or for NaN and infinities) None.
-///
-/// Reads the stored form, which is the on-disk format and so the same in every version
-/// (numeric.c): after the varlena header a 16-bit word; its top two bits 10 mark the short form
-/// (sign bit 0x2000, display scale in bits 7-12, a 7-bit signed weight in bits 0-6), 00 and 01 a
-/// positive and a negative number in the long form (display scale in the low 14 bits, then a
-/// 16-bit weight), 11 NaN and infinities. Base-10000 digits follow, most significant first, the
-/// first of weight `weight`; leading and trailing zero digits are not stored.
-unsafe fn stored_decimal(numeric: pg_sys::Numeric) -> Option<(i64, u32)> {
-    let varlena = numeric.cast::<pg_sys::varlena>();
-    let stored = std::slice::from_raw_parts(
-        pgrx::varlena::vardata_any(varlena).cast::<u8>(),
-        pgrx::varlena::varsize_any_exhdr(varlena),
-    );
-    let word = |at: usize| stored.get(at..at + 2).map(|bytes| u16::from_ne_bytes([bytes[0], bytes[1]]));
-    let header = word(0)?;
-    let (negative, scale, weight, digits) = match header & 0xC000 {
-        0x8000 => {
-            let weight = (header & 0x3F) as i64 - if header & 0x40 != 0 { 64 } else { 0 };
-            (header & 0x2000 != 0, u32::from((header & 0x1F80) >> 7), weight, &stored[2..])
-        }
-        sign @ (0x0000 | 0x4000) => {
-            (sign == 0x4000, u32::from(header & 0x3FFF), word(2)? as i16 as i64, &stored[4..])
-        }
-        _ => return None,
-    };
-    let mut magnitude: i64 = 0;
-    for digit in digits.chunks_exact(2) {
-        let digit = i16::from_ne_bytes([digit[0], digit[1]]);
-        magnitude = magnitude.checked_mul(10_000)?.checked_add(i64::from(digit))?;
-    }
-    if magnitude != 0 {
-        // magnitude is the number × 10^places.
-        let places = 4 * (digits.len() as i64 / 2 - 1 - weight);
-        let shift = i64::from(scale) - places;
-        let power = 10i64.checked_pow(u32::try_from(shift.abs()).ok()?)?;
-        magnitude = if shift >= 0 {
-            magnitude.checked_mul(power)?
-        } else {
-            (magnitude % power == 0).then_some(magnitude / power)?
-        };
-    }
-    Some((if negative { -magnitude } else { magnitude }, scale))
+/// Writes `header` (RFC 8949 §3) with ciborium-ll's encoder: the argument in the fewest bytes,
+/// floats in the narrowest width that holds them.
+pub(super) fn push(out: &mut Vec<u8>, header: Header) {
+    Encoder::from(out).push(header).expect("writing to a Vec cannot fail");
 }
 
 /// The CBOR item of a number given as `numeric`'s output: `-?digits(.digits)?`; `check` is
 /// called now and then while a long one is converted.
-fn write_number_text(out: &mut Vec<u8>, text: &str, check: fn()) {
+pub(super) fn write_number_text(out: &mut Vec<u8>, text: &str, check: fn()) {
     let (negative, unsigned) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -233,7 +95,7 @@ fn write_number_text(out: &mut Vec<u8>, text: &str, check: fn()) {
 }
 
 /// `-digits` or `digits` when it fits 64 bits.
-fn signed_integer(negative: bool, digits: &str) -> Option<i64> {
+pub(super) fn signed_integer(negative: bool, digits: &str) -> Option<i64> {
     let magnitude: u64 = digits.parse().ok()?;
     if negative {
         0i64.checked_sub_unsigned(magnitude)
@@ -243,7 +105,7 @@ fn signed_integer(negative: bool, digits: &str) -> Option<i64> {
 }
 
 /// The CBOR item of `mantissa × 10^-scale`: an integer, an exact float, or a decimal fraction.
-fn write_decimal(out: &mut Vec<u8>, mantissa: i64, scale: u32) {
+pub(super) fn write_decimal(out: &mut Vec<u8>, mantissa: i64, scale: u32) {
     if scale == 0 {
         push(out, integer_header(mantissa));
     } else if let Some(float) = exact_float(mantissa, scale) {
@@ -256,7 +118,7 @@ fn write_decimal(out: &mut Vec<u8>, mantissa: i64, scale: u32) {
     }
 }
 
-fn integer_header(n: i64) -> Header {
+pub(super) fn integer_header(n: i64) -> Header {
     if n >= 0 {
         Header::Positive(n as u64)
     } else {
@@ -267,7 +129,7 @@ fn integer_header(n: i64) -> Header {
 
 /// The double of `mantissa × 10^-scale` when it is exactly that number and prints back as
 /// exactly its text (`12.25`, not `0.1` or `1.50`).
-fn exact_float(mantissa: i64, scale: u32) -> Option<f64> {
+pub(super) fn exact_float(mantissa: i64, scale: u32) -> Option<f64> {
     // mantissa / 10^scale is a binary fraction exactly when 5^scale divides the mantissa; it is
     // then (mantissa / 5^scale) / 2^scale, exact in a double below 2^53.
     let five_to_scale = 5i64.checked_pow(scale)?;
@@ -279,13 +141,8 @@ fn exact_float(mantissa: i64, scale: u32) -> Option<f64> {
         .then_some(float)
 }
 
-/// Checks for a cancel or a timeout, in a backend.
-fn check_interrupts() {
-    pgrx::check_for_interrupts!();
-}
-
 /// A bignum of the integer given by its decimal digits.
-fn bignum(negative: bool, digits: &str, check: fn()) -> Value {
+pub(super) fn bignum(negative: bool, digits: &str, check: fn()) -> Value {
     let magnitude = decimal_to_bytes(digits, check);
     if negative {
         // A negative bignum n stands for -1 - n.
@@ -298,7 +155,7 @@ fn bignum(negative: bool, digits: &str, check: fn()) -> Value {
 /// Big-endian bytes of a non-negative decimal number, without leading zero bytes. Nine digits
 /// at a time into base-2^32 limbs: quadratic in the length, as schoolbook conversion is, with
 /// `check` called between chunks (numeric's 147,455 digits at most reach here).
-fn decimal_to_bytes(digits: &str, check: fn()) -> Vec<u8> {
+pub(super) fn decimal_to_bytes(digits: &str, check: fn()) -> Vec<u8> {
     // Little-endian base-2^32 limbs.
     let mut limbs: Vec<u32> = Vec::new();
     let bytes = digits.as_bytes();
@@ -328,7 +185,7 @@ fn decimal_to_bytes(digits: &str, check: fn()) -> Vec<u8> {
 
 /// The decimal digits of big-endian `bytes`: repeated division of base-2^32 limbs by 10^9, with
 /// `check` called between divisions. The caller bounds the length ([`MAX_BIGNUM_BYTES`]).
-fn bytes_to_decimal(bytes: &[u8], check: fn()) -> String {
+pub(super) fn bytes_to_decimal(bytes: &[u8], check: fn()) -> String {
     let bytes = &bytes[bytes.iter().take_while(|b| **b == 0).count()..];
     // Big-endian limbs, the first one padded at the front.
     let padding = (4 - bytes.len() % 4) % 4;
@@ -386,7 +243,7 @@ fn add_one(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The decimal text of `±digits × 10^-scale`: the point `scale` digits from the right.
-fn decimal_text(negative: bool, digits: &str, scale: usize) -> String {
+pub(super) fn decimal_text(negative: bool, digits: &str, scale: usize) -> String {
     let sign = if negative { "-" } else { "" };
     if scale == 0 {
         return format!("{sign}{digits}");
@@ -410,7 +267,7 @@ pub enum Number {
 }
 
 impl Number {
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         match self {
             Number::Integer(n) => n.to_string(),
             Number::Decimal { mantissa, scale } => {
@@ -714,19 +571,7 @@ impl<'a> Reader<'a> {
 
 /// A half-precision float (RFC 8949 Appendix D).
 fn half_to_double(half: u16) -> f64 {
-    let exponent = i32::from((half >> 10) & 0x1f);
-    let fraction = f64::from(half & 0x3ff);
-    let magnitude = match exponent {
-        0 => fraction * 2f64.powi(-24),
-        31 if fraction == 0.0 => f64::INFINITY,
-        31 => f64::NAN,
-        _ => (fraction + 1024.0) * 2f64.powi(exponent - 25),
-    };
-    if half & 0x8000 != 0 {
-        -magnitude
-    } else {
-        magnitude
-    }
+    half::f16::from_bits(half).to_f64()
 }
 
 /// An integer read from CBOR.
@@ -758,131 +603,6 @@ fn integer(header: Header) -> Option<Integer> {
         },
         _ => return None,
     })
-}
-
-/// The jsonb of the single CBOR item `bytes` holds, built with PostgreSQL's jsonb builder (as
-/// `jsonb_in` does after parsing text).
-///
-/// # Safety
-/// In a backend, in the memory context the jsonb is to live in.
-pub unsafe fn decode_jsonb(bytes: &[u8]) -> Result<pg_sys::Datum, JsonError> {
-    let mut builder = JsonbBuilder { state: std::ptr::null_mut(), built: std::ptr::null_mut() };
-    decode(bytes, &mut builder)?;
-    Ok(pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(builder.built)))
-}
-
-/// Feeds `pushJsonbValue`. Its strings point into the CBOR bytes, which outlive the building.
-struct JsonbBuilder {
-    state: *mut pg_sys::JsonbParseState,
-    /// The value the last push completed: the whole document once the decoder is done.
-    built: *mut pg_sys::JsonbValue,
-}
-
-impl JsonbBuilder {
-    fn push(&mut self, token: pg_sys::JsonbIteratorToken::Type, value: *mut pg_sys::JsonbValue) {
-        self.built = unsafe { pg_sys::pushJsonbValue(&mut self.state, token, value) };
-    }
-}
-
-impl<'a> Sink<'a> for JsonbBuilder {
-    fn check_interrupts() {
-        check_interrupts();
-    }
-
-    fn begin(&mut self, object: bool) {
-        use pg_sys::JsonbIteratorToken::*;
-        self.push(if object { WJB_BEGIN_OBJECT } else { WJB_BEGIN_ARRAY }, std::ptr::null_mut());
-    }
-
-    fn end(&mut self, object: bool) {
-        use pg_sys::JsonbIteratorToken::*;
-        self.push(if object { WJB_END_OBJECT } else { WJB_END_ARRAY }, std::ptr::null_mut());
-    }
-
-    fn key(&mut self, key: Cow<'a, str>) {
-        let mut key = string_value(key);
-        self.push(pg_sys::JsonbIteratorToken::WJB_KEY, &mut key);
-    }
-
-    fn scalar(&mut self, scalar: Scalar<'a>) {
-        use pg_sys::JsonbIteratorToken::*;
-        let mut value = match scalar {
-            Scalar::Null => jsonb_value(pg_sys::jbvType::jbvNull),
-            Scalar::Bool(boolean) => {
-                let mut value = jsonb_value(pg_sys::jbvType::jbvBool);
-                value.val.boolean = boolean;
-                value
-            }
-            Scalar::String(text) => string_value(text),
-            Scalar::Number(number) => {
-                let mut value = jsonb_value(pg_sys::jbvType::jbvNumeric);
-                value.val.numeric = unsafe { numeric(&number) };
-                value
-            }
-        };
-        if self.state.is_null() {
-            // A scalar alone is stored as a one-element "raw scalar" array.
-            let mut array = jsonb_value(pg_sys::jbvType::jbvArray);
-            array.val.array.rawScalar = true;
-            array.val.array.nElems = 1;
-            self.push(WJB_BEGIN_ARRAY, &mut array);
-            self.push(WJB_ELEM, &mut value);
-            self.push(WJB_END_ARRAY, std::ptr::null_mut());
-        } else {
-            let in_object = unsafe { (*self.state).contVal.type_ } == pg_sys::jbvType::jbvObject;
-            self.push(if in_object { WJB_VALUE } else { WJB_ELEM }, &mut value);
-        }
-    }
-}
-
-fn jsonb_value(type_: pg_sys::jbvType::Type) -> pg_sys::JsonbValue {
-    pg_sys::JsonbValue { type_, val: unsafe { std::mem::zeroed() } }
-}
-
-fn string_value(text: Cow<'_, str>) -> pg_sys::JsonbValue {
-    let length = text.len();
-    let pointer = match text {
-        Cow::Borrowed(text) => text.as_ptr(),
-        // Joined from segments: copied to where the jsonb is built, to outlive the decoder.
-        Cow::Owned(text) => unsafe {
-            let copy = pg_sys::palloc(text.len().max(1)).cast::<u8>();
-            copy.copy_from_nonoverlapping(text.as_ptr(), text.len());
-            copy.cast_const()
-        },
-    };
-    let mut value = jsonb_value(pg_sys::jbvType::jbvString);
-    value.val.string.val = pointer.cast_mut().cast();
-    value.val.string.len = length as i32;
-    value
-}
-
-/// The numeric of a number: built from its integer parts where PostgreSQL has a constructor for
-/// them, else through `numeric_in`, as `jsonb_in` builds it.
-unsafe fn numeric(number: &Number) -> pg_sys::Numeric {
-    match *number {
-        Number::Integer(n) => pg_sys::int64_to_numeric(n),
-        // It multiplies the mantissa by up to 1000, and some minor releases mishandle an
-        // overflow there.
-        Number::Decimal { mantissa, scale } if mantissa.unsigned_abs() <= (i64::MAX / 1000) as u64 => {
-            pg_sys::int64_div_fast_to_numeric(mantissa, scale as i32)
-        }
-        _ => {
-            let text = std::ffi::CString::new(number.text()).expect("a number's text has no NUL");
-            pg_sys::DirectFunctionCall3Coll(
-                Some(numeric_in),
-                pg_sys::InvalidOid,
-                pg_sys::Datum::from(text.as_ptr()),
-                pg_sys::Datum::from(pg_sys::InvalidOid),
-                pg_sys::Datum::from(-1i32),
-            )
-            .cast_mut_ptr()
-        }
-    }
-}
-
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn numeric_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    pg_sys::numeric_in(fcinfo)
 }
 
 #[cfg(test)]

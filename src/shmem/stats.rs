@@ -1,20 +1,11 @@
 //! Hit, miss, set and removal counters per database, for all sessions together, kept in the
-//! database's shared-memory slot (`registry`; only with the library preloaded). Counted when a
+//! database's shared-memory slot (`shmem::slots`; only with the library preloaded). Counted when a
 //! call runs, so a rolled-back call counts too; atomic adds, no lock on the hot path.
 
-use crate::registry;
+use super::slots as registry;
 use pgrx::pg_sys::{Oid, TimestampTz};
 
-/// What a call counts.
-#[derive(Clone, Copy)]
-pub enum Counter {
-    Hits,
-    Misses,
-    Sets,
-    Removes,
-    Evicted,
-}
-pub const COUNTERS: usize = 5;
+pub use super::slots::{Counter, COUNTERS};
 
 fn counting(amount: i64) -> bool {
     amount != 0 && crate::gucs::TRACK_STATS.get()

@@ -20,18 +20,13 @@
 //! - reads use the snapshot SPI would: a new one per call (in READ COMMITTED), after a command
 //!   counter increment so the caller's own earlier writes are seen.
 
+use super::table::table;
 use crate::compat::{self, IndexUpdate, OnConflict};
 use pgrx::datum::Interval;
 use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
-use std::cell::Cell;
 use std::ffi::CStr;
-
-thread_local! {
-    /// The cache table's OID, looked up once per backend (and again after it is gone).
-    static TABLE: Cell<Option<Oid>> = const { Cell::new(None) };
-}
 
 /// What a direct path did: its result, or nothing because the SPI statement must run instead.
 pub enum Direct<T> {
@@ -68,93 +63,6 @@ pub struct Row {
     pub sliding: Option<Interval>,
     pub absolute_expires_at: Option<TimestampTz>,
     pub value: Option<Vec<u8>>,
-}
-
-/// The cache table's OID.
-pub fn table() -> Oid {
-    let cached = TABLE.get().filter(|table| {
-        // Still there: the extension may have been dropped and created again since.
-        unsafe {
-            pg_sys::SearchSysCacheExists(
-                pg_sys::SysCacheIdentifier::RELOID as i32,
-                (*table).into(),
-                0.into(),
-                0.into(),
-                0.into(),
-            )
-        }
-    });
-    cached.unwrap_or_else(|| {
-        let found = lookup_table();
-        let Some(table) = found else {
-            pgrx::ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-                "pg_cache: the extension is not created in this database"
-            );
-        };
-        TABLE.set(Some(table));
-        table
-    })
-}
-
-/// The table `pg_cache_entries` in the extension's own schema, found through the catalog caches
-/// by name and schema OID: no SQL, so nothing in anyone's `search_path` (a same-named table, an
-/// operator) can stand in for it.
-pub fn lookup_table() -> Option<Oid> {
-    // SAFETY: catalog lookups by name and OID, in a transaction (every caller runs in one);
-    // each returns InvalidOid when the object is absent.
-    unsafe {
-        let extension = pg_sys::get_extension_oid(c"pg_cache".as_ptr(), true);
-        if extension == pg_sys::InvalidOid {
-            return None;
-        }
-        let schema = extension_schema(extension)?;
-        let table = pg_sys::get_relname_relid(c"pg_cache_entries".as_ptr(), schema);
-        (table != pg_sys::InvalidOid).then_some(table)
-    }
-}
-
-/// The schema of the extension `extension` (`pg_extension.extnamespace`), read through its OID
-/// index (PostgreSQL 15 has no catalog cache of pg_extension).
-///
-/// # Safety
-/// In a transaction.
-unsafe fn extension_schema(extension: Oid) -> Option<Oid> {
-    let catalog = pg_sys::table_open(pg_sys::ExtensionRelationId, pg_sys::AccessShareLock as _);
-    let mut key = pg_sys::ScanKeyData::default();
-    pg_sys::ScanKeyInit(
-        &mut key,
-        pg_sys::Anum_pg_extension_oid as pg_sys::AttrNumber,
-        pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-        Oid::from(pg_sys::F_OIDEQ),
-        extension.into(),
-    );
-    let scan = pg_sys::systable_beginscan(
-        catalog,
-        Oid::from(pg_sys::ExtensionOidIndexId),
-        true,
-        std::ptr::null_mut(),
-        1,
-        &mut key,
-    );
-    let tuple = pg_sys::systable_getnext(scan);
-    let schema = (!tuple.is_null())
-        .then(|| (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(tuple)).extnamespace);
-    pg_sys::systable_endscan(scan);
-    pg_sys::table_close(catalog, pg_sys::AccessShareLock as _);
-    schema.filter(|schema| *schema != pg_sys::InvalidOid)
-}
-
-/// The cache table's name, schema-qualified and quoted for SQL.
-pub fn qualified_table_name(table: Oid) -> String {
-    unsafe {
-        let name = pg_sys::quote_qualified_identifier(
-            pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table)),
-            pg_sys::get_rel_name(table),
-        );
-        CStr::from_ptr(name).to_string_lossy().into_owned()
-    }
 }
 
 /// Whether the current role holds every privilege in `modes` on the table itself.

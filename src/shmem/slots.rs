@@ -9,14 +9,23 @@
 //! measurement).
 //! So a database with nothing to evict costs no process at all.
 
-use crate::stats::COUNTERS;
-use pgrx::datum::TimestampWithTimeZone;
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys::{self, Oid, TimestampTz};
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, Ordering};
+
+/// What a call counts.
+#[derive(Clone, Copy)]
+pub enum Counter {
+    Hits,
+    Misses,
+    Sets,
+    Removes,
+    Evicted,
+}
+pub const COUNTERS: usize = 5;
 
 /// Databases known at once; the launcher forgets dropped ones. More databases than this are
 /// not swept (the launcher says so in the log, once).
@@ -143,6 +152,14 @@ impl Slot {
     pub fn begin_sweep(&self) {
         self.due_at.store(i64::MAX, Ordering::Relaxed);
         self.writes.store(0, Ordering::Relaxed);
+    }
+
+    /// A transaction committed `entries` writes of `bytes` bytes, the earliest expiring at
+    /// `earliest_expiry`.
+    pub fn add_committed(&self, earliest_expiry: TimestampTz, bytes: i64, entries: i64) {
+        self.due_at.fetch_min(earliest_expiry, Ordering::Relaxed);
+        self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.writes.fetch_add(entries, Ordering::Relaxed);
     }
 
     /// Entries written since the last sweep began.
@@ -301,142 +318,6 @@ pub fn my_slot() -> Option<&'static Slot> {
     Some(unsafe { &*slot })
 }
 
-/// What a transaction (or one of its subtransactions) wrote, told to the launcher when it
-/// commits: before, a sweep could not see the rows yet, and would forget them.
-#[derive(Clone, Copy)]
-struct Written {
-    earliest_expiry: TimestampTz,
-    bytes: i64,
-    entries: i64,
-}
-
-impl Written {
-    const NONE: Written = Written { earliest_expiry: i64::MAX, bytes: 0, entries: 0 };
-
-    fn merge(self, other: Written) -> Written {
-        Written {
-            earliest_expiry: self.earliest_expiry.min(other.earliest_expiry),
-            bytes: self.bytes.saturating_add(other.bytes),
-            entries: self.entries.saturating_add(other.entries),
-        }
-    }
-}
-
-/// Over the size cap by this share (a quarter), a write waits for the evictor to make room.
-const WAIT_OVER_CAP_DIVISOR: i64 = 4;
-/// The longest one write waits for room: the evictor may be stopped (`eviction_enabled = off`)
-/// or have no worker slot, and then writes go on (the cap is then passed, as the log says).
-const MAX_WAIT_FOR_ROOM: std::time::Duration = std::time::Duration::from_secs(2);
-/// How long a write naps between two looks at the live bytes while it waits for room.
-const ROOM_NAP_MICROS: std::ffi::c_long = 1000;
-
-thread_local! {
-    /// What each open (sub)transaction level wrote, innermost last: a subtransaction rolled
-    /// back takes its writes with it, one committed hands them to its parent.
-    static WRITTEN: RefCell<Vec<(i32, Written)>> = const { RefCell::new(Vec::new()) };
-    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// A session wrote an entry of `bytes` bytes (key + value) that expires at `expires_at`: its
-/// database has pg_cache, and once the transaction commits it is due for a sweep then. Called
-/// after the write succeeded, so a role refused the write counts nothing and waits for nothing.
-/// Over the size cap (as this session's `pg_cache.max_size` says, so known from the first
-/// write), the write waits until the evictor has made room.
-pub fn note_write(expires_at: TimestampTz, bytes: usize) {
-    let Some(slot) = my_slot() else {
-        return;
-    };
-    if slot.state() != State::Present {
-        slot.set_state(State::Present);
-    }
-    if !CALLBACKS_REGISTERED.get() {
-        // SAFETY: plain functions with no argument, registered once per backend for its life.
-        unsafe {
-            pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
-            pg_sys::RegisterSubXactCallback(Some(at_subtransaction_end), std::ptr::null_mut());
-        }
-        CALLBACKS_REGISTERED.set(true);
-    }
-    // SAFETY: reads the backend's transaction state.
-    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
-    let write = Written { earliest_expiry: expires_at, bytes: bytes as i64, entries: 1 };
-    WRITTEN.with_borrow_mut(|written| match written.last_mut() {
-        Some((top, pending)) if *top == level => *pending = pending.merge(write),
-        _ => written.push((level, write)),
-    });
-    let cap = crate::gucs::MAX_SIZE.get() as i64 * 1024;
-    if cap > 0 {
-        slot.set_size_cap(cap);
-        wait_for_room(slot, cap);
-    }
-}
-
-/// Waits while the committed live bytes of the database are over its cap by more than a
-/// quarter: the evictor, told by the launcher, removes the entries that expire soonest and
-/// measures again. So writers cannot outrun it whatever the size of their values (a 1 MiB value
-/// waits as a 1 KiB one does, and adds a thousand times more). Cancellable.
-fn wait_for_room(slot: &Slot, cap: i64) {
-    let limit = cap.saturating_add(cap / WAIT_OVER_CAP_DIVISOR);
-    let started = std::time::Instant::now();
-    while slot.estimated_live_bytes() > limit && started.elapsed() < MAX_WAIT_FOR_ROOM {
-        pgrx::check_for_interrupts!();
-        // SAFETY: a plain sleep; interrupts are checked before each.
-        unsafe { pg_sys::pg_usleep(ROOM_NAP_MICROS) };
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    use pg_sys::XactEvent::*;
-    match event {
-        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
-            let written = WRITTEN.with_borrow_mut(std::mem::take);
-            let total = written.into_iter().fold(Written::NONE, |total, (_, level)| total.merge(level));
-            if let (true, Some(slot)) = (total.entries > 0, MY_SLOT.get()) {
-                // SAFETY: MY_SLOT points into shared memory, mapped for the process's life.
-                let slot = &*slot;
-                slot.due_at.fetch_min(total.earliest_expiry, Ordering::Relaxed);
-                slot.pending_bytes.fetch_add(total.bytes, Ordering::Relaxed);
-                slot.writes.fetch_add(total.entries, Ordering::Relaxed);
-            }
-        }
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => WRITTEN.with_borrow_mut(Vec::clear),
-        _ => {}
-    }
-}
-
-/// A subtransaction rolled back forgets what it wrote; one committed leaves it to its parent.
-#[pg_guard]
-unsafe extern "C-unwind" fn at_subtransaction_end(
-    event: pg_sys::SubXactEvent::Type,
-    _sub: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    use pg_sys::SubXactEvent::*;
-    // During the event the ending subtransaction is still the current one.
-    let level = pg_sys::GetCurrentTransactionNestLevel();
-    match event {
-        SUBXACT_EVENT_ABORT_SUB => {
-            WRITTEN.with_borrow_mut(|written| written.retain(|(at, _)| *at < level));
-        }
-        SUBXACT_EVENT_COMMIT_SUB => WRITTEN.with_borrow_mut(|written| {
-            let inner = written
-                .iter()
-                .filter(|(at, _)| *at >= level)
-                .fold(Written::NONE, |sum, (_, w)| sum.merge(*w));
-            written.retain(|(at, _)| *at < level);
-            if inner.entries > 0 {
-                match written.last_mut() {
-                    Some((top, pending)) if *top == level - 1 => *pending = pending.merge(inner),
-                    _ => written.push((level - 1, inner)),
-                }
-            }
-        }),
-        _ => {}
-    }
-}
-
 /// The measured live bytes and rows evicted for size of the current database.
 pub fn my_size() -> Option<(i64, i64)> {
     my_slot().map(|slot| (slot.live_bytes(), slot.evicted_for_size()))
@@ -505,121 +386,34 @@ impl Claim {
     }
 }
 
-fn timestamp(micros: TimestampTz) -> Option<TimestampWithTimeZone> {
-    (micros != 0).then(|| TimestampWithTimeZone::try_from(micros).ok()).flatten()
+/// What `cache_worker_status()` shows of a database.
+pub struct Status {
+    pub database: Oid,
+    pub pid: i32,
+    pub last_sweep_at: TimestampTz,
+    pub evicted_total: i64,
+    pub last_error: String,
+    pub last_error_at: TimestampTz,
 }
 
-/// One row per database with pg_cache that the eviction workers know of.
-// The row type stays spelled out: pgrx takes the column names from it.
-#[allow(clippy::type_complexity)]
-#[pg_extern(volatile, parallel_safe)]
-fn cache_worker_status() -> TableIterator<
-    'static,
-    (
-        name!(database, Option<String>),
-        name!(pid, Option<i32>),
-        name!(last_sweep_at, Option<TimestampWithTimeZone>),
-        name!(evicted_total, i64),
-        name!(last_error, Option<String>),
-        name!(last_error_at, Option<TimestampWithTimeZone>),
-    ),
-> {
+/// The status of every database known to have pg_cache, read under the lock (the error fields
+/// change only under it).
+pub fn statuses() -> Vec<Status> {
     if !preloaded() {
-        pgrx::ereport!(
-            NOTICE,
-            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-            "pg_cache is not in shared_preload_libraries: no eviction worker is running"
-        );
-        return TableIterator::new(Vec::new());
+        return Vec::new();
     }
-    // Other databases only for roles that may read every statistic, as pg_stat_activity shows
-    // other sessions' queries only to them.
-    // SAFETY: catalog lookups of role membership, in a transaction.
-    let sees_all = unsafe {
-        pg_sys::has_privs_of_role(pg_sys::GetUserId(), pg_sys::Oid::from(pg_sys::ROLE_PG_READ_ALL_STATS))
-    };
-    // SAFETY: reads a backend global.
-    let mine = unsafe { pg_sys::MyDatabaseId };
     let slots = SLOTS.share();
-    let rows: Vec<_> = slots
+    slots
         .0
         .iter()
         .filter(|slot| slot.database.load(Ordering::Relaxed) != 0 && slot.state() == State::Present)
-        .filter(|slot| sees_all || slot.database() == mine)
-        .filter_map(|slot| {
-            let name = unsafe { pg_sys::get_database_name(slot.database()) };
-            // A database dropped since: nothing to show.
-            let name = (!name.is_null())
-                .then(|| unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned())?;
-            let error = String::from_utf8_lossy(&slot.last_error[..slot.last_error_len]).into_owned();
-            let pid = slot.pid();
-            Some((
-                Some(name),
-                (pid != 0).then_some(pid),
-                timestamp(slot.last_sweep_at.load(Ordering::Relaxed)),
-                slot.evicted_total.load(Ordering::Relaxed),
-                (!error.is_empty()).then_some(error),
-                timestamp(slot.last_error_at),
-            ))
+        .map(|slot| Status {
+            database: slot.database(),
+            pid: slot.pid(),
+            last_sweep_at: slot.last_sweep_at.load(Ordering::Relaxed),
+            evicted_total: slot.evicted_total.load(Ordering::Relaxed),
+            last_error: String::from_utf8_lossy(&slot.last_error[..slot.last_error_len]).into_owned(),
+            last_error_at: slot.last_error_at,
         })
-        .collect();
-    TableIterator::new(rows)
-}
-
-/// Bytes this transaction has written so far that would be counted at commit.
-#[cfg(any(test, feature = "pg_test"))]
-fn pending_bytes_in_transaction() -> i64 {
-    WRITTEN.with_borrow(|written| written.iter().map(|(_, level)| level.bytes).sum())
-}
-
-#[cfg(any(test, feature = "pg_test"))]
-#[pgrx::pg_schema]
-mod tests {
-    use super::pending_bytes_in_transaction;
-    use pgrx::prelude::*;
-    use pgrx::PgTryBuilder;
-
-    /// Runs `sql` in a subtransaction, then rolls it back (`commit` false) or releases it; the
-    /// bytes pending just before the subtransaction ends, and whether `sql` failed.
-    fn in_subtransaction(sql: &str, commit: bool) -> (i64, bool) {
-        // SAFETY: a subtransaction of the test's transaction, ended below on every path.
-        unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
-        let failed = PgTryBuilder::new(|| {
-            Spi::run(sql).expect("statement");
-            false
-        })
-        .catch_others(|_| true)
-        .execute();
-        let pending = pending_bytes_in_transaction();
-        // SAFETY: ends the subtransaction begun above.
-        unsafe {
-            if commit && !failed {
-                pg_sys::ReleaseCurrentSubTransaction();
-            } else {
-                pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            }
-        }
-        (pending, failed)
-    }
-
-    #[pg_test]
-    fn a_write_rolled_back_to_a_savepoint_is_not_counted() {
-        let before = pending_bytes_in_transaction();
-        assert_eq!(in_subtransaction("SELECT cache_set('undone', 'vvvv')", false), (before + 10, false));
-        assert_eq!(pending_bytes_in_transaction(), before);
-        assert_eq!(in_subtransaction("SELECT cache_set('kept', 'vvvv')", true), (before + 8, false));
-        assert_eq!(pending_bytes_in_transaction(), before + 8);
-    }
-
-    #[pg_test]
-    fn a_write_refused_for_privileges_counts_nothing() {
-        Spi::run("CREATE ROLE cache_test_outsider").expect("role");
-        let before = pending_bytes_in_transaction();
-        let (pending, failed) = in_subtransaction(
-            "SET LOCAL ROLE cache_test_outsider; SELECT cache_set('refused', 'vvvv')",
-            false,
-        );
-        assert!(failed, "the write is refused");
-        assert_eq!(pending, before, "nothing counted before the refusal");
-    }
+        .collect()
 }

@@ -9,7 +9,7 @@
 //! minute without changes), and when every relay slot is taken, transactions send their own
 //! NOTIFY as before. `pg_cache.notify_relay = off` makes them always do so.
 
-use crate::invalidation::Changes;
+use super::payload::{notify, Changes};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys::{self, Oid};
@@ -156,7 +156,7 @@ fn my_database() -> u32 {
 /// transaction is counted as committing there until [`hand_over`] or [`release`]); `None` when
 /// none runs for this database yet (one is asked for) or none can: the transaction notifies.
 pub fn reserve() -> Option<usize> {
-    if !crate::registry::preloaded() || !crate::gucs::NOTIFY_RELAY.get() {
+    if !crate::shmem::slots::preloaded() || !crate::gucs::NOTIFY_RELAY.get() {
         return None;
     }
     let database = my_database();
@@ -300,7 +300,7 @@ fn leave(index: usize) -> Option<Changes> {
 /// queue is full while a listener lags), the next try says all: what failed is not lost.
 fn send(index: usize, changes: &Changes) -> bool {
     let payload = changes.payload();
-    let sent = crate::worker::in_transaction(move || crate::invalidation::notify(&payload));
+    let sent = crate::bgw::in_transaction(move || notify(&payload));
     if let Err(message) = &sent {
         pgrx::warning!("pg_cache: the invalidation relay could not notify: {message}");
         let mut relays = RELAY_TABLE.exclusive();
@@ -359,7 +359,7 @@ pub extern "C-unwind" fn pg_cache_relay_main(arg: pg_sys::Datum) {
         } else if last_sent.elapsed() >= IDLE_LIFE && detach(index, true) {
             return;
         }
-        if !BackgroundWorker::wait_latch(Some(nap)) || crate::worker::database_wanted_exclusively() {
+        if !BackgroundWorker::wait_latch(Some(nap)) || crate::bgw::database_wanted_exclusively() {
             break;
         }
     }

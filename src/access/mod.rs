@@ -1,0 +1,8 @@
+//! Hand-written access to the cache table: where it is (`table`), and the heap and index paths
+//! that stand in for the kept statements where they can do all the statement would (`heap`).
+
+pub mod heap;
+pub mod table;
+
+pub use heap::*;
+pub use table::{lookup_table, qualified_table_name, table};

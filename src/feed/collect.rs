@@ -1,0 +1,112 @@
+//! The invalidation feed: with `pg_cache.notify` on, the changes of each committed transaction
+//! are announced on the channel `pg_cache_invalidation`, so in-process (L1) caches can drop their
+//! copies: by the database's relay (`feed::relay`), or by the transaction's own NOTIFY.
+//! Either way a rolled-back transaction (or savepoint) sends nothing, and listeners hear of a
+//! change only once it is committed.
+//!
+//! The payload is one JSON object: `"keys"` (entries set, added, taken,
+//! incremented, re-expired or removed), `"tags"` (`cache_remove_by_tag`), `"prefixes"`
+//! (`cache_remove_prefix`), or `{"all": true}` for `cache_clear` and for changes too many to
+//! name within NOTIFY's payload limit. Eviction and sliding hits send nothing.
+
+use super::payload::{notify, Change, Changes};
+use super::relay;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::{Cell, RefCell};
+
+thread_local! {
+    /// Changes not yet committed, innermost nesting level last.
+    static PENDING: RefCell<Vec<Changes>> = const { RefCell::new(Vec::new()) };
+    /// Between pre-commit and commit: the changes a relay will send, and its slot.
+    static COMMITTING: RefCell<Option<(usize, Changes)>> = const { RefCell::new(None) };
+    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Records a change of this transaction, to be announced when it commits (`pg_cache.notify`).
+pub fn note(change: Change) {
+    if !crate::gucs::NOTIFY.get() {
+        return;
+    }
+    register_callbacks();
+    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+    PENDING.with_borrow_mut(|pending| {
+        if pending.last().is_none_or(|changes| changes.level != level) {
+            pending.push(Changes::new(level));
+        }
+        pending.last_mut().expect("pushed just above").note(change);
+    });
+}
+
+fn register_callbacks() {
+    if !CALLBACKS_REGISTERED.get() {
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(at_subtransaction_end), std::ptr::null_mut());
+        }
+        CALLBACKS_REGISTERED.set(true);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        // Before the commit: the database's relay will send the changes once the transaction
+        // has committed, or the transaction's own notification is queued with it (and delivered
+        // once it has committed). PREPARE refuses a transaction that notifies: it says so.
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            let mut merged = Changes::new(1);
+            PENDING.take().into_iter().for_each(|changes| merged.absorb(changes));
+            if merged.is_empty() {
+                return;
+            }
+            let relay = if event == XACT_EVENT_PRE_COMMIT { relay::reserve() } else { None };
+            match relay {
+                Some(relay) => COMMITTING.set(Some((relay, merged))),
+                None => notify(&merged.payload()),
+            }
+        }
+        // After the commit: nothing here may raise an error.
+        XACT_EVENT_COMMIT => {
+            if let Some((relay, changes)) = COMMITTING.take() {
+                relay::hand_over(relay, &changes);
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            drop(PENDING.take());
+            if let Some((relay, _)) = COMMITTING.take() {
+                relay::release(relay);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn at_subtransaction_end(
+    event: pg_sys::SubXactEvent::Type,
+    _subxact: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::SubXactEvent::*;
+    let level = pg_sys::GetCurrentTransactionNestLevel();
+    PENDING.with_borrow_mut(|pending| match event {
+        // ROLLBACK TO: what the savepoint changed is undone, and not announced.
+        SUBXACT_EVENT_ABORT_SUB => pending.retain(|changes| changes.level < level),
+        // RELEASE: its changes become its parent's.
+        SUBXACT_EVENT_COMMIT_SUB => {
+            let Some(position) = pending.iter().position(|changes| changes.level >= level) else {
+                return;
+            };
+            let released: Vec<Changes> = pending.drain(position..).collect();
+            if pending.last().is_none_or(|changes| changes.level != level - 1) {
+                pending.push(Changes::new(level - 1));
+            }
+            let parent = pending.last_mut().expect("pushed just above");
+            released.into_iter().for_each(|changes| parent.absorb(changes));
+        }
+        _ => {}
+    });
+}

@@ -1,0 +1,197 @@
+//! Write accounting: what each (sub)transaction wrote, told to the launcher when it commits, and
+//! the wait of a write over the size cap.
+
+use super::slots::{my_slot, Slot, State};
+use pgrx::pg_sys::{self, TimestampTz};
+use pgrx::prelude::*;
+use std::cell::{Cell, RefCell};
+
+/// What a transaction (or one of its subtransactions) wrote, told to the launcher when it
+/// commits: before, a sweep could not see the rows yet, and would forget them.
+#[derive(Clone, Copy)]
+struct Written {
+    earliest_expiry: TimestampTz,
+    bytes: i64,
+    entries: i64,
+}
+
+impl Written {
+    const NONE: Written = Written { earliest_expiry: i64::MAX, bytes: 0, entries: 0 };
+
+    fn merge(self, other: Written) -> Written {
+        Written {
+            earliest_expiry: self.earliest_expiry.min(other.earliest_expiry),
+            bytes: self.bytes.saturating_add(other.bytes),
+            entries: self.entries.saturating_add(other.entries),
+        }
+    }
+}
+
+/// Over the size cap by this share (a quarter), a write waits for the evictor to make room.
+const WAIT_OVER_CAP_DIVISOR: i64 = 4;
+/// The longest one write waits for room: the evictor may be stopped (`eviction_enabled = off`)
+/// or have no worker slot, and then writes go on (the cap is then passed, as the log says).
+const MAX_WAIT_FOR_ROOM: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a write naps between two looks at the live bytes while it waits for room.
+const ROOM_NAP_MICROS: std::ffi::c_long = 1000;
+
+thread_local! {
+    /// What each open (sub)transaction level wrote, innermost last: a subtransaction rolled
+    /// back takes its writes with it, one committed hands them to its parent.
+    static WRITTEN: RefCell<Vec<(i32, Written)>> = const { RefCell::new(Vec::new()) };
+    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A session wrote an entry of `bytes` bytes (key + value) that expires at `expires_at`: its
+/// database has pg_cache, and once the transaction commits it is due for a sweep then. Called
+/// after the write succeeded, so a role refused the write counts nothing and waits for nothing.
+/// Over the size cap (as this session's `pg_cache.max_size` says, so known from the first
+/// write), the write waits until the evictor has made room.
+pub fn note_write(expires_at: TimestampTz, bytes: usize) {
+    let Some(slot) = my_slot() else {
+        return;
+    };
+    if slot.state() != State::Present {
+        slot.set_state(State::Present);
+    }
+    if !CALLBACKS_REGISTERED.get() {
+        // SAFETY: plain functions with no argument, registered once per backend for its life.
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(at_subtransaction_end), std::ptr::null_mut());
+        }
+        CALLBACKS_REGISTERED.set(true);
+    }
+    // SAFETY: reads the backend's transaction state.
+    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+    let write = Written { earliest_expiry: expires_at, bytes: bytes as i64, entries: 1 };
+    WRITTEN.with_borrow_mut(|written| match written.last_mut() {
+        Some((top, pending)) if *top == level => *pending = pending.merge(write),
+        _ => written.push((level, write)),
+    });
+    let cap = crate::gucs::MAX_SIZE.get() as i64 * 1024;
+    if cap > 0 {
+        slot.set_size_cap(cap);
+        wait_for_room(slot, cap);
+    }
+}
+
+/// Waits while the committed live bytes of the database are over its cap by more than a
+/// quarter: the evictor, told by the launcher, removes the entries that expire soonest and
+/// measures again. So writers cannot outrun it whatever the size of their values (a 1 MiB value
+/// waits as a 1 KiB one does, and adds a thousand times more). Cancellable.
+fn wait_for_room(slot: &Slot, cap: i64) {
+    let limit = cap.saturating_add(cap / WAIT_OVER_CAP_DIVISOR);
+    let started = std::time::Instant::now();
+    while slot.estimated_live_bytes() > limit && started.elapsed() < MAX_WAIT_FOR_ROOM {
+        pgrx::check_for_interrupts!();
+        // SAFETY: a plain sleep; interrupts are checked before each.
+        unsafe { pg_sys::pg_usleep(ROOM_NAP_MICROS) };
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
+            let written = WRITTEN.with_borrow_mut(std::mem::take);
+            let total = written.into_iter().fold(Written::NONE, |total, (_, level)| total.merge(level));
+            if let (true, Some(slot)) = (total.entries > 0, my_slot()) {
+                slot.add_committed(total.earliest_expiry, total.bytes, total.entries);
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => WRITTEN.with_borrow_mut(Vec::clear),
+        _ => {}
+    }
+}
+
+/// A subtransaction rolled back forgets what it wrote; one committed leaves it to its parent.
+#[pg_guard]
+unsafe extern "C-unwind" fn at_subtransaction_end(
+    event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::SubXactEvent::*;
+    // During the event the ending subtransaction is still the current one.
+    let level = pg_sys::GetCurrentTransactionNestLevel();
+    match event {
+        SUBXACT_EVENT_ABORT_SUB => {
+            WRITTEN.with_borrow_mut(|written| written.retain(|(at, _)| *at < level));
+        }
+        SUBXACT_EVENT_COMMIT_SUB => WRITTEN.with_borrow_mut(|written| {
+            let inner = written
+                .iter()
+                .filter(|(at, _)| *at >= level)
+                .fold(Written::NONE, |sum, (_, w)| sum.merge(*w));
+            written.retain(|(at, _)| *at < level);
+            if inner.entries > 0 {
+                match written.last_mut() {
+                    Some((top, pending)) if *top == level - 1 => *pending = pending.merge(inner),
+                    _ => written.push((level - 1, inner)),
+                }
+            }
+        }),
+        _ => {}
+    }
+}
+
+/// Bytes this transaction has written so far that would be counted at commit.
+#[cfg(any(test, feature = "pg_test"))]
+fn pending_bytes_in_transaction() -> i64 {
+    WRITTEN.with_borrow(|written| written.iter().map(|(_, level)| level.bytes).sum())
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::pending_bytes_in_transaction;
+    use pgrx::prelude::*;
+    use pgrx::PgTryBuilder;
+
+    /// Runs `sql` in a subtransaction, then rolls it back (`commit` false) or releases it; the
+    /// bytes pending just before the subtransaction ends, and whether `sql` failed.
+    fn in_subtransaction(sql: &str, commit: bool) -> (i64, bool) {
+        // SAFETY: a subtransaction of the test's transaction, ended below on every path.
+        unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
+        let failed = PgTryBuilder::new(|| {
+            Spi::run(sql).expect("statement");
+            false
+        })
+        .catch_others(|_| true)
+        .execute();
+        let pending = pending_bytes_in_transaction();
+        // SAFETY: ends the subtransaction begun above.
+        unsafe {
+            if commit && !failed {
+                pg_sys::ReleaseCurrentSubTransaction();
+            } else {
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            }
+        }
+        (pending, failed)
+    }
+
+    #[pg_test]
+    fn a_write_rolled_back_to_a_savepoint_is_not_counted() {
+        let before = pending_bytes_in_transaction();
+        assert_eq!(in_subtransaction("SELECT cache_set('undone', 'vvvv')", false), (before + 10, false));
+        assert_eq!(pending_bytes_in_transaction(), before);
+        assert_eq!(in_subtransaction("SELECT cache_set('kept', 'vvvv')", true), (before + 8, false));
+        assert_eq!(pending_bytes_in_transaction(), before + 8);
+    }
+
+    #[pg_test]
+    fn a_write_refused_for_privileges_counts_nothing() {
+        Spi::run("CREATE ROLE cache_test_outsider").expect("role");
+        let before = pending_bytes_in_transaction();
+        let (pending, failed) = in_subtransaction(
+            "SET LOCAL ROLE cache_test_outsider; SELECT cache_set('refused', 'vvvv')",
+            false,
+        );
+        assert!(failed, "the write is refused");
+        assert_eq!(pending, before, "nothing counted before the refusal");
+    }
+}

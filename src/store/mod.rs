@@ -1,0 +1,482 @@
+//! The cache operations: each takes the direct path of `heap_access` where it can, and otherwise
+//! runs a kept statement (new keys, removals, eviction, and whatever the direct path declines).
+//! Each statement is planned once per backend and kept: re-planning on every call costs several
+//! times the call itself.
+
+mod eviction;
+mod statements;
+
+pub use eviction::{evict_expired, evict_until, measure, size_cutoff};
+
+use crate::access::{self, Direct, Existing, NewRow, Row};
+use crate::expiry::Policy;
+use crate::feed::{self, Change};
+use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
+use pgrx::spi::SpiClient;
+use statements::{ensure_not_in_recovery, timestamptz, with_statements, Statements, TagStatements};
+
+pub use crate::expiry::now;
+
+/// A live entry found by [`hit`].
+pub struct Hit {
+    pub value: Option<Vec<u8>>,
+    pub expires_at: TimestampTz,
+}
+
+/// What [`hit`] does with a live entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Return the value and slide the expiry (`cache_get`).
+    Get,
+    /// Slide the expiry only (`cache_refresh`).
+    Refresh,
+    /// Neither: just report the expiry (`cache_ttl`).
+    Peek,
+}
+/// The row stored under `key`: directly, or through the kept statement where the direct read
+/// declines.
+fn find(key: &str, with_value: bool) -> Option<Row> {
+    match access::find(key, with_value) {
+        Direct::Done(row) => row,
+        Direct::Declined => find_through_statement(key, with_value),
+    }
+}
+
+/// The row stored under `key`, read by the kept statement.
+fn find_through_statement(key: &str, with_value: bool) -> Option<Row> {
+    with_statements(|client, statements| {
+        let rows = client.update(&statements.find, None, &[key.into(), with_value.into()]).expect("find");
+        if rows.is_empty() {
+            return None;
+        }
+        let row = rows.first();
+        let ctid = row.get::<ItemPointerData>(1).expect("ctid")?;
+        Some(Row {
+            ctid,
+            expires_at: row
+                .get::<TimestampWithTimeZone>(2)
+                .expect("expires_at")
+                .map_or(TimestampTz::MIN, Into::into),
+            sliding: row.get::<Interval>(3).expect("sliding"),
+            absolute_expires_at: row
+                .get::<TimestampWithTimeZone>(4)
+                .expect("absolute_expires_at")
+                .map(Into::into),
+            value: row.get::<Vec<u8>>(5).expect("value"),
+        })
+    })
+}
+
+/// Moves the expiry of the version of `row` that was read to `next`; false when another session
+/// changed the entry meanwhile (its version stands).
+fn slide(key: &str, row: &Row, next: TimestampTz) -> bool {
+    // A read never waits, not even for a table lock a slide's write would need (CREATE INDEX,
+    // a LOCK TABLE … IN SHARE MODE): then the entry keeps its expiry.
+    // SAFETY: a lock request that does not wait; held to the end of the transaction, as the
+    // UPDATE's own would be.
+    let locked =
+        unsafe { pg_sys::ConditionalLockRelationOid(access::table(), pg_sys::RowExclusiveLock as _) };
+    if !locked {
+        return false;
+    }
+    if let Direct::Done(moved) = access::slide(key, row.ctid, row.expires_at, next) {
+        return moved;
+    }
+    let args = [
+        row.ctid.into(),
+        key.into(),
+        timestamptz(next).into(),
+        timestamptz(row.expires_at).into(),
+        row.sliding.into(),
+        row.absolute_expires_at.map(timestamptz).into(),
+    ];
+    with_statements(|client, statements| {
+        client.update(&statements.slide, None, &args).expect("slide").len() == 1
+    })
+}
+
+/// Looks `key` up and, when it is live, does what `lookup` says. Expired entries are never
+/// returned or refreshed, evicted or not.
+pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
+    ensure_not_in_recovery();
+    let row = find(key, lookup == Lookup::Get)?;
+    live(key, row, lookup)
+}
+
+/// [`hit`] for several keys, read in one pass (each hit slides as `hit` slides it).
+pub fn hit_many(keys: &[&str]) -> Vec<Option<Hit>> {
+    ensure_not_in_recovery();
+    let rows = match access::find_many(keys, true) {
+        Direct::Done(rows) => rows,
+        // Declined for one key is declined for all: straight to the statement.
+        Direct::Declined => keys.iter().map(|key| find_through_statement(key, true)).collect(),
+    };
+    keys.iter().zip(rows).map(|(key, row)| live(key, row?, Lookup::Get)).collect()
+}
+
+/// What a lookup of `row`, stored under `key`, gives: nothing when it expired, else the hit,
+/// slid as `lookup` says.
+fn live(key: &str, row: Row, lookup: Lookup) -> Option<Hit> {
+    let now = now();
+    if row.expires_at <= now {
+        return None;
+    }
+    // A read-only transaction still reads; it just does not slide. So does a get by a role that
+    // may read but not update the table (cache_refresh, whose point is the slide, raises 42501).
+    // SAFETY: reads a backend-local flag.
+    let read_only = unsafe { pg_sys::XactReadOnly };
+    let may_not_slide = lookup == Lookup::Get && !access::may_update_expiry(access::table());
+    if lookup == Lookup::Peek || read_only || may_not_slide {
+        return Some(Hit { value: row.value, expires_at: row.expires_at });
+    }
+    let policy = Policy::from_columns(row.sliding, row.absolute_expires_at);
+    let next = policy.slide(now, row.expires_at, crate::gucs::refresh_granularity_micros());
+    let expires_at = match next {
+        Some(next) if slide(key, &row, next) => next,
+        _ => row.expires_at,
+    };
+    Some(Hit { value: row.value, expires_at })
+}
+
+/// The tags of an entry: `None` for none (the column is NULL then).
+pub type Tags<'a> = Option<&'a [String]>;
+
+/// Refuses tags where the table cannot hold them.
+fn ensure_taggable(statements: &Statements, tags: Tags) {
+    if tags.is_some() {
+        tag_statements(statements);
+    }
+}
+
+/// The statements on tags; an error when the table has no tags column.
+fn tag_statements(statements: &Statements) -> &TagStatements {
+    statements.tagged.as_ref().unwrap_or_else(|| crate::error::tags_need_update())
+}
+
+/// How many rows of a removal's `RETURNING <was live>` say true.
+fn count_live(rows: pgrx::spi::SpiTupleTable) -> i64 {
+    rows.filter(|row| row.get::<bool>(1).ok().flatten().unwrap_or(false)).count() as i64
+}
+
+/// The row an entry written at `now` with `policy` is stored as.
+fn new_row<'a>(value: &'a [u8], policy: Policy, now: TimestampTz, tags: Tags<'a>) -> NewRow<'a> {
+    NewRow {
+        value,
+        expires_at: policy.expires_at(now),
+        sliding: policy.sliding_column(),
+        absolute_expires_at: policy.absolute_column(),
+        tags,
+    }
+}
+
+/// Inserts or replaces `key`: an existing entry is replaced directly, anything else (a new key, a
+/// concurrent change, a table the direct path declines) goes through the upsert.
+pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags) {
+    ensure_not_in_recovery();
+    let row = new_row(value, policy, now, tags);
+    feed::note(Change::Key(key));
+    if !matches!(access::write(key, &row, Existing::Replace), Direct::Done(true)) {
+        with_statements(|client, statements| {
+            ensure_taggable(statements, tags);
+            client.update(&statements.upsert, None, &upsert_args(key, &row)).expect("upsert");
+        });
+    }
+    // Counted once written: a refused write counts nothing.
+    crate::shmem::writes::note_write(row.expires_at, key.len() + value.len());
+}
+
+/// The upsert's arguments ($1 to $6) for `row` stored under `key`.
+fn upsert_args<'a>(key: &'a str, row: &NewRow<'a>) -> Vec<DatumWithOid<'a>> {
+    vec![
+        key.into(),
+        row.value.into(),
+        timestamptz(row.expires_at).into(),
+        row.sliding.into(),
+        row.absolute_expires_at.map(timestamptz).into(),
+        row.tags.map(<[String]>::to_vec).into(),
+    ]
+}
+
+/// Deletes `key`: directly, or through the kept statement where the direct delete declines.
+/// The deleted entry's expiry, and its value when `with_value`.
+fn delete(key: &str, with_value: bool) -> Option<(TimestampTz, Option<Vec<u8>>)> {
+    ensure_not_in_recovery();
+    let deleted = match access::delete(key, with_value) {
+        Direct::Done(deleted) => deleted.map(|deleted| (deleted.expires_at, deleted.value)),
+        Direct::Declined => with_statements(|client, statements| {
+            let statement = if with_value { &statements.take } else { &statements.delete };
+            let rows = client.update(statement, None, &[key.into()]).expect("delete");
+            if rows.is_empty() {
+                return None;
+            }
+            let row = rows.first();
+            let expires_at: TimestampTz = row.get::<TimestampWithTimeZone>(1).expect("expires_at")?.into();
+            let value = if with_value { row.get::<Vec<u8>>(2).expect("value") } else { None };
+            Some((expires_at, value))
+        }),
+    };
+    if deleted.is_some() {
+        feed::note(Change::Key(key));
+    }
+    deleted
+}
+
+/// Deletes `key`; true when the deleted entry was live.
+pub fn remove(key: &str) -> bool {
+    delete(key, false).is_some_and(|(expires_at, _)| expires_at > now())
+}
+
+/// Deletes `key` and returns its value when the entry was live.
+pub fn take(key: &str) -> Option<Vec<u8>> {
+    let (expires_at, value) = delete(key, true)?;
+    (expires_at > now()).then_some(value).flatten()
+}
+
+/// Sets `key` only when no live entry has it (an expired one is replaced); true when it set.
+/// A concurrent add of the same key waits for the first to commit and then finds it live.
+pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags) -> bool {
+    ensure_not_in_recovery();
+    let row = new_row(value, policy, now, tags);
+    // A new key is inserted directly; a stored one (live or expired) goes to the statement.
+    let added = matches!(access::write(key, &row, Existing::Keep), Direct::Done(true)) || {
+        // The upsert's arguments, and the time before which an entry counts as expired ($7).
+        let mut args = upsert_args(key, &row);
+        args.push(timestamptz(now).into());
+        with_statements(|client, statements| {
+            ensure_taggable(statements, tags);
+            !client.update(&statements.add, None, &args).expect("add").is_empty()
+        })
+    };
+    if added {
+        crate::shmem::writes::note_write(row.expires_at, key.len() + value.len());
+        feed::note(Change::Key(key));
+    }
+    added
+}
+
+/// What `incr` found stored under the key.
+pub enum Counter {
+    /// The new value, written.
+    Written(i64),
+    /// The live value is not a decimal integer.
+    NotAnInteger,
+    /// Adding would overflow a bigint.
+    Overflow,
+}
+
+/// `incr` straight through the heap where it can: a live counter rewritten in place, or a new
+/// key inserted. `None` when the statements must run (an expired entry, a value that is not a
+/// counter, a concurrent change, a table the direct paths decline).
+fn incr_directly(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Option<Counter> {
+    let mut next = None;
+    let rewritten = access::rewrite_value(key, now, |stored| {
+        next = parse_counter(stored)?.checked_add(delta);
+        next.map(|next| next.to_string().into_bytes())
+    });
+    if let Direct::Done(true) = rewritten {
+        return next.map(Counter::Written);
+    }
+    let value = delta.to_string().into_bytes();
+    let row = new_row(&value, policy, now, None);
+    matches!(access::write(key, &row, Existing::Keep), Direct::Done(true)).then_some(Counter::Written(delta))
+}
+
+/// Adds `delta` to the counter under `key`: a live one keeps its expiry; an absent or expired
+/// one starts at `delta` with `policy`. The row is locked while it is read and written, so
+/// concurrent increments add up exactly.
+pub fn incr(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Counter {
+    ensure_not_in_recovery();
+    feed::note(Change::Key(key));
+    let counter = incr_locked(key, delta, policy, now);
+    if let Counter::Written(_) = counter {
+        // A counter is short: at most 20 digits.
+        crate::shmem::writes::note_write(policy.expires_at(now), key.len() + 20);
+    }
+    counter
+}
+
+/// [`incr`]'s write: directly, or through the statements with the row locked.
+fn incr_locked(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Counter {
+    if let Some(counter) = incr_directly(key, delta, policy, now) {
+        return counter;
+    }
+    let fresh = |client: &mut SpiClient, statements: &Statements, ctid: Option<ItemPointerData>| {
+        let value = delta.to_string().into_bytes();
+        let expiry = [
+            timestamptz(policy.expires_at(now)).into(),
+            policy.sliding_column().into(),
+            policy.absolute_column().map(timestamptz).into(),
+        ];
+        match ctid {
+            Some(ctid) => {
+                let [expires_at, sliding, absolute] = expiry;
+                let args = [ctid.into(), value.as_slice().into(), expires_at, sliding, absolute];
+                client.update(&statements.renew, None, &args).expect("renew");
+                true
+            }
+            None => {
+                let [expires_at, sliding, absolute] = expiry;
+                let args = [key.into(), value.as_slice().into(), expires_at, sliding, absolute];
+                !client.update(&statements.insert_if_absent, None, &args).expect("insert").is_empty()
+            }
+        }
+    };
+    with_statements(|client, statements| loop {
+        let rows = client.update(&statements.lock_for_update, None, &[key.into()]).expect("lock");
+        if rows.is_empty() {
+            // A concurrent first increment may insert the key between our read and our insert:
+            // then read again, and add to it.
+            if fresh(client, statements, None) {
+                return Counter::Written(delta);
+            }
+            continue;
+        }
+        let row = rows.first();
+        let ctid = row.get::<ItemPointerData>(1).expect("ctid").expect("a stored row has a ctid");
+        let expires_at: Option<TimestampTz> =
+            row.get::<TimestampWithTimeZone>(3).expect("expires_at").map(Into::into);
+        if expires_at.is_none_or(|at| at <= now) {
+            fresh(client, statements, Some(ctid));
+            return Counter::Written(delta);
+        }
+        let stored = row.get::<&[u8]>(2).expect("value").unwrap_or_default();
+        let Some(current) = parse_counter(stored) else {
+            return Counter::NotAnInteger;
+        };
+        let Some(next) = current.checked_add(delta) else {
+            return Counter::Overflow;
+        };
+        let args = [ctid.into(), next.to_string().into_bytes().as_slice().into()];
+        client.update(&statements.write_value, None, &args).expect("write counter");
+        return Counter::Written(next);
+    })
+}
+
+/// A counter's stored value: ASCII decimal digits with an optional leading `-`, nothing else.
+fn parse_counter(stored: &[u8]) -> Option<i64> {
+    let digits = stored.strip_prefix(b"-").unwrap_or(stored);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(stored).ok()?.parse().ok()
+}
+
+/// Gives a live entry `policy` from now on, keeping its value; false when absent or expired.
+pub fn expire(key: &str, policy: Policy, now: TimestampTz) -> bool {
+    ensure_not_in_recovery();
+    let args = [
+        key.into(),
+        timestamptz(policy.expires_at(now)).into(),
+        policy.sliding_column().into(),
+        policy.absolute_column().map(timestamptz).into(),
+        timestamptz(now).into(),
+    ];
+    let expired = with_statements(|client, statements| {
+        client.update(&statements.expire, None, &args).expect("expire").len() == 1
+    });
+    if expired {
+        crate::shmem::writes::note_write(policy.expires_at(now), 0);
+        feed::note(Change::Key(key));
+    }
+    expired
+}
+
+/// A live entry as `cache_keys` lists it.
+pub struct Listed {
+    pub key: String,
+    pub expires_at: TimestampWithTimeZone,
+    pub sliding: Option<Interval>,
+    pub absolute_expires_at: Option<TimestampWithTimeZone>,
+    pub value_bytes: i32,
+}
+
+/// The smallest string greater than every string that starts with `prefix`, byte-wise (UTF-8
+/// orders as code points do); `None` when there is none (an empty prefix, or only U+10FFFF).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Live entries whose key starts with `prefix`, in key order, at most `max_rows`.
+pub fn list(prefix: &str, max_rows: i64) -> Vec<Listed> {
+    ensure_not_in_recovery();
+    let now = timestamptz(now());
+    with_statements(|client, statements| {
+        let rows = match prefix_end(prefix) {
+            Some(end) => client.update(
+                &statements.list_range,
+                None,
+                &[prefix.into(), now.into(), max_rows.into(), end.as_str().into()],
+            ),
+            None => client.update(&statements.list_from, None, &[prefix.into(), now.into(), max_rows.into()]),
+        }
+        .expect("list");
+        rows.map(|row| Listed {
+            key: row.get::<String>(1).expect("key").expect("a key"),
+            expires_at: row.get(2).expect("expires_at").expect("an expiry"),
+            sliding: row.get(3).expect("sliding"),
+            absolute_expires_at: row.get(4).expect("absolute_expires_at"),
+            value_bytes: row.get(5).expect("value_bytes").unwrap_or(0),
+        })
+        .collect()
+    })
+}
+
+/// Removes every entry whose key starts with `prefix` (all of them for the empty prefix),
+/// locking them in key order; returns how many, and how many of those were live.
+pub fn remove_prefix(prefix: &str) -> (i64, i64) {
+    ensure_not_in_recovery();
+    let now = timestamptz(now());
+    with_statements(|client, statements| {
+        let rows = match prefix_end(prefix) {
+            Some(end) => client.update(
+                &statements.delete_range,
+                None,
+                &[prefix.into(), now.into(), end.as_str().into()],
+            ),
+            None => client.update(&statements.delete_from, None, &[prefix.into(), now.into()]),
+        }
+        .expect("remove range");
+        let removed = rows.len() as i64;
+        let live = count_live(rows);
+        if removed > 0 {
+            feed::note(if prefix.is_empty() { Change::All } else { Change::Prefix(prefix) });
+        }
+        (removed, live)
+    })
+}
+
+/// A live entry's tags: `Some(None)` when it has none, `None` when absent or expired.
+pub fn tags_of(key: &str) -> Option<Option<Vec<String>>> {
+    ensure_not_in_recovery();
+    with_statements(|client, statements| {
+        let rows = client
+            .update(&tag_statements(statements).tags_of, None, &[key.into(), timestamptz(now()).into()])
+            .expect("tags");
+        (!rows.is_empty()).then(|| rows.first().get::<Vec<String>>(1).expect("tags"))
+    })
+}
+
+/// Removes every entry tagged with any of `tags` (all of them when `match_all`), locking them in
+/// key order; returns how many live ones it removed.
+pub fn remove_by_tag(tags: &[String], match_all: bool) -> i64 {
+    ensure_not_in_recovery();
+    with_statements(|client, statements| {
+        let tagged = tag_statements(statements);
+        let statement = if match_all { &tagged.remove_all } else { &tagged.remove_any };
+        let args = [tags.to_vec().into(), timestamptz(now()).into()];
+        let rows = client.update(statement, None, &args).expect("remove by tag");
+        if !rows.is_empty() {
+            feed::note(Change::Tags(tags));
+        }
+        count_live(rows)
+    })
+}
