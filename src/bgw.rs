@@ -88,6 +88,7 @@ pub fn as_table_owner<R>(table: Oid, body: impl FnOnce() -> R) -> R {
 pub fn reload_config_if_asked() -> bool {
     let asked = BackgroundWorker::sighup_received();
     if asked {
+        // SAFETY: re-reads the configuration files in the worker's own process, between transactions.
         unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
     }
     asked
@@ -104,6 +105,7 @@ pub fn transaction<R>(
     with_snapshot: bool,
     body: impl FnOnce() -> R + std::panic::UnwindSafe,
 ) -> Result<R, String> {
+    // SAFETY: starts the worker's transaction; it is committed or aborted below on every path.
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -113,6 +115,7 @@ pub fn transaction<R>(
     }
     PgTryBuilder::new(|| {
         let result = body();
+        // SAFETY: pops the snapshot pushed above and commits the transaction started above.
         unsafe {
             if with_snapshot {
                 pg_sys::PopActiveSnapshot();
@@ -122,6 +125,7 @@ pub fn transaction<R>(
         Ok(result)
     })
     .catch_others(|error| {
+        // SAFETY: aborts the transaction started above after an ERROR, as PostgreSQL's own error recovery does.
         unsafe { pg_sys::AbortCurrentTransaction() };
         Err(match error {
             CaughtError::PostgresError(report)
@@ -134,6 +138,7 @@ pub fn transaction<R>(
 
 /// Whether pg_cache is created in the connected database; in a transaction.
 pub fn extension_exists() -> bool {
+    // SAFETY: a catalog lookup by name, in a transaction.
     unsafe { pg_sys::get_extension_oid(c"pg_cache".as_ptr(), true) != pg_sys::InvalidOid }
 }
 
@@ -144,12 +149,14 @@ pub fn database_wanted_exclusively() -> bool {
     let tag = pg_sys::LOCKTAG {
         locktag_field1: pg_sys::InvalidOid.to_u32(),
         locktag_field2: pg_sys::DatabaseRelationId.to_u32(),
+        // SAFETY: reads a backend global set at connection.
         locktag_field3: unsafe { pg_sys::MyDatabaseId }.to_u32(),
         locktag_field4: 0,
         locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
         locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
     };
     let mode = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    // SAFETY: a session lock taken without waiting and released at once; no transaction is needed.
     unsafe {
         // A session lock, so no transaction is needed; taken and released at once.
         let acquired = pg_sys::LockAcquire(&tag, mode, true, true);

@@ -30,36 +30,47 @@ pub unsafe fn heap_update(
     wait: bool,
     failure: &mut pg_sys::TM_FailureData,
 ) -> (pg_sys::TM_Result::Type, IndexUpdate) {
-    let command = pg_sys::GetCurrentCommandId(true);
-    let crosscheck = std::ptr::null_mut();
-    let mut lock_mode = pg_sys::LockTupleMode::LockTupleExclusive;
-    #[cfg(feature = "pg15")]
-    {
-        let result =
-            pg_sys::heap_update(relation, otid, newtup, command, crosscheck, wait, failure, &mut lock_mode);
-        let heap_only = (*(*newtup).t_data).t_infomask2 & pg_sys::HEAP_ONLY_TUPLE as u16 != 0;
-        (result, if heap_only { IndexUpdate::None } else { IndexUpdate::All })
-    }
-    #[cfg(not(feature = "pg15"))]
-    {
-        let mut update_indexes = pg_sys::TU_UpdateIndexes::TU_None;
-        let result = pg_sys::heap_update(
-            relation,
-            otid,
-            newtup,
-            command,
-            crosscheck,
-            wait,
-            failure,
-            &mut lock_mode,
-            &mut update_indexes,
-        );
-        let indexes = match update_indexes {
-            pg_sys::TU_UpdateIndexes::TU_All => IndexUpdate::All,
-            pg_sys::TU_UpdateIndexes::TU_Summarizing => IndexUpdate::SummarizingOnly,
-            _ => IndexUpdate::None,
-        };
-        (result, indexes)
+    // SAFETY: the caller's contract, given in `# Safety` above.
+    unsafe {
+        let command = pg_sys::GetCurrentCommandId(true);
+        let crosscheck = std::ptr::null_mut();
+        let mut lock_mode = pg_sys::LockTupleMode::LockTupleExclusive;
+        #[cfg(feature = "pg15")]
+        {
+            let result = pg_sys::heap_update(
+                relation,
+                otid,
+                newtup,
+                command,
+                crosscheck,
+                wait,
+                failure,
+                &mut lock_mode,
+            );
+            let heap_only = (*(*newtup).t_data).t_infomask2 & pg_sys::HEAP_ONLY_TUPLE as u16 != 0;
+            (result, if heap_only { IndexUpdate::None } else { IndexUpdate::All })
+        }
+        #[cfg(not(feature = "pg15"))]
+        {
+            let mut update_indexes = pg_sys::TU_UpdateIndexes::TU_None;
+            let result = pg_sys::heap_update(
+                relation,
+                otid,
+                newtup,
+                command,
+                crosscheck,
+                wait,
+                failure,
+                &mut lock_mode,
+                &mut update_indexes,
+            );
+            let indexes = match update_indexes {
+                pg_sys::TU_UpdateIndexes::TU_All => IndexUpdate::All,
+                pg_sys::TU_UpdateIndexes::TU_Summarizing => IndexUpdate::SummarizingOnly,
+                _ => IndexUpdate::None,
+            };
+            (result, indexes)
+        }
     }
 }
 
@@ -73,13 +84,16 @@ pub unsafe fn index_beginscan(
     snapshot: pg_sys::Snapshot,
     keys: i32,
 ) -> pg_sys::IndexScanDesc {
-    #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
-    {
-        pg_sys::index_beginscan(heap, index, snapshot, keys, 0)
-    }
-    #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
-    {
-        pg_sys::index_beginscan(heap, index, snapshot, std::ptr::null_mut(), keys, 0)
+    // SAFETY: the caller's contract, given in `# Safety` above.
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
+        {
+            pg_sys::index_beginscan(heap, index, snapshot, keys, 0)
+        }
+        #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
+        {
+            pg_sys::index_beginscan(heap, index, snapshot, std::ptr::null_mut(), keys, 0)
+        }
     }
 }
 
@@ -107,40 +121,43 @@ pub unsafe fn insert_index_tuples(
     indexes: IndexUpdate,
     on_conflict: OnConflict,
 ) -> bool {
-    let mut conflict = false;
-    let (no_duplicate_error, conflict_out, arbiters) = match on_conflict {
-        OnConflict::Raise => (false, std::ptr::null_mut(), std::ptr::null_mut()),
-        OnConflict::Report(arbiter) => {
-            (true, &raw mut conflict, pg_sys::lappend_oid(std::ptr::null_mut(), arbiter))
+    // SAFETY: the caller's contract, given in `# Safety` above.
+    unsafe {
+        let mut conflict = false;
+        let (no_duplicate_error, conflict_out, arbiters) = match on_conflict {
+            OnConflict::Raise => (false, std::ptr::null_mut(), std::ptr::null_mut()),
+            OnConflict::Report(arbiter) => {
+                (true, &raw mut conflict, pg_sys::lappend_oid(std::ptr::null_mut(), arbiter))
+            }
+        };
+        #[cfg(feature = "pg15")]
+        {
+            let _ = indexes;
+            pg_sys::ExecInsertIndexTuples(
+                result_relation,
+                slot,
+                estate,
+                false,
+                no_duplicate_error,
+                conflict_out,
+                arbiters,
+            );
         }
-    };
-    #[cfg(feature = "pg15")]
-    {
-        let _ = indexes;
-        pg_sys::ExecInsertIndexTuples(
-            result_relation,
-            slot,
-            estate,
-            false,
-            no_duplicate_error,
-            conflict_out,
-            arbiters,
-        );
+        #[cfg(not(feature = "pg15"))]
+        {
+            pg_sys::ExecInsertIndexTuples(
+                result_relation,
+                slot,
+                estate,
+                false,
+                no_duplicate_error,
+                conflict_out,
+                arbiters,
+                indexes == IndexUpdate::SummarizingOnly,
+            );
+        }
+        conflict
     }
-    #[cfg(not(feature = "pg15"))]
-    {
-        pg_sys::ExecInsertIndexTuples(
-            result_relation,
-            slot,
-            estate,
-            false,
-            no_duplicate_error,
-            conflict_out,
-            arbiters,
-            indexes == IndexUpdate::SummarizingOnly,
-        );
-    }
-    conflict
 }
 
 /// The OID of the table's valid primary-key index, or InvalidOid.
@@ -148,13 +165,16 @@ pub unsafe fn insert_index_tuples(
 /// # Safety
 /// `relation` open.
 pub unsafe fn primary_key_index(relation: pg_sys::Relation) -> pg_sys::Oid {
-    #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
-    {
-        pg_sys::RelationGetPrimaryKeyIndex(relation)
-    }
-    #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
-    {
-        pg_sys::RelationGetPrimaryKeyIndex(relation, false)
+    // SAFETY: the caller's contract, given in `# Safety` above.
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
+        {
+            pg_sys::RelationGetPrimaryKeyIndex(relation)
+        }
+        #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
+        {
+            pg_sys::RelationGetPrimaryKeyIndex(relation, false)
+        }
     }
 }
 
@@ -167,14 +187,18 @@ pub unsafe fn attributes<'a>(
     descriptor: pg_sys::TupleDesc,
     count: usize,
 ) -> &'a [pg_sys::FormData_pg_attribute] {
-    #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
-    {
-        (*descriptor).attrs.as_slice(count)
-    }
-    #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
-    {
-        let natts = (*descriptor).natts as usize;
-        let first = (*descriptor).compact_attrs.as_ptr().add(natts).cast::<pg_sys::FormData_pg_attribute>();
-        std::slice::from_raw_parts(first, count)
+    // SAFETY: the caller's contract, given in `# Safety` above.
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
+        {
+            (*descriptor).attrs.as_slice(count)
+        }
+        #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
+        {
+            let natts = (*descriptor).natts as usize;
+            let first =
+                (*descriptor).compact_attrs.as_ptr().add(natts).cast::<pg_sys::FormData_pg_attribute>();
+            std::slice::from_raw_parts(first, count)
+        }
     }
 }

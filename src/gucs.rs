@@ -124,6 +124,7 @@ pub fn init() {
         GucFlags::default(),
     );
     // A postmaster setting can only be defined while the library is preloaded.
+    // SAFETY: reads a flag PostgreSQL sets while it loads preloaded libraries.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         define_max_workers();
     }
@@ -139,6 +140,7 @@ pub fn init() {
         GucFlags::UNIT_KB,
     );
     // A misspelled pg_cache.* setting is an error, not a silently ignored placeholder.
+    // SAFETY: a NUL-terminated prefix, called from _PG_init.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pg_cache".as_ptr()) };
 }
 

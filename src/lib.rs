@@ -1,6 +1,10 @@
 //! pg_cache: a key-value cache with absolute and sliding expiry, stored in an UNLOGGED table
 //! inside the PostgreSQL you already run.
 
+// Every unsafe operation sits in a block that says why it is sound.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 // Layers, each calling only those below it (checked by `layers::tests`):
 // api, worker → store → feed → access, codec, shmem, bgw, expiry → gucs, error, compat.
 mod access;
@@ -28,6 +32,7 @@ pgrx::extension_sql_file!("../sql/preload_warning.sql", name = "preload_warning"
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     // The eviction worker and its status need shared memory: only when preloaded.
+    // SAFETY: reads a flag PostgreSQL sets while it loads preloaded libraries.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         shmem::slots::init();
         feed::relay::init();

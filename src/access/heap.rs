@@ -68,6 +68,7 @@ pub struct Row {
 /// Whether the current role holds every privilege in `modes` on the table itself.
 fn has_privileges(table: Oid, modes: u32) -> bool {
     let modes = modes as pg_sys::AclMode;
+    // SAFETY: a catalog lookup of the table's ACL for the current user, in a transaction.
     unsafe {
         pg_sys::pg_class_aclmask(table, pg_sys::GetUserId(), modes, pg_sys::AclMaskHow::ACLMASK_ALL) == modes
     }
@@ -76,49 +77,55 @@ fn has_privileges(table: Oid, modes: u32) -> bool {
 /// Whether the open table is exactly as a released pg_cache made it, so that writing a row
 /// version by hand does all the statement would.
 unsafe fn is_as_released(table: pg_sys::Relation) -> bool {
-    let form = &*(*table).rd_rel;
-    // Unlogged, as created: no WAL, no publication, so no replica identity to check.
-    if form.relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
-        || form.relam != pg_sys::HEAP_TABLE_AM_OID
-        || form.relpersistence != pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char
-        || form.relhastriggers
-        || form.relhasrules
-        || form.relrowsecurity
-        || form.relhassubclass
-        || form.relispartition
-        || !(*table).trigdesc.is_null()
-    {
-        return false;
+    // SAFETY: the caller holds `table` open (see `open`): its relcache entry, descriptor and constraints stay valid while it is.
+    unsafe {
+        let form = &*(*table).rd_rel;
+        // Unlogged, as created: no WAL, no publication, so no replica identity to check.
+        if form.relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+            || form.relam != pg_sys::HEAP_TABLE_AM_OID
+            || form.relpersistence != pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char
+            || form.relhastriggers
+            || form.relhasrules
+            || form.relrowsecurity
+            || form.relhassubclass
+            || form.relispartition
+            || !(*table).trigdesc.is_null()
+        {
+            return false;
+        }
+        let descriptor = (*table).rd_att;
+        let columns = (*descriptor).natts as usize;
+        if columns != COLUMNS.len() && columns != COLUMNS_0_1_0 {
+            return false;
+        }
+        let constraints = (*descriptor).constr;
+        if !constraints.is_null() && ((*constraints).num_check > 0 || (*constraints).has_generated_stored) {
+            return false;
+        }
+        let attributes = compat::attributes(descriptor, columns);
+        COLUMNS.iter().zip(attributes).all(|((name, type_oid, not_null), attribute)| {
+            !attribute.attisdropped
+                && attribute.atttypid == *type_oid
+                && attribute.attnotnull == *not_null
+                && attribute.attgenerated == 0
+                && CStr::from_ptr(attribute.attname.data.as_ptr()) == *name
+        }) && attributes[KEY - 1].attcollation == pg_sys::C_COLLATION_OID
     }
-    let descriptor = (*table).rd_att;
-    let columns = (*descriptor).natts as usize;
-    if columns != COLUMNS.len() && columns != COLUMNS_0_1_0 {
-        return false;
-    }
-    let constraints = (*descriptor).constr;
-    if !constraints.is_null() && ((*constraints).num_check > 0 || (*constraints).has_generated_stored) {
-        return false;
-    }
-    let attributes = compat::attributes(descriptor, columns);
-    COLUMNS.iter().zip(attributes).all(|((name, type_oid, not_null), attribute)| {
-        !attribute.attisdropped
-            && attribute.atttypid == *type_oid
-            && attribute.attnotnull == *not_null
-            && attribute.attgenerated == 0
-            && CStr::from_ptr(attribute.attname.data.as_ptr()) == *name
-    }) && attributes[KEY - 1].attcollation == pg_sys::C_COLLATION_OID
 }
 
 /// Whether the open index is the primary key the extension made: a unique B-tree on the key
 /// alone, byte-wise.
 unsafe fn is_released_primary_key(index: pg_sys::Relation) -> bool {
-    let form = &*(*index).rd_index;
-    (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
-        && form.indisunique
-        && form.indisvalid
-        && form.indnatts == 1
-        && form.indkey.values.as_slice(1)[0] == KEY as i16
-        && *(*index).rd_indcollation == pg_sys::C_COLLATION_OID
+    // SAFETY: the caller holds `index` open: its relcache entry (rd_index, rd_rel, rd_indcollation) stays valid while it is.
+    unsafe {
+        let form = &*(*index).rd_index;
+        (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
+            && form.indisunique
+            && form.indisvalid
+            && form.indnatts == 1
+            && form.indkey.values.as_slice(1)[0] == KEY as i16
+            && *(*index).rd_indcollation == pg_sys::C_COLLATION_OID
+    }
 }
 
 /// The cache table and its primary key, open and locked.
@@ -131,34 +138,43 @@ struct Opened {
 /// transaction, as the executor's locks are); `None`, with nothing left open, when either is not
 /// as a released version made it.
 unsafe fn open(lock: u32) -> Option<Opened> {
-    let lock = lock as pg_sys::LOCKMODE;
-    let table = pg_sys::table_open(self::table(), lock);
-    // After the lock: the relcache has taken in any DDL, and names today's primary key.
-    let primary_key = compat::primary_key_index(table);
-    if !is_as_released(table) || primary_key == pg_sys::InvalidOid {
-        pg_sys::table_close(table, pg_sys::NoLock as pg_sys::LOCKMODE);
-        return None;
+    // SAFETY: in a transaction (a SQL function's or a worker's); each relation is opened with `lock` and closed again on every path that does not hand it back in `Opened`.
+    unsafe {
+        let lock = lock as pg_sys::LOCKMODE;
+        let table = pg_sys::table_open(self::table(), lock);
+        // After the lock: the relcache has taken in any DDL, and names today's primary key.
+        let primary_key = compat::primary_key_index(table);
+        if !is_as_released(table) || primary_key == pg_sys::InvalidOid {
+            pg_sys::table_close(table, pg_sys::NoLock as pg_sys::LOCKMODE);
+            return None;
+        }
+        let index = pg_sys::index_open(primary_key, lock);
+        if !is_released_primary_key(index) {
+            close(Opened { table, index });
+            return None;
+        }
+        Some(Opened { table, index })
     }
-    let index = pg_sys::index_open(primary_key, lock);
-    if !is_released_primary_key(index) {
-        close(Opened { table, index });
-        return None;
-    }
-    Some(Opened { table, index })
 }
 
 unsafe fn close(opened: Opened) {
-    pg_sys::index_close(opened.index, pg_sys::NoLock as pg_sys::LOCKMODE);
-    pg_sys::table_close(opened.table, pg_sys::NoLock as pg_sys::LOCKMODE);
+    // SAFETY: `opened` came from `open` and is taken by value, so each relation is closed once.
+    unsafe {
+        pg_sys::index_close(opened.index, pg_sys::NoLock as pg_sys::LOCKMODE);
+        pg_sys::table_close(opened.table, pg_sys::NoLock as pg_sys::LOCKMODE);
+    }
 }
 
 /// Pushes the snapshot a query run through SPI in a volatile function would get: the caller's
 /// earlier writes made visible, then a new snapshot (READ COMMITTED) or the transaction's.
 /// The caller pops it.
 unsafe fn push_read_snapshot() -> pg_sys::Snapshot {
-    pg_sys::CommandCounterIncrement();
-    pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-    pg_sys::GetActiveSnapshot()
+    // SAFETY: in a transaction; the snapshot pushed here is popped by the caller (`Probe::end`).
+    unsafe {
+        pg_sys::CommandCounterIncrement();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        pg_sys::GetActiveSnapshot()
+    }
 }
 
 fn text_datum(text: &str) -> pg_sys::Datum {
@@ -174,34 +190,43 @@ struct Probe {
 
 impl Probe {
     unsafe fn begin(opened: &Opened) -> Probe {
-        let snapshot = push_read_snapshot();
-        Probe {
-            scan: compat::index_beginscan(opened.table, opened.index, snapshot, 1),
-            slot: pg_sys::table_slot_create(opened.table, std::ptr::null_mut()),
+        // SAFETY: `opened` holds the table and its index open and locked for the scan's life; the snapshot pushed here is popped in `end`.
+        unsafe {
+            let snapshot = push_read_snapshot();
+            Probe {
+                scan: compat::index_beginscan(opened.table, opened.index, snapshot, 1),
+                slot: pg_sys::table_slot_create(opened.table, std::ptr::null_mut()),
+            }
         }
     }
 
     /// The slot of the row stored under `key`, if any.
     unsafe fn find(&mut self, key: pg_sys::Datum) -> Option<*mut pg_sys::TupleTableSlot> {
-        let mut scan_key = pg_sys::ScanKeyData::default();
-        // Byte-wise equality, the primary key's "C" collation.
-        pg_sys::ScanKeyInit(
-            &mut scan_key,
-            1,
-            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            Oid::from(pg_sys::F_TEXTEQ),
-            key,
-        );
-        scan_key.sk_collation = pg_sys::C_COLLATION_OID;
-        pg_sys::index_rescan(self.scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
-        pg_sys::index_getnext_slot(self.scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot)
-            .then_some(self.slot)
+        // SAFETY: the scan and slot were made by `begin` and live until `end`; `key` is a text datum that outlives the rescan.
+        unsafe {
+            let mut scan_key = pg_sys::ScanKeyData::default();
+            // Byte-wise equality, the primary key's "C" collation.
+            pg_sys::ScanKeyInit(
+                &mut scan_key,
+                1,
+                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                Oid::from(pg_sys::F_TEXTEQ),
+                key,
+            );
+            scan_key.sk_collation = pg_sys::C_COLLATION_OID;
+            pg_sys::index_rescan(self.scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
+            pg_sys::index_getnext_slot(self.scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot)
+                .then_some(self.slot)
+        }
     }
 
     unsafe fn end(self) {
-        pg_sys::ExecDropSingleTupleTableSlot(self.slot);
-        pg_sys::index_endscan(self.scan);
-        pg_sys::PopActiveSnapshot();
+        // SAFETY: frees what `begin` made, once (self by value), and pops its snapshot.
+        unsafe {
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+            pg_sys::index_endscan(self.scan);
+            pg_sys::PopActiveSnapshot();
+        }
     }
 }
 
@@ -211,30 +236,39 @@ unsafe fn probe<R>(
     key: pg_sys::Datum,
     read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R,
 ) -> Option<R> {
-    let mut probe = Probe::begin(opened);
-    let result = probe.find(key).map(read);
-    probe.end();
-    result
+    // SAFETY: `opened` is open and locked; the probe is begun, used and ended here.
+    unsafe {
+        let mut probe = Probe::begin(opened);
+        let result = probe.find(key).map(read);
+        probe.end();
+        result
+    }
 }
 
 /// The entry in `slot`, with its value when `with_value`.
 unsafe fn read_row(slot: *mut pg_sys::TupleTableSlot, with_value: bool) -> Row {
-    pg_sys::slot_getsomeattrs_int(slot, ABSOLUTE_EXPIRES_AT as i32);
-    let column = |attribute: usize| {
-        let null = *(*slot).tts_isnull.add(attribute - 1);
-        (!null).then(|| *(*slot).tts_values.add(attribute - 1))
-    };
-    Row {
-        ctid: (*slot).tts_tid,
-        expires_at: column(EXPIRES_AT).map(|datum| datum.value() as TimestampTz).unwrap_or(TimestampTz::MIN),
-        sliding: column(SLIDING)
-            .and_then(|datum| Interval::from_polymorphic_datum(datum, false, pg_sys::INTERVALOID)),
-        absolute_expires_at: column(ABSOLUTE_EXPIRES_AT).map(|datum| datum.value() as TimestampTz),
-        value: if with_value {
-            column(VALUE).and_then(|datum| Vec::<u8>::from_polymorphic_datum(datum, false, pg_sys::BYTEAOID))
-        } else {
-            None
-        },
+    // SAFETY: `slot` holds a row of the cache table from a scan of it; its attributes are deformed before they are read, and a value is copied out of the slot.
+    unsafe {
+        pg_sys::slot_getsomeattrs_int(slot, ABSOLUTE_EXPIRES_AT as i32);
+        let column = |attribute: usize| {
+            let null = *(*slot).tts_isnull.add(attribute - 1);
+            (!null).then(|| *(*slot).tts_values.add(attribute - 1))
+        };
+        Row {
+            ctid: (*slot).tts_tid,
+            expires_at: column(EXPIRES_AT)
+                .map(|datum| datum.value() as TimestampTz)
+                .unwrap_or(TimestampTz::MIN),
+            sliding: column(SLIDING)
+                .and_then(|datum| Interval::from_polymorphic_datum(datum, false, pg_sys::INTERVALOID)),
+            absolute_expires_at: column(ABSOLUTE_EXPIRES_AT).map(|datum| datum.value() as TimestampTz),
+            value: if with_value {
+                column(VALUE)
+                    .and_then(|datum| Vec::<u8>::from_polymorphic_datum(datum, false, pg_sys::BYTEAOID))
+            } else {
+                None
+            },
+        }
     }
 }
 
@@ -247,6 +281,7 @@ pub fn find_many(keys: &[&str], with_value: bool) -> Direct<Vec<Option<Row>>> {
     if !has_privileges(table, pg_sys::ACL_SELECT) {
         return Direct::Declined;
     }
+    // SAFETY: in a transaction: `open` locks the table and index, the probe's snapshot is popped by `end`, and both are closed before returning; rows are copied out of the slot while it is valid.
     unsafe {
         let Some(opened) = open(pg_sys::AccessShareLock) else {
             return Direct::Declined;
@@ -284,6 +319,7 @@ pub fn may_update_expiry(table: Oid) -> bool {
 /// Whether a write may go straight to the heap: not in a read-only transaction (the statement
 /// raises that error), and with the table privileges the statement needs.
 fn may_write(table: Oid, modes: u32) -> bool {
+    // SAFETY: reads a backend-local flag.
     !unsafe { pg_sys::XactReadOnly } && has_privileges(table, modes)
 }
 
@@ -297,21 +333,25 @@ unsafe fn update_row(
     new: pg_sys::HeapTuple,
     wait: bool,
 ) -> pg_sys::TM_Result::Type {
-    let mut old_tid = old_tid;
-    let mut failure = pg_sys::TM_FailureData::default();
-    let (result, indexes) = compat::heap_update(table, &mut old_tid, new, wait, &mut failure);
-    if result == pg_sys::TM_Result::TM_Ok && indexes != IndexUpdate::None {
-        let all = Indexes::open(table, false);
-        all.insert(new, indexes, OnConflict::Raise);
-        all.close();
+    // SAFETY: as `compat::heap_update` needs: `table` open and locked RowExclusive by the caller, `old_tid` a version of one of its rows, `new` formed with its descriptor.
+    unsafe {
+        let mut old_tid = old_tid;
+        let mut failure = pg_sys::TM_FailureData::default();
+        let (result, indexes) = compat::heap_update(table, &mut old_tid, new, wait, &mut failure);
+        if result == pg_sys::TM_Result::TM_Ok && indexes != IndexUpdate::None {
+            let all = Indexes::open(table, false);
+            all.insert(new, indexes, OnConflict::Raise);
+            all.close();
+        }
+        result
     }
-    result
 }
 
 /// What the executor's UPDATE raises when the row it read changed meanwhile and the transaction
 /// reads with one snapshot (REPEATABLE READ, SERIALIZABLE): in READ COMMITTED it moves on.
 fn refuse_concurrent_change(result: pg_sys::TM_Result::Type) {
     let changed = matches!(result, pg_sys::TM_Result::TM_Updated | pg_sys::TM_Result::TM_Deleted);
+    // SAFETY: reads a backend-local setting.
     if changed && unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         pgrx::ereport!(
             ERROR,
@@ -334,15 +374,18 @@ struct Indexes {
 impl Indexes {
     /// `speculative`: opened for the speculative insertion of `INSERT … ON CONFLICT`.
     unsafe fn open(table: pg_sys::Relation, speculative: bool) -> Indexes {
-        let estate = pg_sys::CreateExecutorState();
-        let caller_context = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
-        let result_relation =
-            pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
-        pg_sys::InitResultRelInfo(result_relation, table, 0, std::ptr::null_mut(), 0);
-        pg_sys::ExecOpenIndices(result_relation, speculative);
-        let slot = pg_sys::MakeSingleTupleTableSlot((*table).rd_att, &pg_sys::TTSOpsHeapTuple);
-        pg_sys::MemoryContextSwitchTo(caller_context);
-        Indexes { estate, result_relation, slot }
+        // SAFETY: `table` is open and locked RowExclusive by the caller; the executor state and index relations made here are released by `close`.
+        unsafe {
+            let estate = pg_sys::CreateExecutorState();
+            let caller_context = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
+            let result_relation =
+                pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
+            pg_sys::InitResultRelInfo(result_relation, table, 0, std::ptr::null_mut(), 0);
+            pg_sys::ExecOpenIndices(result_relation, speculative);
+            let slot = pg_sys::MakeSingleTupleTableSlot((*table).rd_att, &pg_sys::TTSOpsHeapTuple);
+            pg_sys::MemoryContextSwitchTo(caller_context);
+            Indexes { estate, result_relation, slot }
+        }
     }
 
     /// Whether `arbiter` is the only index that can refuse a row: no other unique index (a
@@ -351,31 +394,45 @@ impl Indexes {
     /// such an index never refuses its row for a conflict the upsert resolves; a speculative
     /// insertion without that wait would be refused (23505, 23P01) or deadlock on it.
     unsafe fn only_arbiter_refuses(&self, arbiter: Oid) -> bool {
-        let count = (*self.result_relation).ri_NumIndices as usize;
-        let indexes = std::slice::from_raw_parts((*self.result_relation).ri_IndexRelationDescs, count);
-        indexes.iter().all(|&index| {
-            let form = &*(*index).rd_index;
-            form.indexrelid == arbiter || !(form.indisunique || form.indisexclusion)
-        })
+        // SAFETY: the index relations read here were opened by `ExecOpenIndices` in `open` and stay open until `close`.
+        unsafe {
+            let count = (*self.result_relation).ri_NumIndices as usize;
+            let indexes = std::slice::from_raw_parts((*self.result_relation).ri_IndexRelationDescs, count);
+            indexes.iter().all(|&index| {
+                let form = &*(*index).rd_index;
+                form.indexrelid == arbiter || !(form.indisunique || form.indisexclusion)
+            })
+        }
     }
 
     /// Inserts index entries for the new row version `tuple` into every index the executor
     /// would: ready ones, partial and expression ones evaluated as it does. With
     /// `OnConflict::Report`, as for a speculative insertion: whether the arbiter found a conflict.
     unsafe fn insert(&self, tuple: pg_sys::HeapTuple, indexes: IndexUpdate, on_conflict: OnConflict) -> bool {
-        let caller_context = pg_sys::MemoryContextSwitchTo((*self.estate).es_query_cxt);
-        pg_sys::ExecStoreHeapTuple(tuple, self.slot, false);
-        let conflict =
-            compat::insert_index_tuples(self.result_relation, self.slot, self.estate, indexes, on_conflict);
-        pg_sys::ExecClearTuple(self.slot);
-        pg_sys::MemoryContextSwitchTo(caller_context);
-        conflict
+        // SAFETY: as `compat::insert_index_tuples` needs: indexes opened by `ExecOpenIndices`, `tuple` a row version of the table stored in a slot of it.
+        unsafe {
+            let caller_context = pg_sys::MemoryContextSwitchTo((*self.estate).es_query_cxt);
+            pg_sys::ExecStoreHeapTuple(tuple, self.slot, false);
+            let conflict = compat::insert_index_tuples(
+                self.result_relation,
+                self.slot,
+                self.estate,
+                indexes,
+                on_conflict,
+            );
+            pg_sys::ExecClearTuple(self.slot);
+            pg_sys::MemoryContextSwitchTo(caller_context);
+            conflict
+        }
     }
 
     unsafe fn close(self) {
-        pg_sys::ExecDropSingleTupleTableSlot(self.slot);
-        pg_sys::ExecCloseIndices(self.result_relation);
-        pg_sys::FreeExecutorState(self.estate);
+        // SAFETY: releases, once, what `open` made.
+        unsafe {
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+            pg_sys::ExecCloseIndices(self.result_relation);
+            pg_sys::FreeExecutorState(self.estate);
+        }
     }
 }
 
@@ -388,37 +445,40 @@ impl Indexes {
 /// arbiter is the caller's probe; what it could not see, the insertion itself finds, which is
 /// enough only while the primary key is the one index that can refuse a row: otherwise declined.
 unsafe fn insert_row(opened: &Opened, tuple: pg_sys::HeapTuple) -> Direct<bool> {
-    let arbiter = (*opened.index).rd_id;
-    let indexes = Indexes::open(opened.table, true);
-    if !indexes.only_arbiter_refuses(arbiter) {
+    // SAFETY: `opened` is open and locked RowExclusive, `tuple` formed with its descriptor; the speculative insertion is finished or undone on every path.
+    unsafe {
+        let arbiter = (*opened.index).rd_id;
+        let indexes = Indexes::open(opened.table, true);
+        if !indexes.only_arbiter_refuses(arbiter) {
+            indexes.close();
+            return Direct::Declined;
+        }
+        let transaction = pg_sys::GetCurrentTransactionId();
+        let token = pg_sys::SpeculativeInsertionLockAcquire(transaction);
+        pgrx::itemptr::item_pointer_set_all(
+            &mut (*(*tuple).t_data).t_ctid,
+            token,
+            pg_sys::SpecTokenOffsetNumber as pg_sys::OffsetNumber,
+        );
+        pg_sys::heap_insert(
+            opened.table,
+            tuple,
+            pg_sys::GetCurrentCommandId(true),
+            pg_sys::HEAP_INSERT_SPECULATIVE as i32,
+            std::ptr::null_mut(),
+        );
+        let conflict = indexes.insert(tuple, IndexUpdate::All, OnConflict::Report(arbiter));
+        let mut tid = (*tuple).t_self;
+        if conflict {
+            pg_sys::heap_abort_speculative(opened.table, &mut tid);
+        } else {
+            pg_sys::heap_finish_speculative(opened.table, &mut tid);
+        }
+        // Sessions waiting on the token now see a finished row, or none.
+        pg_sys::SpeculativeInsertionLockRelease(transaction);
         indexes.close();
-        return Direct::Declined;
+        Direct::Done(!conflict)
     }
-    let transaction = pg_sys::GetCurrentTransactionId();
-    let token = pg_sys::SpeculativeInsertionLockAcquire(transaction);
-    pgrx::itemptr::item_pointer_set_all(
-        &mut (*(*tuple).t_data).t_ctid,
-        token,
-        pg_sys::SpecTokenOffsetNumber as pg_sys::OffsetNumber,
-    );
-    pg_sys::heap_insert(
-        opened.table,
-        tuple,
-        pg_sys::GetCurrentCommandId(true),
-        pg_sys::HEAP_INSERT_SPECULATIVE as i32,
-        std::ptr::null_mut(),
-    );
-    let conflict = indexes.insert(tuple, IndexUpdate::All, OnConflict::Report(arbiter));
-    let mut tid = (*tuple).t_self;
-    if conflict {
-        pg_sys::heap_abort_speculative(opened.table, &mut tid);
-    } else {
-        pg_sys::heap_finish_speculative(opened.table, &mut tid);
-    }
-    // Sessions waiting on the token now see a finished row, or none.
-    pg_sys::SpeculativeInsertionLockRelease(transaction);
-    indexes.close();
-    Direct::Done(!conflict)
 }
 
 /// Writes the row version in `slot` again with `column` set to `value` (every other column as it
@@ -430,20 +490,23 @@ unsafe fn update_column(
     value: pg_sys::Datum,
     wait: bool,
 ) -> pg_sys::TM_Result::Type {
-    let mut should_free = false;
-    let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut should_free);
-    let mut columns = [column as i32];
-    let mut values = [value];
-    let mut nulls = [false];
-    let new = pg_sys::heap_modify_tuple_by_cols(
-        old,
-        (*table).rd_att,
-        1,
-        columns.as_mut_ptr(),
-        values.as_mut_ptr(),
-        nulls.as_mut_ptr(),
-    );
-    update_row(table, (*slot).tts_tid, new, wait)
+    // SAFETY: `slot` holds a row version of `table`, which the caller holds open and locked RowExclusive; the new tuple is formed with the table's descriptor.
+    unsafe {
+        let mut should_free = false;
+        let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut should_free);
+        let mut columns = [column as i32];
+        let mut values = [value];
+        let mut nulls = [false];
+        let new = pg_sys::heap_modify_tuple_by_cols(
+            old,
+            (*table).rd_att,
+            1,
+            columns.as_mut_ptr(),
+            values.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+        );
+        update_row(table, (*slot).tts_tid, new, wait)
+    }
 }
 
 /// Moves the expiry of the row version of `key` at `ctid`, read by [`find`] in this call with
@@ -461,6 +524,7 @@ pub fn slide(
     if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_UPDATE) {
         return Direct::Declined;
     }
+    // SAFETY: in a transaction: the table is opened and locked RowExclusive by `open`, the fetched slot is dropped and the relations closed on every path; the row version read is checked before it is written.
     unsafe {
         let Some(opened) = open(pg_sys::RowExclusiveLock) else {
             return Direct::Declined;
@@ -506,19 +570,22 @@ pub struct NewRow<'a> {
 
 /// `row` stored under `key`, as a tuple of the open table.
 unsafe fn form_row(opened: &Opened, key: pg_sys::Datum, row: &NewRow) -> pg_sys::HeapTuple {
-    let tags = row.tags.map(|tags| tags.to_vec().into_datum().expect("a text[] datum"));
-    let mut values = [
-        key,
-        row.value.into_datum().expect("a bytea datum"),
-        pg_sys::Datum::from(row.expires_at),
-        row.sliding.into_datum().unwrap_or(pg_sys::Datum::from(0)),
-        row.absolute_expires_at.map_or(pg_sys::Datum::from(0), pg_sys::Datum::from),
-        tags.unwrap_or(pg_sys::Datum::from(0)),
-    ];
-    let mut nulls =
-        [false, false, false, row.sliding.is_none(), row.absolute_expires_at.is_none(), tags.is_none()];
-    // The descriptor has these columns, or the first five of them: is_as_released checked it.
-    pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr())
+    // SAFETY: `opened` is open; the datums built here live in the current memory context until the tuple is formed from them.
+    unsafe {
+        let tags = row.tags.map(|tags| tags.to_vec().into_datum().expect("a text[] datum"));
+        let mut values = [
+            key,
+            row.value.into_datum().expect("a bytea datum"),
+            pg_sys::Datum::from(row.expires_at),
+            row.sliding.into_datum().unwrap_or(pg_sys::Datum::from(0)),
+            row.absolute_expires_at.map_or(pg_sys::Datum::from(0), pg_sys::Datum::from),
+            tags.unwrap_or(pg_sys::Datum::from(0)),
+        ];
+        let mut nulls =
+            [false, false, false, row.sliding.is_none(), row.absolute_expires_at.is_none(), tags.is_none()];
+        // The descriptor has these columns, or the first five of them: is_as_released checked it.
+        pg_sys::heap_form_tuple((*opened.table).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr())
+    }
 }
 
 /// What [`write`] does with a row already stored under the key.
@@ -543,11 +610,13 @@ pub fn write(key: &str, row: &NewRow, existing: Existing) -> Direct<bool> {
     }
     // In SERIALIZABLE the probe's predicate lock on the key's B-tree page would make transactions
     // writing different keys on that page conflict; the upsert's pre-check takes none.
+    // SAFETY: reads a backend-local setting.
     if unsafe { pg_sys::XactIsoLevel } == pg_sys::XACT_SERIALIZABLE as i32 {
         return Direct::Declined;
     }
     // The value's copies made here are freed once it is written, not at the end of the call:
     // `cache_set_many` of large values holds one at a time.
+    // SAFETY: in a transaction: the relations are opened and locked by `open` and closed on every path inside the memory context, which is deleted after them; tuples are formed in it.
     unsafe {
         PgMemoryContexts::new("pg_cache write").switch_to(|_| {
             let Some(opened) = open(pg_sys::RowExclusiveLock) else {
@@ -591,6 +660,7 @@ pub fn rewrite_value(
     if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_UPDATE) {
         return Direct::Declined;
     }
+    // SAFETY: in a transaction: the table is opened and locked RowExclusive by `open`, the probe's slot is valid while `rewrite` reads it, and the relations are closed before returning.
     unsafe {
         let Some(opened) = open(pg_sys::RowExclusiveLock) else {
             return Direct::Declined;
@@ -632,6 +702,7 @@ pub fn delete(key: &str, with_value: bool) -> Direct<Option<Deleted>> {
     if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_DELETE) {
         return Direct::Declined;
     }
+    // SAFETY: in a transaction: the table is opened and locked RowExclusive by `open`; the deleted row's columns are copied out of the slot before the relations are closed.
     unsafe {
         let Some(opened) = open(pg_sys::RowExclusiveLock) else {
             return Direct::Declined;
@@ -667,6 +738,7 @@ pub fn delete(key: &str, with_value: bool) -> Direct<Option<Deleted>> {
 /// Whether the cache table has the tags column (the table of 0.1.0, before `ALTER EXTENSION
 /// pg_cache UPDATE`, has not).
 pub fn has_tags_column(table: Oid) -> bool {
+    // SAFETY: a catalog lookup of a column by name, in a transaction.
     unsafe { pg_sys::get_attnum(table, c"tags".as_ptr()) == TAGS as pg_sys::AttrNumber }
 }
 

@@ -15,6 +15,7 @@ thread_local! {
 pub fn table() -> Oid {
     let cached = TABLE.get().filter(|table| {
         // Still there: the extension may have been dropped and created again since.
+        // SAFETY: a catalog-cache existence check by OID, in a transaction.
         unsafe {
             pg_sys::SearchSysCacheExists(
                 pg_sys::SysCacheIdentifier::RELOID as i32,
@@ -62,33 +63,37 @@ pub fn lookup_table() -> Option<Oid> {
 /// # Safety
 /// In a transaction.
 unsafe fn extension_schema(extension: Oid) -> Option<Oid> {
-    let catalog = pg_sys::table_open(pg_sys::ExtensionRelationId, pg_sys::AccessShareLock as _);
-    let mut key = pg_sys::ScanKeyData::default();
-    pg_sys::ScanKeyInit(
-        &mut key,
-        pg_sys::Anum_pg_extension_oid as pg_sys::AttrNumber,
-        pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-        Oid::from(pg_sys::F_OIDEQ),
-        extension.into(),
-    );
-    let scan = pg_sys::systable_beginscan(
-        catalog,
-        Oid::from(pg_sys::ExtensionOidIndexId),
-        true,
-        std::ptr::null_mut(),
-        1,
-        &mut key,
-    );
-    let tuple = pg_sys::systable_getnext(scan);
-    let schema = (!tuple.is_null())
-        .then(|| (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(tuple)).extnamespace);
-    pg_sys::systable_endscan(scan);
-    pg_sys::table_close(catalog, pg_sys::AccessShareLock as _);
-    schema.filter(|schema| *schema != pg_sys::InvalidOid)
+    // SAFETY: in a transaction (the caller's): pg_extension is opened, scanned by its OID index and closed here; the tuple is read before the scan ends.
+    unsafe {
+        let catalog = pg_sys::table_open(pg_sys::ExtensionRelationId, pg_sys::AccessShareLock as _);
+        let mut key = pg_sys::ScanKeyData::default();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            pg_sys::Anum_pg_extension_oid as pg_sys::AttrNumber,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            Oid::from(pg_sys::F_OIDEQ),
+            extension.into(),
+        );
+        let scan = pg_sys::systable_beginscan(
+            catalog,
+            Oid::from(pg_sys::ExtensionOidIndexId),
+            true,
+            std::ptr::null_mut(),
+            1,
+            &mut key,
+        );
+        let tuple = pg_sys::systable_getnext(scan);
+        let schema = (!tuple.is_null())
+            .then(|| (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(tuple)).extnamespace);
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(catalog, pg_sys::AccessShareLock as _);
+        schema.filter(|schema| *schema != pg_sys::InvalidOid)
+    }
 }
 
 /// The cache table's name, schema-qualified and quoted for SQL.
 pub fn qualified_table_name(table: Oid) -> String {
+    // SAFETY: catalog lookups of the namespace and relation names by OID, in a transaction; the quoted name is copied before returning.
     unsafe {
         let name = pg_sys::quote_qualified_identifier(
             pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table)),

@@ -34,23 +34,31 @@ impl IntoDatum for Jsonb {
     }
 }
 
+// SAFETY: a jsonb argument is read as the datum it is, through `FromDatum` (JSONBOID checked by pgrx's SQL definition).
 unsafe impl<'fcx> ArgAbi<'fcx> for Jsonb {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        arg.unbox_arg_using_from_datum().unwrap_or_else(|| panic!("argument {index} must not be null"))
+        // SAFETY: pgrx calls this with this function's own argument, whose type the SQL definition says is jsonb.
+        unsafe {
+            let index = arg.index();
+            arg.unbox_arg_using_from_datum().unwrap_or_else(|| panic!("argument {index} must not be null"))
+        }
     }
 
     unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
-        arg.unbox_arg_using_from_datum().into()
+        // SAFETY: as above: this function's own jsonb argument.
+        unsafe { arg.unbox_arg_using_from_datum().into() }
     }
 }
 
+// SAFETY: the datum returned is a jsonb built in the function's memory context.
 unsafe impl BoxRet for Jsonb {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
-        fcinfo.return_raw_datum(self.0)
+        // SAFETY: `self` holds a jsonb datum built in the function's memory context, returned as the function's result.
+        unsafe { fcinfo.return_raw_datum(self.0) }
     }
 }
 
+// SAFETY: the SQL type named is jsonb, which the datum is.
 unsafe impl SqlTranslatable for Jsonb {
     const TYPE_IDENT: &'static str = concat!(module_path!(), "::Jsonb");
     const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
@@ -71,6 +79,7 @@ fn cache_set_json(
     const FUNCTION: &str = "cache_set_json";
     let key = checked_key(FUNCTION, "key", key);
     let value = error::required(FUNCTION, "value", value);
+    // SAFETY: `value` is this function's jsonb argument.
     let encoded = match unsafe { json::encode(value.0) } {
         Ok(encoded) => encoded,
         Err(JsonError::TooDeep) => error::limit_exceeded(
@@ -104,6 +113,7 @@ fn cache_get_many_json(
 
 /// The jsonb of a stored CBOR value; a value that is not one is an error naming the key.
 fn to_jsonb(function: &str, key: &str, value: &[u8]) -> Jsonb {
+    // SAFETY: in the function's memory context, where the jsonb is returned from.
     match unsafe { json::decode_jsonb(value) } {
         Ok(datum) => Jsonb(datum),
         Err(JsonError::TooDeep) => error::limit_exceeded(

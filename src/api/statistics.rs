@@ -61,6 +61,7 @@ fn cache_stats_reset() {
 }
 
 fn require_privilege(table: pg_sys::Oid, mode: u32) {
+    // SAFETY: catalog lookups of the table's ACL and name, in a transaction; aclcheck_error raises an ERROR.
     unsafe {
         let result = pg_sys::pg_class_aclcheck(table, pg_sys::GetUserId(), mode as pg_sys::AclMode);
         if result != pg_sys::AclResult::ACLCHECK_OK {

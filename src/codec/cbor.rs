@@ -365,7 +365,7 @@ pub fn decode<'a, S: Sink<'a>>(bytes: &'a [u8], sink: &mut S) -> Result<(), Json
             break;
         }
         items += 1;
-        if items % INTERRUPT_CHECK_PERIOD == 0 {
+        if items.is_multiple_of(INTERRUPT_CHECK_PERIOD) {
             (reader.check)();
         }
         header = reader.pull()?;

@@ -29,6 +29,7 @@ pub fn note(change: Change) {
         return;
     }
     register_callbacks();
+    // SAFETY: reads the backend's transaction state.
     let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
     PENDING.with_borrow_mut(|pending| {
         if pending.last().is_none_or(|changes| changes.level != level) {
@@ -40,6 +41,7 @@ pub fn note(change: Change) {
 
 fn register_callbacks() {
     if !CALLBACKS_REGISTERED.get() {
+        // SAFETY: plain functions without an argument, registered once per backend for its life.
         unsafe {
             pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
             pg_sys::RegisterSubXactCallback(Some(at_subtransaction_end), std::ptr::null_mut());
@@ -90,23 +92,26 @@ unsafe extern "C-unwind" fn at_subtransaction_end(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    use pg_sys::SubXactEvent::*;
-    let level = pg_sys::GetCurrentTransactionNestLevel();
-    PENDING.with_borrow_mut(|pending| match event {
-        // ROLLBACK TO: what the savepoint changed is undone, and not announced.
-        SUBXACT_EVENT_ABORT_SUB => pending.retain(|changes| changes.level < level),
-        // RELEASE: its changes become its parent's.
-        SUBXACT_EVENT_COMMIT_SUB => {
-            let Some(position) = pending.iter().position(|changes| changes.level >= level) else {
-                return;
-            };
-            let released: Vec<Changes> = pending.drain(position..).collect();
-            if pending.last().is_none_or(|changes| changes.level != level - 1) {
-                pending.push(Changes::new(level - 1));
+    // SAFETY: called by PostgreSQL at the end of a subtransaction, in the backend's only thread, in a transaction.
+    unsafe {
+        use pg_sys::SubXactEvent::*;
+        let level = pg_sys::GetCurrentTransactionNestLevel();
+        PENDING.with_borrow_mut(|pending| match event {
+            // ROLLBACK TO: what the savepoint changed is undone, and not announced.
+            SUBXACT_EVENT_ABORT_SUB => pending.retain(|changes| changes.level < level),
+            // RELEASE: its changes become its parent's.
+            SUBXACT_EVENT_COMMIT_SUB => {
+                let Some(position) = pending.iter().position(|changes| changes.level >= level) else {
+                    return;
+                };
+                let released: Vec<Changes> = pending.drain(position..).collect();
+                if pending.last().is_none_or(|changes| changes.level != level - 1) {
+                    pending.push(Changes::new(level - 1));
+                }
+                let parent = pending.last_mut().expect("pushed just above");
+                released.into_iter().for_each(|changes| parent.absorb(changes));
             }
-            let parent = pending.last_mut().expect("pushed just above");
-            released.into_iter().for_each(|changes| parent.absorb(changes));
-        }
-        _ => {}
-    });
+            _ => {}
+        });
+    }
 }

@@ -199,6 +199,7 @@ impl Changes {
 pub fn notify(payload: &str) {
     let payload = std::ffi::CString::new(payload).expect("JSON has no NUL");
     let payload = payload.as_ptr();
+    // SAFETY: both strings are NUL-terminated and outlive the call (NOTIFY copies the payload); pg_guard_ffi_boundary turns an ERROR into a Rust panic as pgrx's own bindings do.
     unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| Async_Notify(CHANNEL.as_ptr(), payload)) };
 }
 

@@ -135,8 +135,10 @@ impl Default for Relays {
     }
 }
 
+// SAFETY: Relays holds only plain data (integers and byte arrays), valid in shared memory when zeroed or copied, and is reached only through its LWLock.
 unsafe impl PGRXSharedMemory for Relays {}
 
+// SAFETY: the lock is named once and initialised by pg_shmem_init! while the library is preloaded.
 static RELAY_TABLE: PgLwLock<Relays> = unsafe { PgLwLock::new(c"pg_cache_relays") };
 
 /// Claims the shared memory; while the library is preloaded.
@@ -145,10 +147,12 @@ pub fn init() {
 }
 
 fn now_micros() -> i64 {
+    // SAFETY: reads the system clock.
     unsafe { pg_sys::GetCurrentTimestamp() }
 }
 
 fn my_database() -> u32 {
+    // SAFETY: reads a backend global set at connection.
     unsafe { pg_sys::MyDatabaseId }.to_u32()
 }
 
@@ -208,6 +212,7 @@ pub fn hand_over(index: usize, changes: &Changes) {
     let ask = latch == 0 && ask_for_relay(&mut relays, index, now_micros());
     drop(relays);
     if latch != 0 {
+        // SAFETY: `latch` is the running relay's own latch (its process's MyLatch, in shared memory), read under the lock that the relay clears it under before it exits; setting a latch is safe from any process.
         unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
     } else if ask {
         start(database);
@@ -233,6 +238,7 @@ fn start(database: u32) {
             .set_start_time(BgWorkerStartTime::RecoveryFinished)
             .set_restart_time(None);
     let mut worker: pg_sys::BackgroundWorker = (&builder).into();
+    // SAFETY: registers a worker from a fully built BackgroundWorker; PostgreSQL copies it.
     unsafe { pg_sys::RegisterDynamicBackgroundWorker(&mut worker, std::ptr::null_mut()) };
 }
 
@@ -244,6 +250,7 @@ fn attach(database: u32) -> Option<usize> {
     if relay.running() {
         return None;
     }
+    // SAFETY: reads the process's own latch pointer (shared memory for a background worker).
     relay.latch = unsafe { pg_sys::MyLatch } as usize;
     relay.starting_since = 0;
     Some(index)
@@ -255,6 +262,7 @@ fn attach(database: u32) -> Option<usize> {
 fn detach(index: usize, only_if_idle: bool) -> bool {
     let mut relays = RELAY_TABLE.exclusive();
     let relay = &mut relays.0[index];
+    // SAFETY: as above.
     if relay.latch != unsafe { pg_sys::MyLatch } as usize {
         // Not ours (any more): nothing to leave.
         return true;
@@ -285,6 +293,7 @@ fn take(index: usize) -> Option<Changes> {
 fn leave(index: usize) -> Option<Changes> {
     let mut relays = RELAY_TABLE.exclusive();
     let relay = &mut relays.0[index];
+    // SAFETY: as above.
     if relay.latch != unsafe { pg_sys::MyLatch } as usize {
         return None;
     }
@@ -304,6 +313,7 @@ fn send(index: usize, changes: &Changes) -> bool {
     if let Err(message) = &sent {
         pgrx::warning!("pg_cache: the invalidation relay could not notify: {message}");
         let mut relays = RELAY_TABLE.exclusive();
+        // SAFETY: as above.
         if relays.0[index].latch == unsafe { pg_sys::MyLatch } as usize {
             relays.0[index].all = true;
         }
@@ -328,6 +338,7 @@ pub extern "C-unwind" fn pg_cache_relay_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(signals);
     crate::bgw::connect(Oid::from(database));
     let name = std::ffi::CString::new(BackgroundWorker::get_name()).unwrap_or_default();
+    // SAFETY: a NUL-terminated string that outlives the call; PostgreSQL copies it.
     unsafe { pg_sys::pgstat_report_appname(name.as_ptr()) };
     let Some(index) = attach(database) else {
         return;
@@ -335,6 +346,7 @@ pub extern "C-unwind" fn pg_cache_relay_main(arg: pg_sys::Datum) {
     // Its NOTIFY waits for the lock other notifying transactions hold: no timeout set for the
     // database or a role may cut it short.
     for setting in [c"lock_timeout", c"statement_timeout", c"idle_in_transaction_session_timeout"] {
+        // SAFETY: sets settings with NUL-terminated names and values that outlive the call.
         unsafe {
             pg_sys::SetConfigOption(
                 setting.as_ptr(),
@@ -344,6 +356,7 @@ pub extern "C-unwind" fn pg_cache_relay_main(arg: pg_sys::Datum) {
             )
         };
     }
+    // SAFETY: `detach_at_exit` is a plain function; the datum is the relay's index.
     unsafe { pg_sys::before_shmem_exit(Some(detach_at_exit), pg_sys::Datum::from(index)) };
     let mut last_sent = Instant::now();
     loop {

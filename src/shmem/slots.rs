@@ -104,6 +104,7 @@ impl Slot {
     fn reset(&mut self, database: Oid) {
         *self = Slot::empty();
         self.database.store(database.to_u32(), Ordering::Relaxed);
+        // SAFETY: reads the system clock.
         self.counting_since.store(unsafe { pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
     }
 
@@ -124,6 +125,7 @@ impl Slot {
         for counter in &self.counters {
             counter.store(0, Ordering::Relaxed);
         }
+        // SAFETY: reads the system clock.
         self.counting_since.store(unsafe { pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
     }
 
@@ -260,8 +262,10 @@ impl Default for Slots {
     }
 }
 
+// SAFETY: Slots holds only atomics and plain data, valid in shared memory when zeroed or copied; the error fields change only under the LWLock.
 unsafe impl PGRXSharedMemory for Slots {}
 
+// SAFETY: the lock is named once and initialised by pg_shmem_init! while the library is preloaded.
 static SLOTS: PgLwLock<Slots> = unsafe { PgLwLock::new(c"pg_cache_databases") };
 static PRELOADED: AtomicBool = AtomicBool::new(false);
 
@@ -305,16 +309,19 @@ pub fn slot(database: Oid) -> Option<&'static Slot> {
         }
     };
     // The slots live in shared memory for the life of the server.
+    // SAFETY: slots live in shared memory for the server's life and a slot is reused only once its database is dropped (no backend is connected to it then); its fields are atomics, and the error fields are read and written only under the lock.
     Some(unsafe { &*(&SLOTS.share().0[index] as *const Slot) })
 }
 
 /// The slot of the current database.
 pub fn my_slot() -> Option<&'static Slot> {
     let slot = MY_SLOT.get().or_else(|| {
+        // SAFETY: reads a backend global set at connection.
         let slot: *const Slot = slot(unsafe { pg_sys::MyDatabaseId })?;
         MY_SLOT.set(Some(slot));
         Some(slot)
     })?;
+    // SAFETY: `slot` points into shared memory, mapped for the process's life (see `slot`).
     Some(unsafe { &*slot })
 }
 
@@ -330,6 +337,7 @@ pub fn each(mut visit: impl FnMut(&'static Slot)) {
     }
     let slots = SLOTS.share();
     for slot in slots.0.iter().filter(|slot| slot.database.load(Ordering::Relaxed) != 0) {
+        // SAFETY: as in `slot`: shared memory outlives the reference, and a slot is reused only after its database is gone.
         visit(unsafe { &*(slot as *const Slot) });
     }
 }
@@ -354,15 +362,20 @@ pub struct Claim(&'static Slot);
 
 pub fn claim(database: Oid) -> Option<Claim> {
     let slot = slot(database)?;
+    // SAFETY: reads the process's own pid.
     let pid = unsafe { pg_sys::MyProcPid };
     slot.pid.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+    // SAFETY: `release` is a plain function; the datum is the address of a Slot in shared memory.
     unsafe { pg_sys::before_shmem_exit(Some(release), pg_sys::Datum::from(slot as *const Slot as usize)) };
     Some(Claim(slot))
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn release(_code: i32, slot: pg_sys::Datum) {
-    (*(slot.value() as *const Slot)).pid.store(0, Ordering::Release);
+    // SAFETY: `slot` is the address of a Slot in shared memory, passed by `claim`; shared memory is still mapped while exit callbacks run.
+    unsafe {
+        (*(slot.value() as *const Slot)).pid.store(0, Ordering::Release);
+    }
 }
 
 impl Claim {

@@ -114,27 +114,30 @@ unsafe extern "C-unwind" fn at_subtransaction_end(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    use pg_sys::SubXactEvent::*;
-    // During the event the ending subtransaction is still the current one.
-    let level = pg_sys::GetCurrentTransactionNestLevel();
-    match event {
-        SUBXACT_EVENT_ABORT_SUB => {
-            WRITTEN.with_borrow_mut(|written| written.retain(|(at, _)| *at < level));
-        }
-        SUBXACT_EVENT_COMMIT_SUB => WRITTEN.with_borrow_mut(|written| {
-            let inner = written
-                .iter()
-                .filter(|(at, _)| *at >= level)
-                .fold(Written::NONE, |sum, (_, w)| sum.merge(*w));
-            written.retain(|(at, _)| *at < level);
-            if inner.entries > 0 {
-                match written.last_mut() {
-                    Some((top, pending)) if *top == level - 1 => *pending = pending.merge(inner),
-                    _ => written.push((level - 1, inner)),
-                }
+    // SAFETY: called by PostgreSQL at the end of a subtransaction, in the backend's only thread, in a transaction.
+    unsafe {
+        use pg_sys::SubXactEvent::*;
+        // During the event the ending subtransaction is still the current one.
+        let level = pg_sys::GetCurrentTransactionNestLevel();
+        match event {
+            SUBXACT_EVENT_ABORT_SUB => {
+                WRITTEN.with_borrow_mut(|written| written.retain(|(at, _)| *at < level));
             }
-        }),
-        _ => {}
+            SUBXACT_EVENT_COMMIT_SUB => WRITTEN.with_borrow_mut(|written| {
+                let inner = written
+                    .iter()
+                    .filter(|(at, _)| *at >= level)
+                    .fold(Written::NONE, |sum, (_, w)| sum.merge(*w));
+                written.retain(|(at, _)| *at < level);
+                if inner.entries > 0 {
+                    match written.last_mut() {
+                        Some((top, pending)) if *top == level - 1 => *pending = pending.merge(inner),
+                        _ => written.push((level - 1, inner)),
+                    }
+                }
+            }),
+            _ => {}
+        }
     }
 }
 

@@ -256,6 +256,7 @@ impl Statements {
 }
 
 pub(super) fn ensure_not_in_recovery() {
+    // SAFETY: reads shared state PostgreSQL keeps for this check.
     if unsafe { pg_sys::RecoveryInProgress() } {
         crate::error::unavailable_in_recovery();
     }

@@ -28,6 +28,7 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
     crate::bgw::connect(database);
     // pg_stat_activity.application_name says which database this worker serves.
     let name = std::ffi::CString::new(BackgroundWorker::get_name()).unwrap_or_default();
+    // SAFETY: a NUL-terminated string that outlives the call; PostgreSQL copies it.
     unsafe { pg_sys::pgstat_report_appname(name.as_ptr()) };
     let Some(slot) = registry::slot(database) else {
         return;
@@ -129,10 +130,12 @@ fn another_database_waits(mine: Oid) -> bool {
 
 /// The current database's name; in a transaction.
 fn database_name() -> String {
+    // SAFETY: a catalog lookup by OID, in a transaction.
     let name = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
     if name.is_null() {
         String::new()
     } else {
+        // SAFETY: `name` is a NUL-terminated string palloc'd by get_database_name, read at once.
         unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
     }
 }
@@ -148,6 +151,7 @@ fn report_error(claim: &Claim, database_name: &str, what: &str, message: &str) {
 }
 
 fn shutdown_requested() -> bool {
+    // SAFETY: reads a flag the signal handler sets.
     unsafe { pg_sys::ShutdownRequestPending != 0 }
 }
 
@@ -166,6 +170,7 @@ enum Sweep {
 fn sweep(claim: &Claim) -> Result<Sweep, String> {
     let slot = claim.slot();
     slot.begin_sweep();
+    // SAFETY: reports the worker's activity with a NUL-terminated constant string.
     unsafe {
         pg_sys::pgstat_report_activity(
             pg_sys::BackendState::STATE_RUNNING,
@@ -205,6 +210,7 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
     if outcome.is_err() {
         slot.retry_at(store::now() + interval_micros());
     }
+    // SAFETY: flushes statistics and reports the worker idle, outside a transaction.
     unsafe {
         // Report the deletes now, so autovacuum sees them.
         pg_sys::pgstat_report_stat(true);
@@ -225,6 +231,7 @@ fn evict_up_to(slot: &Slot, cutoff: TimestampTz, for_size: bool) -> Result<bool,
             let (evicted, last) =
                 bgw::as_table_owner(access::table(), || store::evict_until(cutoff, batch_size, after));
             // In the transaction: finding the statistics slot may read the catalog.
+            // SAFETY: reads a backend global set at connection.
             stats::count_evicted(unsafe { pg_sys::MyDatabaseId }, evicted);
             (evicted, last)
         };

@@ -233,18 +233,21 @@ impl Worker {
             .enable_spi_access()
             .set_start_time(BgWorkerStartTime::RecoveryFinished)
             // The postmaster wakes the launcher when the worker starts and stops.
+            // SAFETY: reads the process's own pid.
             .set_notify_pid(unsafe { pg_sys::MyProcPid })
             // The launcher starts it again when due; the postmaster must not.
             .set_restart_time(None);
         let mut worker: pg_sys::BackgroundWorker = (&builder).into();
         let mut handle = std::ptr::null_mut();
         // Built only once registered: a Worker frees its handle when dropped.
+        // SAFETY: registers a worker from a fully built BackgroundWorker (PostgreSQL copies it); the handle is freed when `Worker` is dropped.
         unsafe { pg_sys::RegisterDynamicBackgroundWorker(&mut worker, &mut handle) }.then(|| Worker(handle))
     }
 
     /// False once the worker has stopped (or never will start).
     fn running(&self) -> bool {
         let mut pid = 0;
+        // SAFETY: `self.0` is the handle RegisterDynamicBackgroundWorker gave, not yet freed.
         let status = unsafe { pg_sys::GetBackgroundWorkerPid(self.0, &mut pid) };
         matches!(
             status,
@@ -255,6 +258,7 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        // SAFETY: frees the handle once (Drop).
         unsafe { pg_sys::pfree(self.0.cast()) };
     }
 }
