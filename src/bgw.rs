@@ -18,10 +18,12 @@ use pgrx::PgTryBuilder;
 /// The `search_path` every worker runs with, whatever the database or role says.
 const SAFE_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
 
-/// Settings a database owner may set for the database that would stop or stall a worker: a
-/// vacuum that naps forever (cost settings), sweeps that fail (read-only transactions) or are
-/// cut short. Each worker runs with PostgreSQL's defaults for them instead.
-const SAFE_SETTINGS: [(&std::ffi::CStr, &std::ffi::CStr); 10] = [
+/// Settings a database owner may set for the database that would stall or stop a worker for
+/// good: a vacuum that naps for minutes at a time (the cost settings) and sweeps that always fail
+/// (read-only transactions, an isolation level the sweep is not written for). Each worker runs
+/// with PostgreSQL's defaults for them instead. (A `lock_timeout` only makes a sweep give up
+/// while someone holds the table, which the worker reports and retries.)
+const SAFE_SETTINGS: [(&std::ffi::CStr, &std::ffi::CStr); 8] = [
     (c"vacuum_cost_delay", c"0"),
     (c"vacuum_cost_limit", c"200"),
     (c"vacuum_cost_page_hit", c"1"),
@@ -29,8 +31,6 @@ const SAFE_SETTINGS: [(&std::ffi::CStr, &std::ffi::CStr); 10] = [
     (c"vacuum_cost_page_dirty", c"20"),
     (c"default_transaction_read_only", c"off"),
     (c"default_transaction_isolation", c"read committed"),
-    (c"statement_timeout", c"0"),
-    (c"lock_timeout", c"0"),
     (c"exit_on_error", c"off"),
 ];
 
