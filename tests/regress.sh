@@ -4,21 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-PGBIN=$("$PG_CONFIG" --bindir)
+source tests/lib.sh
 PG_REGRESS=$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress
-DATADIR=${REGRESS_DATADIR:-${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/regress}
-PORT=${REGRESS_PORT:-$((5498 + ${PG_CACHE_PORT_OFFSET:-0}))}
+DATADIR=${REGRESS_DATADIR:-$PG_CACHE_DATA_ROOT/regress}
+PORT=${REGRESS_PORT:-$(port_for regress)}
 DB=pg_cache_regress
 OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT
+at_exit 'rm -rf "$OUT"'
 
 # A new cluster each run, without eviction sweeps: the tests look at expired rows a few
 # milliseconds after they expire, which a sweep (every second) would sometimes have removed.
 # tests/live.sh tests the eviction worker.
 tests/cluster.sh destroy "$DATADIR"
 tests/cluster.sh start "$DATADIR" "$PORT" "pg_cache.eviction_enabled = off"
-export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGPORT=$PORT PGUSER=postgres
+export PGPORT=$PORT
 "$PGBIN/psql" -q -X -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 
 tests=$(cd tests/pg_regress/sql && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)

@@ -9,28 +9,35 @@ CREATE ROLE regress_cache_app;
 SELECT cache_set('private', 'owner only', ttl => '1 hour');
 
 SET ROLE regress_cache_outsider;
+-- Every function of the extension, taken from the catalog (so that a new one cannot be left out),
+-- called with its required arguments (dummy values of their types; a ttl where the function has
+-- one): each one that touches the table is refused with 42501. cache_worker_status is for anyone.
+SELECT function, call, regress_error(call) FROM (
+    SELECT p.proname AS function,
+           format('SELECT * FROM %I(%s)', p.proname,
+                  concat_ws(', ',
+                      (SELECT string_agg(CASE format_type(p.proargtypes[i], NULL)
+                                             WHEN 'text' THEN quote_literal('private')
+                                             WHEN 'text[]' THEN $a$ARRAY['private']$a$
+                                             WHEN 'bytea' THEN $a$'overwritten'::bytea$a$
+                                             WHEN 'bytea[]' THEN $a$ARRAY['overwritten']::bytea[]$a$
+                                             WHEN 'jsonb' THEN $a$'{"overwritten": true}'::jsonb$a$
+                                             ELSE format('NULL::%s', format_type(p.proargtypes[i], NULL)) END,
+                                         ', ' ORDER BY i)
+                       FROM generate_series(0, p.pronargs - p.pronargdefaults - 1) AS i),
+                      CASE WHEN 'ttl' = ANY (p.proargnames) THEN $a$ttl => '1 s'$a$ END)) AS call
+    FROM pg_extension e
+    JOIN pg_depend d ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
+                    AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+    JOIN pg_proc p ON p.oid = d.objid AND p.pronamespace = e.extnamespace
+    WHERE e.extname = 'pg_cache'
+) AS calls ORDER BY function;
+-- cache_worker_status shows the outsider its own database only (as pg_stat_activity shows other
+-- sessions' queries only to roles with pg_read_all_stats).
+SELECT count(*) FILTER (WHERE database IS DISTINCT FROM current_database()) AS other_databases_shown
+FROM cache_worker_status();
+-- The table itself.
 SELECT statement, regress_error(statement) FROM (VALUES
-    ($$SELECT cache_get('private')$$),
-    ($$SELECT cache_set('private', 'overwritten')$$),
-    ($$SELECT cache_refresh('private')$$),
-    ($$SELECT cache_remove('private')$$),
-    ($$SELECT cache_ttl('private')$$),
-    ($$SELECT cache_evict_expired()$$),
-    ($$SELECT cache_add('private', 'overwritten')$$),
-    ($$SELECT cache_take('private')$$),
-    ($$SELECT cache_incr('private counter')$$),
-    ($$SELECT cache_expire('private', ttl => '1 s')$$),
-    ($$SELECT * FROM cache_get_many(ARRAY['private'])$$),
-    ($$SELECT cache_set_many(ARRAY['private'], ARRAY['overwritten']::bytea[])$$),
-    ($$SELECT cache_remove_many(ARRAY['private'])$$),
-    ($$SELECT * FROM cache_keys()$$),
-    ($$SELECT cache_remove_prefix('priv')$$),
-    ($$SELECT cache_clear()$$),
-    ($$SELECT * FROM cache_stats()$$),
-    ($$SELECT cache_stats_reset()$$),
-    ($$SELECT cache_set_json('private', '{"overwritten": true}')$$),
-    ($$SELECT cache_get_json('private')$$),
-    ($$SELECT * FROM cache_get_many_json(ARRAY['private'])$$),
     ($$SELECT value FROM pg_cache_entries$$),
     ($$DELETE FROM pg_cache_entries$$),
     ($$TRUNCATE pg_cache_entries$$)
