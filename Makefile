@@ -39,7 +39,7 @@ INSTALL_SUDO := $(if $(IS_ROOT),,--sudo)
 # Postgres refuses to run as root: pgrx's own test cluster then runs as postgres.
 TEST_DATA ?= $(PG_CACHE_DATA_ROOT)/pgrx-test
 
-.PHONY: prereqs install run stop psql test test-unit test-regress test-scripts soak bench examples
+.PHONY: prereqs install run stop psql test test-unit test-regress test-scripts lint soak bench examples
 
 prereqs:
 	@bash .ci/prereqs.sh
@@ -94,7 +94,11 @@ test-regress: install
 # Behaviour that needs a live server: background worker, crashes, concurrency, standby, DDL and
 # maintenance against the direct paths, the upgrade from 0.1.0, the PL/Proxy router over 4 shards.
 test-scripts: install
-	@status=0; for script in isolation hostile live reliability safety upgrade fleet feed sharded; do bash tests/$$script.sh || status=1; done; exit $$status
+	@status=0; for script in isolation hostile live reliability safety upgrade fleet feed sharded python; do bash tests/$$script.sh || status=1; done; exit $$status
+
+## make lint: clippy with warnings as errors; the crate denies undocumented unsafe blocks.
+lint: prereqs
+	cargo clippy $(PGRX_FEATURES) --all-targets -- -D warnings
 
 ## make soak: the concurrency run for 60 s instead of 10, with the other reliability tests.
 soak: install
