@@ -125,7 +125,8 @@ pub fn transaction<R>(
         Ok(result)
     })
     .catch_others(|error| {
-        // SAFETY: aborts the transaction started above after an ERROR, as PostgreSQL's own error recovery does.
+        // SAFETY: aborts the transaction started above after an ERROR, as PostgreSQL's own error recovery
+        // does.
         unsafe { pg_sys::AbortCurrentTransaction() };
         Err(match error {
             CaughtError::PostgresError(report)

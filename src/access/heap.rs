@@ -77,7 +77,8 @@ fn has_privileges(table: Oid, modes: u32) -> bool {
 /// Whether the open table is exactly as a released pg_cache made it, so that writing a row
 /// version by hand does all the statement would.
 unsafe fn is_as_released(table: pg_sys::Relation) -> bool {
-    // SAFETY: the caller holds `table` open (see `open`): its relcache entry, descriptor and constraints stay valid while it is.
+    // SAFETY: the caller holds `table` open (see `open`): its relcache entry, descriptor and constraints stay
+    // valid while it is.
     unsafe {
         let form = &*(*table).rd_rel;
         // Unlogged, as created: no WAL, no publication, so no replica identity to check.
@@ -116,7 +117,8 @@ unsafe fn is_as_released(table: pg_sys::Relation) -> bool {
 /// Whether the open index is the primary key the extension made: a unique B-tree on the key
 /// alone, byte-wise.
 unsafe fn is_released_primary_key(index: pg_sys::Relation) -> bool {
-    // SAFETY: the caller holds `index` open: its relcache entry (rd_index, rd_rel, rd_indcollation) stays valid while it is.
+    // SAFETY: the caller holds `index` open: its relcache entry (rd_index, rd_rel, rd_indcollation) stays
+    // valid while it is.
     unsafe {
         let form = &*(*index).rd_index;
         (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
@@ -138,7 +140,8 @@ struct Opened {
 /// transaction, as the executor's locks are); `None`, with nothing left open, when either is not
 /// as a released version made it.
 unsafe fn open(lock: u32) -> Option<Opened> {
-    // SAFETY: in a transaction (a SQL function's or a worker's); each relation is opened with `lock` and closed again on every path that does not hand it back in `Opened`.
+    // SAFETY: in a transaction (a SQL function's or a worker's); each relation is opened with `lock` and
+    // closed again on every path that does not hand it back in `Opened`.
     unsafe {
         let lock = lock as pg_sys::LOCKMODE;
         let table = pg_sys::table_open(self::table(), lock);
@@ -190,7 +193,8 @@ struct Probe {
 
 impl Probe {
     unsafe fn begin(opened: &Opened) -> Probe {
-        // SAFETY: `opened` holds the table and its index open and locked for the scan's life; the snapshot pushed here is popped in `end`.
+        // SAFETY: `opened` holds the table and its index open and locked for the scan's life; the snapshot
+        // pushed here is popped in `end`.
         unsafe {
             let snapshot = push_read_snapshot();
             Probe {
@@ -202,7 +206,8 @@ impl Probe {
 
     /// The slot of the row stored under `key`, if any.
     unsafe fn find(&mut self, key: pg_sys::Datum) -> Option<*mut pg_sys::TupleTableSlot> {
-        // SAFETY: the scan and slot were made by `begin` and live until `end`; `key` is a text datum that outlives the rescan.
+        // SAFETY: the scan and slot were made by `begin` and live until `end`; `key` is a text datum that
+        // outlives the rescan.
         unsafe {
             let mut scan_key = pg_sys::ScanKeyData::default();
             // Byte-wise equality, the primary key's "C" collation.
@@ -247,7 +252,8 @@ unsafe fn probe<R>(
 
 /// The entry in `slot`, with its value when `with_value`.
 unsafe fn read_row(slot: *mut pg_sys::TupleTableSlot, with_value: bool) -> Row {
-    // SAFETY: `slot` holds a row of the cache table from a scan of it; its attributes are deformed before they are read, and a value is copied out of the slot.
+    // SAFETY: `slot` holds a row of the cache table from a scan of it; its attributes are deformed before
+    // they are read, and a value is copied out of the slot.
     unsafe {
         pg_sys::slot_getsomeattrs_int(slot, ABSOLUTE_EXPIRES_AT as i32);
         let column = |attribute: usize| {
@@ -276,25 +282,20 @@ unsafe fn read_row(slot: *mut pg_sys::TupleTableSlot, with_value: bool) -> Row {
 /// table, one snapshot, one scan re-aimed at each key (as one `SELECT … WHERE key = ANY($1)`
 /// would read them).
 pub fn find_many(keys: &[&str], with_value: bool) -> Direct<Vec<Option<Row>>> {
-    let table = table();
     // The privilege the statement `SELECT … FROM t WHERE key = $1` would need.
-    if !has_privileges(table, pg_sys::ACL_SELECT) {
-        return Direct::Declined;
-    }
-    // SAFETY: in a transaction: `open` locks the table and index, the probe's snapshot is popped by `end`, and both are closed before returning; rows are copied out of the slot while it is valid.
-    unsafe {
-        let Some(opened) = open(pg_sys::AccessShareLock) else {
-            return Direct::Declined;
-        };
-        let mut probe = Probe::begin(&opened);
-        let rows = keys
-            .iter()
-            .map(|key| probe.find(text_datum(key)).map(|slot| read_row(slot, with_value)))
-            .collect();
-        probe.end();
-        close(opened);
-        Direct::Done(rows)
-    }
+    with_opened(Needs::Read(pg_sys::ACL_SELECT), |opened| {
+        // SAFETY: the table and index are open and locked (`with_opened`); the probe's snapshot
+        // is popped by `end`; each row is copied out of the slot while it is valid.
+        unsafe {
+            let mut probe = Probe::begin(opened);
+            let rows = keys
+                .iter()
+                .map(|key| probe.find(text_datum(key)).map(|slot| read_row(slot, with_value)))
+                .collect();
+            probe.end();
+            Direct::Done(rows)
+        }
+    })
 }
 
 /// The row stored under `key`, with its value when `with_value`.
@@ -323,6 +324,39 @@ fn may_write(table: Oid, modes: u32) -> bool {
     !unsafe { pg_sys::XactReadOnly } && has_privileges(table, modes)
 }
 
+/// What a direct path needs of the current role, as its statement would: privileges to read, or
+/// to write (which also needs a read-write transaction; the statement raises 25006 otherwise).
+enum Needs {
+    Read(u32),
+    Write(u32),
+}
+
+/// The start and end every direct path shares: declined without the privileges its statement
+/// needs, or when the table or its primary key is not as a released version made it; else
+/// `body` runs with both open and locked (AccessShare to read, RowExclusive to write, held to the
+/// end of the transaction as the executor's locks are), and they are closed after it.
+fn with_opened<R>(needs: Needs, body: impl FnOnce(&Opened) -> Direct<R>) -> Direct<R> {
+    let table = table();
+    let (allowed, lock) = match needs {
+        Needs::Read(modes) => (has_privileges(table, modes), pg_sys::AccessShareLock),
+        Needs::Write(modes) => (may_write(table, modes), pg_sys::RowExclusiveLock),
+    };
+    if !allowed {
+        return Direct::Declined;
+    }
+    // SAFETY: in a transaction (a SQL function's or a worker's); `open` hands back both relations
+    // open and locked, or nothing open, and they are closed once, after `body`. An ERROR in `body`
+    // aborts the transaction, whose resource owner closes them.
+    unsafe {
+        let Some(opened) = open(lock) else {
+            return Direct::Declined;
+        };
+        let result = body(&opened);
+        close(opened);
+        result
+    }
+}
+
 /// Writes `new` as the next version of the row at `old_tid` and gives it the index entries the
 /// executor's UPDATE would. Anything but `TM_Ok` writes nothing: that version is no longer the
 /// latest (another session updated or deleted it; a session holding it is waited for first
@@ -333,7 +367,8 @@ unsafe fn update_row(
     new: pg_sys::HeapTuple,
     wait: bool,
 ) -> pg_sys::TM_Result::Type {
-    // SAFETY: as `compat::heap_update` needs: `table` open and locked RowExclusive by the caller, `old_tid` a version of one of its rows, `new` formed with its descriptor.
+    // SAFETY: as `compat::heap_update` needs: `table` open and locked RowExclusive by the caller, `old_tid` a
+    // version of one of its rows, `new` formed with its descriptor.
     unsafe {
         let mut old_tid = old_tid;
         let mut failure = pg_sys::TM_FailureData::default();
@@ -374,7 +409,8 @@ struct Indexes {
 impl Indexes {
     /// `speculative`: opened for the speculative insertion of `INSERT … ON CONFLICT`.
     unsafe fn open(table: pg_sys::Relation, speculative: bool) -> Indexes {
-        // SAFETY: `table` is open and locked RowExclusive by the caller; the executor state and index relations made here are released by `close`.
+        // SAFETY: `table` is open and locked RowExclusive by the caller; the executor state and index
+        // relations made here are released by `close`.
         unsafe {
             let estate = pg_sys::CreateExecutorState();
             let caller_context = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
@@ -394,7 +430,8 @@ impl Indexes {
     /// such an index never refuses its row for a conflict the upsert resolves; a speculative
     /// insertion without that wait would be refused (23505, 23P01) or deadlock on it.
     unsafe fn only_arbiter_refuses(&self, arbiter: Oid) -> bool {
-        // SAFETY: the index relations read here were opened by `ExecOpenIndices` in `open` and stay open until `close`.
+        // SAFETY: the index relations read here were opened by `ExecOpenIndices` in `open` and stay open
+        // until `close`.
         unsafe {
             let count = (*self.result_relation).ri_NumIndices as usize;
             let indexes = std::slice::from_raw_parts((*self.result_relation).ri_IndexRelationDescs, count);
@@ -409,7 +446,8 @@ impl Indexes {
     /// would: ready ones, partial and expression ones evaluated as it does. With
     /// `OnConflict::Report`, as for a speculative insertion: whether the arbiter found a conflict.
     unsafe fn insert(&self, tuple: pg_sys::HeapTuple, indexes: IndexUpdate, on_conflict: OnConflict) -> bool {
-        // SAFETY: as `compat::insert_index_tuples` needs: indexes opened by `ExecOpenIndices`, `tuple` a row version of the table stored in a slot of it.
+        // SAFETY: as `compat::insert_index_tuples` needs: indexes opened by `ExecOpenIndices`, `tuple` a row
+        // version of the table stored in a slot of it.
         unsafe {
             let caller_context = pg_sys::MemoryContextSwitchTo((*self.estate).es_query_cxt);
             pg_sys::ExecStoreHeapTuple(tuple, self.slot, false);
@@ -445,7 +483,8 @@ impl Indexes {
 /// arbiter is the caller's probe; what it could not see, the insertion itself finds, which is
 /// enough only while the primary key is the one index that can refuse a row: otherwise declined.
 unsafe fn insert_row(opened: &Opened, tuple: pg_sys::HeapTuple) -> Direct<bool> {
-    // SAFETY: `opened` is open and locked RowExclusive, `tuple` formed with its descriptor; the speculative insertion is finished or undone on every path.
+    // SAFETY: `opened` is open and locked RowExclusive, `tuple` formed with its descriptor; the speculative
+    // insertion is finished or undone on every path.
     unsafe {
         let arbiter = (*opened.index).rd_id;
         let indexes = Indexes::open(opened.table, true);
@@ -490,7 +529,8 @@ unsafe fn update_column(
     value: pg_sys::Datum,
     wait: bool,
 ) -> pg_sys::TM_Result::Type {
-    // SAFETY: `slot` holds a row version of `table`, which the caller holds open and locked RowExclusive; the new tuple is formed with the table's descriptor.
+    // SAFETY: `slot` holds a row version of `table`, which the caller holds open and locked RowExclusive; the
+    // new tuple is formed with the table's descriptor.
     unsafe {
         let mut should_free = false;
         let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut should_free);
@@ -520,43 +560,39 @@ pub fn slide(
     read_expiry: TimestampTz,
     expires_at: TimestampTz,
 ) -> Direct<bool> {
-    let table = table();
-    if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_UPDATE) {
-        return Direct::Declined;
-    }
-    // SAFETY: in a transaction: the table is opened and locked RowExclusive by `open`, the fetched slot is dropped and the relations closed on every path; the row version read is checked before it is written.
-    unsafe {
-        let Some(opened) = open(pg_sys::RowExclusiveLock) else {
-            return Direct::Declined;
-        };
-        let mut tid = ctid;
-        let slot = pg_sys::table_slot_create(opened.table, std::ptr::null_mut());
-        // The exact version read, whatever became of it since; heap_update then decides.
-        let fetched = pg_sys::table_tuple_fetch_row_version(
-            opened.table,
-            &mut tid,
-            &raw mut pg_sys::SnapshotAnyData,
-            slot,
-        );
-        // The version at ctid is still the one read: the statement's guard.
-        let same_row = fetched && {
-            pg_sys::slot_getsomeattrs_int(slot, EXPIRES_AT as i32);
-            let stored_key =
-                <&str>::from_polymorphic_datum(*(*slot).tts_values.add(KEY - 1), false, pg_sys::TEXTOID);
-            stored_key == Some(key)
-                && (*(*slot).tts_values.add(EXPIRES_AT - 1)).value() as TimestampTz == read_expiry
-        };
-        let moved = same_row && {
-            // A hit never waits: a row another session holds (locked or changing) keeps its expiry.
-            let result =
-                update_column(opened.table, slot, EXPIRES_AT, pg_sys::Datum::from(expires_at), false);
-            refuse_concurrent_change(result);
-            result == pg_sys::TM_Result::TM_Ok
-        };
-        pg_sys::ExecDropSingleTupleTableSlot(slot);
-        close(opened);
-        Direct::Done(moved)
-    }
+    with_opened(Needs::Write(pg_sys::ACL_SELECT | pg_sys::ACL_UPDATE), |opened| {
+        // SAFETY: the table is open and locked RowExclusive (`with_opened`); the slot made here
+        // is dropped before returning, and the version it holds is checked before it is written.
+        unsafe {
+            let mut tid = ctid;
+            let slot = pg_sys::table_slot_create(opened.table, std::ptr::null_mut());
+            // The exact version read, whatever became of it since; heap_update then decides.
+            let fetched = pg_sys::table_tuple_fetch_row_version(
+                opened.table,
+                &mut tid,
+                &raw mut pg_sys::SnapshotAnyData,
+                slot,
+            );
+            // The version at ctid is still the one read: the statement's guard.
+            let same_row = fetched && {
+                pg_sys::slot_getsomeattrs_int(slot, EXPIRES_AT as i32);
+                let stored_key =
+                    <&str>::from_polymorphic_datum(*(*slot).tts_values.add(KEY - 1), false, pg_sys::TEXTOID);
+                stored_key == Some(key)
+                    && (*(*slot).tts_values.add(EXPIRES_AT - 1)).value() as TimestampTz == read_expiry
+            };
+            let moved = same_row && {
+                // A hit never waits: a row another session holds (locked or changing) keeps its
+                // expiry.
+                let result =
+                    update_column(opened.table, slot, EXPIRES_AT, pg_sys::Datum::from(expires_at), false);
+                refuse_concurrent_change(result);
+                result == pg_sys::TM_Result::TM_Ok
+            };
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            Direct::Done(moved)
+        }
+    })
 }
 
 /// A full row for [`write`].
@@ -570,7 +606,8 @@ pub struct NewRow<'a> {
 
 /// `row` stored under `key`, as a tuple of the open table.
 unsafe fn form_row(opened: &Opened, key: pg_sys::Datum, row: &NewRow) -> pg_sys::HeapTuple {
-    // SAFETY: `opened` is open; the datums built here live in the current memory context until the tuple is formed from them.
+    // SAFETY: `opened` is open; the datums built here live in the current memory context until the tuple is
+    // formed from them.
     unsafe {
         let tags = row.tags.map(|tags| tags.to_vec().into_datum().expect("a text[] datum"));
         let mut values = [
@@ -603,45 +640,46 @@ pub enum Existing {
 /// key). `Done(false)` when nothing was written: a row is stored and `existing` keeps it, another
 /// session changed or inserted the key meanwhile; the caller then runs its statement.
 pub fn write(key: &str, row: &NewRow, existing: Existing) -> Direct<bool> {
-    let table = table();
-    // What the upsert needs: INSERT, and UPDATE and SELECT for ON CONFLICT DO UPDATE.
-    if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) {
-        return Direct::Declined;
-    }
     // In SERIALIZABLE the probe's predicate lock on the key's B-tree page would make transactions
     // writing different keys on that page conflict; the upsert's pre-check takes none.
     // SAFETY: reads a backend-local setting.
     if unsafe { pg_sys::XactIsoLevel } == pg_sys::XACT_SERIALIZABLE as i32 {
         return Direct::Declined;
     }
+    // What the upsert needs: INSERT, and UPDATE and SELECT for ON CONFLICT DO UPDATE.
+    let needs = Needs::Write(pg_sys::ACL_SELECT | pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
     // The value's copies made here are freed once it is written, not at the end of the call:
     // `cache_set_many` of large values holds one at a time.
-    // SAFETY: in a transaction: the relations are opened and locked by `open` and closed on every path inside the memory context, which is deleted after them; tuples are formed in it.
+    // SAFETY: the memory context is current only inside the closure, and what is allocated in it
+    // (the tuples) is used there and goes with it.
     unsafe {
-        PgMemoryContexts::new("pg_cache write").switch_to(|_| {
-            let Some(opened) = open(pg_sys::RowExclusiveLock) else {
-                return Direct::Declined;
-            };
-            // A 0.1.0 table cannot hold tags: the statement says so.
-            if row.tags.is_some() && (*(*opened.table).rd_att).natts as usize != TAGS {
-                close(opened);
-                return Direct::Declined;
-            }
-            let key_datum = text_datum(key);
-            // The probe's snapshot stays active while writing, as the statement's does.
-            let mut probe = Probe::begin(&opened);
-            let written = match probe.find(key_datum) {
-                Some(slot) if existing == Existing::Replace => Direct::Done(
-                    update_row(opened.table, (*slot).tts_tid, form_row(&opened, key_datum, row), true)
-                        == pg_sys::TM_Result::TM_Ok,
-                ),
-                Some(_) => Direct::Done(false),
-                None => insert_row(&opened, form_row(&opened, key_datum, row)),
-            };
-            probe.end();
-            close(opened);
-            written
-        })
+        PgMemoryContexts::new("pg_cache write")
+            .switch_to(|_| with_opened(needs, |opened| write_opened(opened, key, row, existing)))
+    }
+}
+
+/// [`write`] with the table and its primary key open.
+fn write_opened(opened: &Opened, key: &str, row: &NewRow, existing: Existing) -> Direct<bool> {
+    // SAFETY: the table and index are open and locked RowExclusive (`with_opened`); the probe's
+    // snapshot stays active while writing, as the statement's does, and is popped by `end`;
+    // tuples are formed with the table's descriptor.
+    unsafe {
+        // A 0.1.0 table cannot hold tags: the statement says so.
+        if row.tags.is_some() && (*(*opened.table).rd_att).natts as usize != TAGS {
+            return Direct::Declined;
+        }
+        let key_datum = text_datum(key);
+        let mut probe = Probe::begin(opened);
+        let written = match probe.find(key_datum) {
+            Some(slot) if existing == Existing::Replace => Direct::Done(
+                update_row(opened.table, (*slot).tts_tid, form_row(opened, key_datum, row), true)
+                    == pg_sys::TM_Result::TM_Ok,
+            ),
+            Some(_) => Direct::Done(false),
+            None => insert_row(opened, form_row(opened, key_datum, row)),
+        };
+        probe.end();
+        written
     }
 }
 
@@ -656,34 +694,25 @@ pub fn rewrite_value(
     now: TimestampTz,
     rewrite: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
 ) -> Direct<bool> {
-    let table = table();
-    if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_UPDATE) {
-        return Direct::Declined;
-    }
-    // SAFETY: in a transaction: the table is opened and locked RowExclusive by `open`, the probe's slot is valid while `rewrite` reads it, and the relations are closed before returning.
-    unsafe {
-        let Some(opened) = open(pg_sys::RowExclusiveLock) else {
-            return Direct::Declined;
+    with_opened(Needs::Write(pg_sys::ACL_SELECT | pg_sys::ACL_UPDATE), |opened| {
+        // SAFETY: the table is open and locked RowExclusive (`with_opened`); the probe's slot is
+        // valid while `rewrite` reads the value copied out of it and while it is written.
+        let written = unsafe {
+            probe(opened, text_datum(key), |slot| {
+                let row = read_row(slot, true);
+                let Some(value) =
+                    row.value.filter(|_| row.expires_at > now).and_then(|value| rewrite(&value))
+                else {
+                    return false;
+                };
+                let datum = value.as_slice().into_datum().expect("a bytea datum");
+                let result = update_column(opened.table, slot, VALUE, datum, true);
+                refuse_concurrent_change(result);
+                result == pg_sys::TM_Result::TM_Ok
+            })
         };
-        let written = probe(&opened, text_datum(key), |slot| {
-            let row = read_row(slot, true);
-            let Some(value) = row.value.filter(|_| row.expires_at > now).and_then(|value| rewrite(&value))
-            else {
-                return false;
-            };
-            let result = update_column(
-                opened.table,
-                slot,
-                VALUE,
-                value.as_slice().into_datum().expect("a bytea datum"),
-                true,
-            );
-            refuse_concurrent_change(result);
-            result == pg_sys::TM_Result::TM_Ok
-        });
-        close(opened);
         Direct::Done(written.unwrap_or(false))
-    }
+    })
 }
 
 /// An entry [`delete`] removed.
@@ -698,41 +727,36 @@ pub struct Deleted {
 /// SERIALIZABLE that is a serialization failure, as for the statement). Declined when another
 /// session updated it meanwhile: the statement then deletes its newest version.
 pub fn delete(key: &str, with_value: bool) -> Direct<Option<Deleted>> {
-    let table = table();
-    if !may_write(table, pg_sys::ACL_SELECT | pg_sys::ACL_DELETE) {
-        return Direct::Declined;
-    }
-    // SAFETY: in a transaction: the table is opened and locked RowExclusive by `open`; the deleted row's columns are copied out of the slot before the relations are closed.
-    unsafe {
-        let Some(opened) = open(pg_sys::RowExclusiveLock) else {
-            return Direct::Declined;
-        };
-        let outcome = probe(&opened, text_datum(key), |slot| {
-            // Read before the delete: a TOASTed value goes with the row.
-            let row = read_row(slot, with_value);
-            let mut tid = row.ctid;
-            let mut failure = pg_sys::TM_FailureData::default();
-            let result = pg_sys::heap_delete(
-                opened.table,
-                &mut tid,
-                pg_sys::GetCurrentCommandId(true),
-                std::ptr::null_mut(),
-                true,
-                &mut failure,
-                false,
-            );
-            refuse_concurrent_change(result);
-            match result {
-                pg_sys::TM_Result::TM_Ok => {
-                    Direct::Done(Some(Deleted { expires_at: row.expires_at, value: row.value }))
+    with_opened(Needs::Write(pg_sys::ACL_SELECT | pg_sys::ACL_DELETE), |opened| {
+        // SAFETY: the table is open and locked RowExclusive (`with_opened`); the row's columns
+        // are copied out of the probe's slot before the row is deleted.
+        let outcome = unsafe {
+            probe(opened, text_datum(key), |slot| {
+                // Read before the delete: a TOASTed value goes with the row.
+                let row = read_row(slot, with_value);
+                let mut tid = row.ctid;
+                let mut failure = pg_sys::TM_FailureData::default();
+                let result = pg_sys::heap_delete(
+                    opened.table,
+                    &mut tid,
+                    pg_sys::GetCurrentCommandId(true),
+                    std::ptr::null_mut(),
+                    true,
+                    &mut failure,
+                    false,
+                );
+                refuse_concurrent_change(result);
+                match result {
+                    pg_sys::TM_Result::TM_Ok => {
+                        Direct::Done(Some(Deleted { expires_at: row.expires_at, value: row.value }))
+                    }
+                    pg_sys::TM_Result::TM_Deleted => Direct::Done(None),
+                    _ => Direct::Declined,
                 }
-                pg_sys::TM_Result::TM_Deleted => Direct::Done(None),
-                _ => Direct::Declined,
-            }
-        });
-        close(opened);
+            })
+        };
         outcome.unwrap_or(Direct::Done(None))
-    }
+    })
 }
 
 /// Whether the cache table has the tags column (the table of 0.1.0, before `ALTER EXTENSION

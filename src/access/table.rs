@@ -63,7 +63,8 @@ pub fn lookup_table() -> Option<Oid> {
 /// # Safety
 /// In a transaction.
 unsafe fn extension_schema(extension: Oid) -> Option<Oid> {
-    // SAFETY: in a transaction (the caller's): pg_extension is opened, scanned by its OID index and closed here; the tuple is read before the scan ends.
+    // SAFETY: in a transaction (the caller's): pg_extension is opened, scanned by its OID index and closed
+    // here; the tuple is read before the scan ends.
     unsafe {
         let catalog = pg_sys::table_open(pg_sys::ExtensionRelationId, pg_sys::AccessShareLock as _);
         let mut key = pg_sys::ScanKeyData::default();
@@ -93,7 +94,8 @@ unsafe fn extension_schema(extension: Oid) -> Option<Oid> {
 
 /// The cache table's name, schema-qualified and quoted for SQL.
 pub fn qualified_table_name(table: Oid) -> String {
-    // SAFETY: catalog lookups of the namespace and relation names by OID, in a transaction; the quoted name is copied before returning.
+    // SAFETY: catalog lookups of the namespace and relation names by OID, in a transaction; the quoted name
+    // is copied before returning.
     unsafe {
         let name = pg_sys::quote_qualified_identifier(
             pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table)),

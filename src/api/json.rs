@@ -34,10 +34,12 @@ impl IntoDatum for Jsonb {
     }
 }
 
-// SAFETY: a jsonb argument is read as the datum it is, through `FromDatum` (JSONBOID checked by pgrx's SQL definition).
+// SAFETY: a jsonb argument is read as the datum it is, through `FromDatum` (JSONBOID checked by pgrx's SQL
+// definition).
 unsafe impl<'fcx> ArgAbi<'fcx> for Jsonb {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        // SAFETY: pgrx calls this with this function's own argument, whose type the SQL definition says is jsonb.
+        // SAFETY: pgrx calls this with this function's own argument, whose type the SQL definition says is
+        // jsonb.
         unsafe {
             let index = arg.index();
             arg.unbox_arg_using_from_datum().unwrap_or_else(|| panic!("argument {index} must not be null"))
@@ -53,7 +55,8 @@ unsafe impl<'fcx> ArgAbi<'fcx> for Jsonb {
 // SAFETY: the datum returned is a jsonb built in the function's memory context.
 unsafe impl BoxRet for Jsonb {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
-        // SAFETY: `self` holds a jsonb datum built in the function's memory context, returned as the function's result.
+        // SAFETY: `self` holds a jsonb datum built in the function's memory context, returned as the
+        // function's result.
         unsafe { fcinfo.return_raw_datum(self.0) }
     }
 }

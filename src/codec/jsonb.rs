@@ -12,7 +12,8 @@ use std::borrow::Cow;
 /// # Safety
 /// `value` is a jsonb datum.
 pub unsafe fn encode(value: pg_sys::Datum) -> Result<Vec<u8>, JsonError> {
-    // SAFETY: `value` is a jsonb datum (the caller's contract): it is detoasted and walked with PostgreSQL's iterator, whose tokens point into it while it lives.
+    // SAFETY: `value` is a jsonb datum (the caller's contract): it is detoasted and walked with PostgreSQL's
+    // iterator, whose tokens point into it while it lives.
     unsafe {
         use pg_sys::JsonbIteratorToken::*;
         let jsonb = pg_sys::pg_detoast_datum(value.cast_mut_ptr()) as *mut pg_sys::Jsonb;
@@ -50,7 +51,8 @@ pub unsafe fn encode(value: pg_sys::Datum) -> Result<Vec<u8>, JsonError> {
 }
 
 unsafe fn write_scalar(out: &mut Vec<u8>, value: &pg_sys::JsonbValue) -> Result<(), JsonError> {
-    // SAFETY: `value` is a scalar token of the jsonb iterator: the union member read is the one its `type_` names, and a string's bytes lie within the jsonb.
+    // SAFETY: `value` is a scalar token of the jsonb iterator: the union member read is the one its `type_`
+    // names, and a string's bytes lie within the jsonb.
     unsafe {
         use pg_sys::jbvType;
         match value.type_ {
@@ -93,7 +95,8 @@ unsafe fn write_scalar(out: &mut Vec<u8>, value: &pg_sys::JsonbValue) -> Result<
 /// 16-bit weight), 11 NaN and infinities. Base-10000 digits follow, most significant first, the
 /// first of weight `weight`; leading and trailing zero digits are not stored.
 unsafe fn stored_decimal(numeric: pg_sys::Numeric) -> Option<(i64, u32)> {
-    // SAFETY: `numeric` is a detoasted numeric of a jsonb value: its varlena header gives its length, and only bytes within it are read.
+    // SAFETY: `numeric` is a detoasted numeric of a jsonb value: its varlena header gives its length, and
+    // only bytes within it are read.
     unsafe {
         let varlena = numeric.cast::<pg_sys::varlena>();
         let stored = std::slice::from_raw_parts(
@@ -143,7 +146,8 @@ fn check_interrupts() {
 /// # Safety
 /// In a backend, in the memory context the jsonb is to live in.
 pub unsafe fn decode_jsonb(bytes: &[u8]) -> Result<pg_sys::Datum, JsonError> {
-    // SAFETY: in a backend, in the memory context the jsonb is to live in (the caller's contract); the builder's strings point into `bytes`, which outlive the building.
+    // SAFETY: in a backend, in the memory context the jsonb is to live in (the caller's contract); the
+    // builder's strings point into `bytes`, which outlive the building.
     unsafe {
         let mut builder = JsonbBuilder { state: std::ptr::null_mut(), built: std::ptr::null_mut() };
         decode(bytes, &mut builder)?;
@@ -160,7 +164,8 @@ struct JsonbBuilder {
 
 impl JsonbBuilder {
     fn push(&mut self, token: pg_sys::JsonbIteratorToken::Type, value: *mut pg_sys::JsonbValue) {
-        // SAFETY: `self.state` is the builder's own parse state (null before the first push), `value` a valid JsonbValue or null as pushJsonbValue expects.
+        // SAFETY: `self.state` is the builder's own parse state (null before the first push), `value` a valid
+        // JsonbValue or null as pushJsonbValue expects.
         self.built = unsafe { pg_sys::pushJsonbValue(&mut self.state, token, value) };
     }
 }
@@ -244,7 +249,8 @@ fn string_value(text: Cow<'_, str>) -> pg_sys::JsonbValue {
 /// The numeric of a number: built from its integer parts where PostgreSQL has a constructor for
 /// them, else through `numeric_in`, as `jsonb_in` builds it.
 unsafe fn numeric(number: &Number) -> pg_sys::Numeric {
-    // SAFETY: builds the numeric with PostgreSQL's constructors in the current memory context; `numeric_in` gets a NUL-terminated string that outlives the call.
+    // SAFETY: builds the numeric with PostgreSQL's constructors in the current memory context; `numeric_in`
+    // gets a NUL-terminated string that outlives the call.
     unsafe {
         match *number {
             Number::Integer(n) => pg_sys::int64_to_numeric(n),

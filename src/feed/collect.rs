@@ -92,7 +92,8 @@ unsafe extern "C-unwind" fn at_subtransaction_end(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    // SAFETY: called by PostgreSQL at the end of a subtransaction, in the backend's only thread, in a transaction.
+    // SAFETY: called by PostgreSQL at the end of a subtransaction, in the backend's only thread, in a
+    // transaction.
     unsafe {
         use pg_sys::SubXactEvent::*;
         let level = pg_sys::GetCurrentTransactionNestLevel();

@@ -59,17 +59,22 @@ struct Payload<'a> {
 /// been written, so listeners that compare payloads as text see no change.
 struct Spaced;
 
+/// Writes the separator before an item that is not the first.
+fn separate<W: ?Sized + std::io::Write>(writer: &mut W, first: bool) -> std::io::Result<()> {
+    if first {
+        Ok(())
+    } else {
+        writer.write_all(b", ")
+    }
+}
+
 impl serde_json::ser::Formatter for Spaced {
     fn begin_array_value<W: ?Sized + std::io::Write>(
         &mut self,
         writer: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
+        separate(writer, first)
     }
 
     fn begin_object_key<W: ?Sized + std::io::Write>(
@@ -77,11 +82,7 @@ impl serde_json::ser::Formatter for Spaced {
         writer: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
+        separate(writer, first)
     }
 
     fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
@@ -199,7 +200,8 @@ impl Changes {
 pub fn notify(payload: &str) {
     let payload = std::ffi::CString::new(payload).expect("JSON has no NUL");
     let payload = payload.as_ptr();
-    // SAFETY: both strings are NUL-terminated and outlive the call (NOTIFY copies the payload); pg_guard_ffi_boundary turns an ERROR into a Rust panic as pgrx's own bindings do.
+    // SAFETY: both strings are NUL-terminated and outlive the call (NOTIFY copies the payload);
+    // pg_guard_ffi_boundary turns an ERROR into a Rust panic as pgrx's own bindings do.
     unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| Async_Notify(CHANNEL.as_ptr(), payload)) };
 }
 

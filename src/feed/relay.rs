@@ -135,7 +135,8 @@ impl Default for Relays {
     }
 }
 
-// SAFETY: Relays holds only plain data (integers and byte arrays), valid in shared memory when zeroed or copied, and is reached only through its LWLock.
+// SAFETY: Relays holds only plain data (integers and byte arrays), valid in shared memory when zeroed or
+// copied, and is reached only through its LWLock.
 unsafe impl PGRXSharedMemory for Relays {}
 
 // SAFETY: the lock is named once and initialised by pg_shmem_init! while the library is preloaded.
@@ -212,7 +213,9 @@ pub fn hand_over(index: usize, changes: &Changes) {
     let ask = latch == 0 && ask_for_relay(&mut relays, index, now_micros());
     drop(relays);
     if latch != 0 {
-        // SAFETY: `latch` is the running relay's own latch (its process's MyLatch, in shared memory), read under the lock that the relay clears it under before it exits; setting a latch is safe from any process.
+        // SAFETY: `latch` is the running relay's own latch (its process's MyLatch, in shared memory), read
+        // under the lock that the relay clears it under before it exits; setting a latch is safe from any
+        // process.
         unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
     } else if ask {
         start(database);

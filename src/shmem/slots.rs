@@ -262,7 +262,8 @@ impl Default for Slots {
     }
 }
 
-// SAFETY: Slots holds only atomics and plain data, valid in shared memory when zeroed or copied; the error fields change only under the LWLock.
+// SAFETY: Slots holds only atomics and plain data, valid in shared memory when zeroed or copied; the error
+// fields change only under the LWLock.
 unsafe impl PGRXSharedMemory for Slots {}
 
 // SAFETY: the lock is named once and initialised by pg_shmem_init! while the library is preloaded.
@@ -309,7 +310,9 @@ pub fn slot(database: Oid) -> Option<&'static Slot> {
         }
     };
     // The slots live in shared memory for the life of the server.
-    // SAFETY: slots live in shared memory for the server's life and a slot is reused only once its database is dropped (no backend is connected to it then); its fields are atomics, and the error fields are read and written only under the lock.
+    // SAFETY: slots live in shared memory for the server's life and a slot is reused only once its database
+    // is dropped (no backend is connected to it then); its fields are atomics, and the error fields are read
+    // and written only under the lock.
     Some(unsafe { &*(&SLOTS.share().0[index] as *const Slot) })
 }
 
@@ -337,7 +340,8 @@ pub fn each(mut visit: impl FnMut(&'static Slot)) {
     }
     let slots = SLOTS.share();
     for slot in slots.0.iter().filter(|slot| slot.database.load(Ordering::Relaxed) != 0) {
-        // SAFETY: as in `slot`: shared memory outlives the reference, and a slot is reused only after its database is gone.
+        // SAFETY: as in `slot`: shared memory outlives the reference, and a slot is reused only after its
+        // database is gone.
         visit(unsafe { &*(slot as *const Slot) });
     }
 }
@@ -372,7 +376,8 @@ pub fn claim(database: Oid) -> Option<Claim> {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn release(_code: i32, slot: pg_sys::Datum) {
-    // SAFETY: `slot` is the address of a Slot in shared memory, passed by `claim`; shared memory is still mapped while exit callbacks run.
+    // SAFETY: `slot` is the address of a Slot in shared memory, passed by `claim`; shared memory is still
+    // mapped while exit callbacks run.
     unsafe {
         (*(slot.value() as *const Slot)).pid.store(0, Ordering::Release);
     }

@@ -240,7 +240,8 @@ impl Worker {
         let mut worker: pg_sys::BackgroundWorker = (&builder).into();
         let mut handle = std::ptr::null_mut();
         // Built only once registered: a Worker frees its handle when dropped.
-        // SAFETY: registers a worker from a fully built BackgroundWorker (PostgreSQL copies it); the handle is freed when `Worker` is dropped.
+        // SAFETY: registers a worker from a fully built BackgroundWorker (PostgreSQL copies it); the handle
+        // is freed when `Worker` is dropped.
         unsafe { pg_sys::RegisterDynamicBackgroundWorker(&mut worker, &mut handle) }.then(|| Worker(handle))
     }
 

@@ -38,7 +38,8 @@ pub(super) fn vacuum_if_bloated(slot: &Slot) -> Result<Vacuum, String> {
         // Never wait here for a session holding the table (VACUUM would skip it anyway).
         // SAFETY: a lock request that does not wait, held to the end of the transaction.
         let locked = unsafe { pg_sys::ConditionalLockRelationOid(table, pg_sys::AccessShareLock as _) };
-        // SAFETY: the table is locked above; it is opened without another lock and closed at once, and the horizon read while it is open.
+        // SAFETY: the table is locked above; it is opened without another lock and closed at once, and the
+        // horizon read while it is open.
         (locked && is_bloated(table)).then(|| unsafe {
             let relation = pg_sys::table_open(table, pg_sys::NoLock as _);
             let horizon = pg_sys::GetOldestNonRemovableTransactionId(relation);
@@ -87,7 +88,8 @@ fn is_bloated(table: Oid) -> bool {
 fn vacuum(table: &str) -> Result<(), String> {
     let command = std::ffi::CString::new(format!("VACUUM (SKIP_LOCKED, PARALLEL 0) {table}"))
         .map_err(|e| e.to_string())?;
-    // SAFETY: VACUUM runs as the top-level command it must be: outside SPI, with PortalContext set to a context of ours that outlives its transactions and is deleted afterwards, whatever the outcome.
+    // SAFETY: VACUUM runs as the top-level command it must be: outside SPI, with PortalContext set to a
+    // context of ours that outlives its transactions and is deleted afterwards, whatever the outcome.
     unsafe {
         pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, command.as_ptr());
         let caller_context = pg_sys::CurrentMemoryContext;
