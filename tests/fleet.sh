@@ -8,14 +8,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 source tests/lib.sh
-DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/fleet
-export PGPORT=$((5490 + ${PG_CACHE_PORT_OFFSET:-0}))
+DATADIR=$PG_CACHE_DATA_ROOT/fleet
+export PGPORT
+PGPORT=$(port_for fleet)
 IDLE_SECONDS=${FLEET_IDLE_SECONDS:-60}
 
-cleanup() { tests/cluster.sh destroy "$DATADIR"; }
-trap cleanup EXIT
-cleanup
-tests/cluster.sh start "$DATADIR" "$PGPORT" "max_worker_processes = 8" "log_min_messages = debug1"
+start_cluster "$DATADIR" "$PGPORT" "max_worker_processes = 8" "log_min_messages = debug1"
 for i in $(seq -w 1 30); do q postgres "CREATE DATABASE db$i" >/dev/null; done
 for i in $(seq -w 1 12); do q "db$i" "CREATE EXTENSION pg_cache" >/dev/null; done
 q db30 "CREATE TABLE big AS SELECT i FROM generate_series(1, 300000) i; ANALYZE big" >/dev/null
@@ -145,5 +143,5 @@ SQL
         test "$over_twice" = 0 -a "${#samples[@]}" -ge 10 -a "$((written * size))" -gt "$((60 * 1000 * 1000))"
 done
 
-grep -E "PANIC|TRAP|server process .* was terminated" "$DATADIR/server.log" && fail "the server log shows no crash" || pass "the server log shows no crash"
+check "the server log shows no crash" no_crash_in_log "$DATADIR"
 summary fleet

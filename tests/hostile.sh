@@ -14,13 +14,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 source tests/lib.sh
-DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/hostile
-export PGPORT=$((5475 + ${PG_CACHE_PORT_OFFSET:-0}))
+DATADIR=$PG_CACHE_DATA_ROOT/hostile
+export PGPORT
+PGPORT=$(port_for hostile)
 
-cleanup() { [ -n "${KEEP:-}" ] || tests/cluster.sh destroy "$DATADIR"; }
-trap cleanup EXIT
-cleanup
-tests/cluster.sh start "$DATADIR" "$PGPORT" "pg_cache.eviction_interval = '200ms'" "autovacuum = off"
+# KEEP=1 keeps the cluster (see fresh_cluster_dir in lib.sh).
+start_cluster "$DATADIR" "$PGPORT" "pg_cache.eviction_interval = '200ms'" "autovacuum = off"
 
 # The test's own superuser sessions name pg_catalog first, whatever the tenant sets; the
 # tenant's sessions (as) take the database's and the role's settings.
@@ -184,5 +183,5 @@ check "a database closed to new connections keeps its statistics for its session
 rm -f "$session_out"
 q postgres "ALTER DATABASE frozen WITH ALLOW_CONNECTIONS true"
 
-grep -E "PANIC|TRAP|server process .* was terminated" "$DATADIR/server.log" && fail "the server log shows no crash" || pass "the server log shows no crash"
+check "the server log shows no crash" no_crash_in_log "$DATADIR"
 summary hostile

@@ -7,17 +7,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 source tests/lib.sh
-DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/reliability
-STANDBY_DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/reliability-standby
-export PGPORT=$((5494 + ${PG_CACHE_PORT_OFFSET:-0}))
-STANDBY_PORT=$((5493 + ${PG_CACHE_PORT_OFFSET:-0}))
+DATADIR=$PG_CACHE_DATA_ROOT/reliability
+STANDBY_DATADIR=$PG_CACHE_DATA_ROOT/reliability-standby
+export PGPORT
+PGPORT=$(port_for reliability)
+STANDBY_PORT=$(port_for reliability-standby)
 DB=reliability
 SECONDS_OF_CONCURRENCY=${CONCURRENCY_SECONDS:-10}
 
-cleanup() { tests/cluster.sh destroy "$STANDBY_DATADIR"; tests/cluster.sh destroy "$DATADIR"; }
-trap cleanup EXIT
-cleanup
-tests/cluster.sh start "$DATADIR" "$PGPORT" "pg_cache.eviction_interval = '200ms'" "restart_after_crash = on"
+start_cluster "$DATADIR" "$PGPORT" "pg_cache.eviction_interval = '200ms'" "restart_after_crash = on"
+fresh_cluster_dir "$STANDBY_DATADIR"
 q postgres "CREATE DATABASE $DB" && q "$DB" "CREATE EXTENSION pg_cache"
 
 server_up() { "$PGBIN/pg_isready" -q -d postgres; }

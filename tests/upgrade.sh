@@ -9,14 +9,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 source tests/lib.sh
-DATADIR=${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/upgrade
-export PGPORT=$((5491 + ${PG_CACHE_PORT_OFFSET:-0}))
+DATADIR=$PG_CACHE_DATA_ROOT/upgrade
+export PGPORT
+PGPORT=$(port_for upgrade)
 CURRENT=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml)
 
-cleanup() { tests/cluster.sh destroy "$DATADIR"; }
-trap cleanup EXIT
-cleanup
-tests/cluster.sh start "$DATADIR" "$PGPORT"
+start_cluster "$DATADIR" "$PGPORT"
 q postgres "CREATE DATABASE upgraded" && q postgres "CREATE DATABASE fresh"
 q upgraded "CREATE EXTENSION pg_cache VERSION '0.1.0'"
 check "CREATE EXTENSION pg_cache VERSION '0.1.0' installs 0.1.0" \
