@@ -15,15 +15,22 @@ if [ "$major" != 15 ]; then
 fi
 
 DATA=$PG_CACHE_DATA_ROOT/sharded
-ROUTER_PORT=$((5480 + PG_CACHE_PORT_OFFSET))
-SINGLE_PORT=$((5481 + PG_CACHE_PORT_OFFSET))
-SHARD_PORTS=($((5482 + PG_CACHE_PORT_OFFSET)) $((5483 + PG_CACHE_PORT_OFFSET)) $((5484 + PG_CACHE_PORT_OFFSET)) $((5485 + PG_CACHE_PORT_OFFSET)))
+ROUTER_PORT=$(port_for sharded-router)
+SINGLE_PORT=$(port_for sharded-single)
+SHARD_PORTS=($(port_for sharded-shard1) $(port_for sharded-shard2) $(port_for sharded-shard3) $(port_for sharded-shard4))
 OPERATIONS=${SHARDED_OPERATIONS:-20000}
 KEYS=100000
-ROUTED=(cache_set cache_add cache_get cache_take cache_refresh cache_remove cache_ttl cache_expire cache_incr
-    cache_set_json cache_get_json cache_get_many cache_get_many_json cache_set_many cache_remove_many
-    cache_evict_expired cache_clear cache_remove_prefix cache_keys cache_stats cache_stats_reset
-    cache_tags cache_remove_by_tag)
+# The functions the router routes: every function of pg_cache (from the catalog of the single
+# server, so that a new one cannot be left out) but these, which report on one server.
+NOT_ROUTED=(cache_worker_status)
+# functions_of EXTENSION: the names of the extension's functions in its own schema, one a line.
+functions_of() {
+    echo "SELECT p.proname FROM pg_extension e
+          JOIN pg_depend d ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
+                          AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+          JOIN pg_proc p ON p.oid = d.objid AND p.pronamespace = e.extnamespace
+          WHERE e.extname = '$1' ORDER BY 1"
+}
 
 on() { local port=$1; shift; PGPORT=$port "$@"; }
 router() { on "$ROUTER_PORT" q cache "$1"; }
@@ -34,7 +41,7 @@ cleanup() {
     for name in "${clusters[@]}"; do tests/cluster.sh destroy "$DATA/$name" & done
     wait
 }
-trap cleanup EXIT
+at_exit cleanup
 cleanup
 for i in "${!clusters[@]}"; do tests/cluster.sh start "$DATA/${clusters[$i]}" "${ports[$i]}" & done
 wait
@@ -42,6 +49,13 @@ for port in "${ports[@]}"; do on "$port" q postgres "CREATE DATABASE cache" >/de
 for port in "$SINGLE_PORT" "${SHARD_PORTS[@]}"; do on "$port" q cache "CREATE EXTENSION pg_cache" || exit 1; done
 shard_list=$(printf "'host=127.0.0.1 port=%s dbname=cache user=postgres'," "${SHARD_PORTS[@]}")
 router "SET client_min_messages = warning; CREATE EXTENSION pg_cache_router CASCADE" || exit 1
+ROUTED=()
+while read -r function; do
+    [[ " ${NOT_ROUTED[*]} " == *" $function "* ]] || ROUTED+=("$function")
+done < <(on "$SINGLE_PORT" q cache "$(functions_of pg_cache)")
+echo "routed functions (from pg_cache's catalog): ${ROUTED[*]}"
+check "the router defines every routed function of pg_cache (${#ROUTED[@]}), named as pg_cache names it" \
+    test "$(router "$(functions_of pg_cache_router)" | tr '\n' ' ')" = "$(printf '%s\n' "${ROUTED[@]}" | LC_ALL=C sort | tr '\n' ' ')"
 check "configure_shards maps 64 partitions onto the 4 shards" \
     test "$(router "SELECT cache_router.configure_shards(ARRAY[${shard_list%,}])")" = 64
 
