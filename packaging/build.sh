@@ -35,8 +35,9 @@ VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 ARCH=$(dpkg --print-architecture)
 OUT=${PACKAGE_OUT:-$ROOT/packaging/out}
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
+# Not exported: build scripts of dependencies rerun when it changes, and `cargo pgrx package`
+# must see the environment `make install` saw to reuse its build.
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
-export SOURCE_DATE_EPOCH
 STAGE=$OUT/pg$PG
 rm -rf "$STAGE" && mkdir -p "$STAGE"
 
@@ -168,7 +169,7 @@ EOF
     chmod 644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
     find "$root" -type d -exec chmod 755 {} +
     find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-    dpkg-deb --root-owner-group -Zxz --build "$root" "$DEB" >/dev/null
+    SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH dpkg-deb --root-owner-group -Zxz --build "$root" "$DEB" >/dev/null
     rm -rf "$STAGE/debian"
     echo "package: $DEB"
     dpkg-deb --info "$DEB" | sed -n 's/^ \(Package\|Version\|Depends\|Suggests\):/  \1:/p'

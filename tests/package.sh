@@ -146,7 +146,7 @@ q cache "SELECT cache_set('short-lived', 'v', ttl => '1 s')" >/dev/null
 check "an entry with a 1 s ttl is evicted by the worker" \
     wait_for 15 cache "SELECT count(*) = 0 FROM pg_cache_entries WHERE key = 'short-lived'"
 check "the eviction worker of the database runs" \
-    test "$(q cache "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = 'cache'")" = t
+    wait_for 10 postgres "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'pg_cache evictor' AND datname = 'cache'"
 check "the other entry is still there" test "$(q cache "SELECT convert_from(cache_get('greeting'), 'UTF8')")" = hello
 check "the package offers 0.1.0, 0.2.0 and $VERSION" \
     test "$(q postgres "SELECT string_agg(version, ',' ORDER BY version) FROM pg_available_extension_versions WHERE name = 'pg_cache'")" = "0.1.0,0.2.0,$VERSION"
@@ -163,7 +163,8 @@ check "the updated extension's new functions work" \
 check "pg_cache_router is available" \
     test "$(q postgres "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_cache_router'")" = 1
 if [ -f "$EXTDIR/plproxy.control" ]; then
-    check "CREATE EXTENSION pg_cache_router (with PL/Proxy)" q cache "CREATE EXTENSION pg_cache_router CASCADE"
+    q postgres "CREATE DATABASE router"
+    check "CREATE EXTENSION pg_cache_router (with PL/Proxy)" q router "CREATE EXTENSION pg_cache_router CASCADE"
 fi
 check "no crash in the server log" no_crash_in_log "$DATADIR"
 tests/cluster.sh destroy "$DATADIR"
