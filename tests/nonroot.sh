@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make run` as a user who is not root but has sudo, as the README describes it, on the tree that
 # is already built (as root; run as root). For the test:
-#   - a user pg_cache_nonroot with passwordless sudo (removed afterwards);
+#   - a user cachedev with passwordless sudo (removed afterwards);
 #   - a copy of the tree, its release build included (target/release: same sources, same
 #     profile, so cargo has nothing to compile), owned by that user, in /tmp/pg_cache_nonroot;
 #   - the toolchain root's rustup and cargo installed: the user may traverse /root and use
@@ -22,7 +22,8 @@ source tests/lib.sh
 source packaging/installed.sh
 [ "$(id -u)" = 0 ] || { echo "nonroot: run as root (it creates the user)" >&2; exit 2; }
 
-USER_NAME=pg_cache_nonroot
+# Not pg_…: initdb (cargo pgrx init) refuses a superuser role named like that.
+USER_NAME=cachedev
 WORK=/tmp/pg_cache_nonroot
 TREE=$WORK/tree
 RUN_DATA=$WORK/run
@@ -43,13 +44,13 @@ user_make() { as_user make -C "$TREE" --no-print-directory "$@" RUN_PORT=$RUN_PO
 cleanup() {
     if id "$USER_NAME" >/dev/null 2>&1; then
         [ -d "$TREE" ] && user_make stop >/dev/null 2>&1
+        if command -v setfacl >/dev/null; then
+            setfacl -x "u:$USER_NAME" "$HOME" 2>/dev/null
+            setfacl -R -x "u:$USER_NAME" "$CARGO_DIR" 2>/dev/null
+        fi
         userdel -r "$USER_NAME" 2>/dev/null
     fi
     rm -f "$SUDOERS"
-    if command -v setfacl >/dev/null; then
-        setfacl -x "u:$USER_NAME" "$HOME" 2>/dev/null
-        setfacl -R -x "u:$USER_NAME" "$CARGO_DIR" 2>/dev/null
-    fi
     # What cargo created in CARGO_HOME as that user (locks, index caches) belongs to root again.
     find "$CARGO_DIR" -nouser -exec chown root:root {} + 2>/dev/null
     if [ -f "$BACKUP" ]; then
@@ -110,6 +111,7 @@ check "the cluster preloads pg_cache" test "$(q pg_cache "SHOW shared_preload_li
 psql_out=$(echo "SELECT cache_set('nonroot', 'works'); SELECT convert_from(cache_get('nonroot'), 'UTF8');" | user_make -s psql 2>&1)
 check "make psql as $USER_NAME reaches the cache" grep -q works <<<"$psql_out"
 user_make run >"$out" 2>&1
+grep -q "pg_cache is running" "$out" || sed 's/^/  | /' "$out" | tail -15
 check "make run again is harmless" grep -q "pg_cache is running" "$out"
 user_make stop
 check "make stop stops the cluster" bash -c "! '$PGBIN/pg_ctl' -D '$RUN_DATA' status >/dev/null 2>&1"
