@@ -54,6 +54,7 @@ check "the installed package is the packed one" test -f "$INSTALLED"
 tests/cluster.sh start "$DATADIR" "$PGPORT" || { fail "the cluster starts"; finish; }
 q postgres "CREATE DATABASE $DB" && q "$DB" "CREATE EXTENSION pg_cache" || { fail "CREATE EXTENSION pg_cache"; finish; }
 URL=postgresql://postgres@127.0.0.1:$PGPORT/$DB
+echo "# PostgreSQL $(q postgres "SHOW server_version"), pg_cache $(q "$DB" "SELECT extversion FROM pg_extension WHERE extname = 'pg_cache'"), port $PGPORT"
 
 # The application uses it as its README says (plain JavaScript, imports resolved by Node).
 cat >"$WORK/app/smoke.js" <<'EOF'
