@@ -33,7 +33,9 @@ command -v node >/dev/null || { echo "keyv bench: needs Node.js 20 or later and 
 (cd clients/node && npm ci --no-audit --no-fund >/dev/null && npm run build >/dev/null)
 
 REDIS_DIR=$(mktemp -d)
+OUT=$PWD/$RESULTS/keyv-$STAMP.md
 stop_all() {
+    rm -f "$OUT.head" "$OUT.body"
     local pid
     pid=$(cat "$REDIS_DIR/redis.pid" 2>/dev/null) && kill "$pid" 2>/dev/null \
         && for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -54,7 +56,6 @@ for db in keyv_bench keyv_churn; do
 done
 
 echo "Keyv stores benchmark, $("$PG_CONFIG" --version), $(redis-server --version | cut -d' ' -f1-3), Node.js $(node --version), $(nproc) cores, $(date -u +%F)"
-OUT=$PWD/$RESULTS/keyv-$STAMP.md
 {
     echo "Command: \`SECONDS_PER_CASE=${SECONDS_PER_CASE:-1} ROUNDS=${ROUNDS:-10} CHURN_SECONDS=${CHURN_SECONDS:-600} CHURN_TTL_SECONDS=${CHURN_TTL_SECONDS:-60} CHURN_RATE=${CHURN_RATE:-1000} benches/keyv.sh\`; $("$PG_CONFIG" --version), $(redis-server --version | cut -d' ' -f1-3), Node.js $(node --version), $(nproc) cores, $(date -u +%F)."
     echo
