@@ -103,7 +103,7 @@ status=$?
 sed 's/^/  | /' "$out" | tail -25
 check "make run as $USER_NAME succeeds" test "$status" = 0
 check "make run compiled nothing (the tree was built; it took $((SECONDS - started)) s)" bash -c "! grep -q '^ *Compiling ' '$out'"
-check "make run installed through sudo" grep -q "^sudo install -m 644 sql/pg_cache--0.1.0.sql" "$out"
+check "make run installed through sudo" grep -q "^sudo install -m 755 .*/pg_cache.so" "$out"
 export PGPORT=$RUN_PORT
 check "the cluster runs as $USER_NAME" \
     test "$(stat -c %U "$RUN_DATA/postmaster.pid" 2>/dev/null)" = "$USER_NAME"
