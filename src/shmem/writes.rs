@@ -29,8 +29,9 @@ impl Written {
 
 /// Over the size cap by this share (a quarter), a write waits for the evictor to make room.
 const WAIT_OVER_CAP_DIVISOR: i64 = 4;
-/// The longest one write waits for room: the evictor may be stopped (`eviction_enabled = off`)
-/// or have no worker slot, and then writes go on (the cap is then passed, as the log says).
+/// The longest one transaction's writes wait for room, all together (a `cache_set_many` of many
+/// large values included): the evictor may be stopped (`eviction_enabled = off`) or have no worker
+/// slot, and then writes go on (the cap is then passed).
 const MAX_WAIT_FOR_ROOM: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a write naps between two looks at the live bytes while it waits for room.
 const ROOM_NAP_MICROS: std::ffi::c_long = 1000;
@@ -40,6 +41,8 @@ thread_local! {
     /// back takes its writes with it, one committed hands them to its parent.
     static WRITTEN: RefCell<Vec<(i32, Written)>> = const { RefCell::new(Vec::new()) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// How long this transaction's writes have waited for room so far.
+    static WAITED: Cell<std::time::Duration> = const { Cell::new(std::time::Duration::ZERO) };
 }
 
 /// A session wrote an entry of `bytes` bytes (key + value) that expires at `expires_at`: its
@@ -83,11 +86,13 @@ pub fn note_write(expires_at: TimestampTz, bytes: usize) {
 fn wait_for_room(slot: &Slot, cap: i64) {
     let limit = cap.saturating_add(cap / WAIT_OVER_CAP_DIVISOR);
     let started = std::time::Instant::now();
-    while slot.estimated_live_bytes() > limit && started.elapsed() < MAX_WAIT_FOR_ROOM {
+    let budget = MAX_WAIT_FOR_ROOM.saturating_sub(WAITED.get());
+    while slot.estimated_live_bytes() > limit && started.elapsed() < budget {
         pgrx::check_for_interrupts!();
         // SAFETY: a plain sleep; interrupts are checked before each.
         unsafe { pg_sys::pg_usleep(ROOM_NAP_MICROS) };
     }
+    WAITED.set(WAITED.get() + started.elapsed());
 }
 
 #[pg_guard]
@@ -95,13 +100,17 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
+            WAITED.set(std::time::Duration::ZERO);
             let written = WRITTEN.with_borrow_mut(std::mem::take);
             let total = written.into_iter().fold(Written::NONE, |total, (_, level)| total.merge(level));
             if let (true, Some(slot)) = (total.entries > 0, my_slot()) {
                 slot.add_committed(total.earliest_expiry, total.bytes, total.entries);
             }
         }
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => WRITTEN.with_borrow_mut(Vec::clear),
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            WAITED.set(std::time::Duration::ZERO);
+            WRITTEN.with_borrow_mut(Vec::clear);
+        }
         _ => {}
     }
 }
