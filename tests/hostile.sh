@@ -133,6 +133,29 @@ churn
 check "operators in public: expired entries and entries over the size cap are evicted" evicted
 check "operators in public: the tenant is not superuser, no trap ran as a superuser" not_escalated
 
+# Settings the owner gives the database to stall or stop the workers: a VACUUM that naps for
+# minutes (cost settings) and sweeps in read-only transactions. The workers use PostgreSQL's
+# defaults for them: entries are evicted, the table vacuumed, no error shown.
+as tenant tenant "ALTER DATABASE tenant SET vacuum_cost_delay = 100; ALTER DATABASE tenant SET vacuum_cost_limit = 1;
+    ALTER DATABASE tenant SET vacuum_cost_page_hit = 10000; ALTER DATABASE tenant SET vacuum_cost_page_miss = 10000;
+    ALTER DATABASE tenant SET vacuum_cost_page_dirty = 10000; ALTER DATABASE tenant SET default_transaction_read_only = on;
+    ALTER DATABASE tenant SET default_transaction_isolation = 'serializable'"
+vacuums_before=$(q tenant "SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = 'public.pg_cache_entries'::regclass")
+# The tenant's own sessions write with read-write transactions.
+PGOPTIONS="-c default_transaction_read_only=off" PGUSER=tenant q tenant \
+    "SELECT count(cache_set('stall ' || i, convert_to(repeat('s', 100), 'UTF8'), ttl => '1 s')) FROM generate_series(1, 5000) i" >/dev/null
+check "stalling settings of the database: expired entries are evicted" \
+    wait_for 20 tenant "SELECT count(*) = 0 FROM pg_cache_entries WHERE key LIKE 'stall %'"
+check "stalling settings of the database: the evictor vacuums the table, and is never left napping in it" \
+    wait_for 20 tenant "SELECT vacuum_count > $vacuums_before FROM pg_stat_user_tables WHERE relid = 'public.pg_cache_entries'::regclass
+                        AND NOT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event = 'VacuumDelay')"
+check "stalling settings of the database: no sweep failed" \
+    test "$(q tenant "SELECT count(*) FROM cache_worker_status() WHERE database = 'tenant' AND last_error IS NOT NULL")" = 0
+for setting in vacuum_cost_delay vacuum_cost_limit vacuum_cost_page_hit vacuum_cost_page_miss vacuum_cost_page_dirty \
+    default_transaction_read_only default_transaction_isolation; do
+    PGOPTIONS="-c default_transaction_read_only=off" PGUSER=tenant q tenant "ALTER DATABASE tenant RESET $setting"
+done
+
 # The client's search_path: a decoy table and operators ahead of pg_catalog do not swap the table.
 decoy=$(as tenant tenant "SET search_path = evil, pg_catalog, public;
     SELECT cache_set('decoy check', 'real');
