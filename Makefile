@@ -125,13 +125,17 @@ lint: prereqs
 soak: install
 	@CONCURRENCY_SECONDS=60 bash tests/reliability.sh
 
-## make bench: the pgbench / redis-benchmark suite (QUICK=1 for a 2-minute subset); results/ holds
-## the CSV, Markdown table and chart, and the eviction, tags and router runs.
+## make bench: the pgbench / redis-benchmark suite (QUICK=1 for a subset, about 8 minutes), the
+## eviction, tags and router runs, the Keyv and Django client benchmarks; results/ holds the CSV,
+## Markdown and chart, and benches/readme.sh writes benches/README.md from them.
 bench: install
 	@bash benches/run.sh
 	@bash benches/eviction.sh
 	@bash benches/tags.sh
 	@bash benches/router.sh
+	@bash benches/keyv.sh
+	@bash benches/django.sh
+	@bash benches/readme.sh
 
 ## make examples: the Python, Node.js, Java and Rust examples against the `make run` cluster.
 examples: run
