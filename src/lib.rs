@@ -21,6 +21,7 @@ mod layers;
 mod shmem;
 mod store;
 mod worker;
+mod xact;
 
 ::pgrx::pg_module_magic!();
 

@@ -11,13 +11,14 @@
 
 use super::payload::{notify, Change, Changes};
 use super::relay;
+use crate::xact::PerLevel;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 
 thread_local! {
     /// Changes not yet committed, innermost nesting level last.
-    static PENDING: RefCell<Vec<Changes>> = const { RefCell::new(Vec::new()) };
+    static PENDING: RefCell<PerLevel<Changes>> = const { RefCell::new(PerLevel::new()) };
     /// Between pre-commit and commit: the changes a relay will send, and its slot.
     static COMMITTING: RefCell<Option<(usize, Changes)>> = const { RefCell::new(None) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
@@ -29,14 +30,7 @@ pub fn note(change: Change) {
         return;
     }
     register_callbacks();
-    // SAFETY: reads the backend's transaction state.
-    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
-    PENDING.with_borrow_mut(|pending| {
-        if pending.last().is_none_or(|changes| changes.level != level) {
-            pending.push(Changes::new(level));
-        }
-        pending.last_mut().expect("pushed just above").note(change);
-    });
+    PENDING.with_borrow_mut(|pending| pending.current().note(change));
 }
 
 fn register_callbacks() {
@@ -58,8 +52,7 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
         // has committed, or the transaction's own notification is queued with it (and delivered
         // once it has committed). PREPARE refuses a transaction that notifies: it says so.
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
-            let mut merged = Changes::new(1);
-            PENDING.take().into_iter().for_each(|changes| merged.absorb(changes));
+            let merged = PENDING.with_borrow_mut(PerLevel::take_all);
             if merged.is_empty() {
                 return;
             }
@@ -76,7 +69,7 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
             }
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
-            drop(PENDING.take());
+            drop(PENDING.with_borrow_mut(PerLevel::take_all));
             if let Some((relay, _)) = COMMITTING.take() {
                 relay::release(relay);
             }
@@ -85,6 +78,8 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     }
 }
 
+/// ROLLBACK TO: what the savepoint changed is undone, and not announced; RELEASE: its changes
+/// become its parent's.
 #[pg_guard]
 unsafe extern "C-unwind" fn at_subtransaction_end(
     event: pg_sys::SubXactEvent::Type,
@@ -92,27 +87,5 @@ unsafe extern "C-unwind" fn at_subtransaction_end(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    // SAFETY: called by PostgreSQL at the end of a subtransaction, in the backend's only thread, in a
-    // transaction.
-    unsafe {
-        use pg_sys::SubXactEvent::*;
-        let level = pg_sys::GetCurrentTransactionNestLevel();
-        PENDING.with_borrow_mut(|pending| match event {
-            // ROLLBACK TO: what the savepoint changed is undone, and not announced.
-            SUBXACT_EVENT_ABORT_SUB => pending.retain(|changes| changes.level < level),
-            // RELEASE: its changes become its parent's.
-            SUBXACT_EVENT_COMMIT_SUB => {
-                let Some(position) = pending.iter().position(|changes| changes.level >= level) else {
-                    return;
-                };
-                let released: Vec<Changes> = pending.drain(position..).collect();
-                if pending.last().is_none_or(|changes| changes.level != level - 1) {
-                    pending.push(Changes::new(level - 1));
-                }
-                let parent = pending.last_mut().expect("pushed just above");
-                released.into_iter().for_each(|changes| parent.absorb(changes));
-            }
-            _ => {}
-        });
-    }
+    PENDING.with_borrow_mut(|pending| pending.subtransaction_ended(event));
 }

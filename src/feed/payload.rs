@@ -2,6 +2,7 @@
 //! tags and prefixes changed, `{"all": true}` for a clear or for more than fits, built with
 //! serde_json within NOTIFY's payload limit.
 
+use crate::xact::Gathered;
 use pgrx::pg_sys;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -104,8 +105,8 @@ fn payload_bytes(name: &str) -> usize {
 }
 
 /// The changes of one (sub)transaction nesting level, or of what a relay sends, each named once.
+#[derive(Default)]
 pub struct Changes {
-    pub level: i32,
     named: Vec<(Member, String)>,
     seen: HashSet<(Member, String)>,
     /// Bytes the names take in the payload, with their quotes and separators.
@@ -114,10 +115,6 @@ pub struct Changes {
 }
 
 impl Changes {
-    pub fn new(level: i32) -> Changes {
-        Changes { level, named: Vec::new(), seen: HashSet::new(), bytes: 0, all: false }
-    }
-
     pub fn all(&self) -> bool {
         self.all
     }
@@ -163,15 +160,6 @@ impl Changes {
         self.seen = HashSet::new();
     }
 
-    pub fn absorb(&mut self, other: Changes) {
-        if other.all {
-            self.set_all();
-        }
-        for (member, name) in other.named {
-            self.add(member, name);
-        }
-    }
-
     /// The notification's payload; `{"all": true}` when the names would not fit.
     pub fn payload(&self) -> String {
         let all =
@@ -196,6 +184,17 @@ impl Changes {
     }
 }
 
+impl Gathered for Changes {
+    fn absorb(&mut self, inner: Changes) {
+        if inner.all {
+            self.set_all();
+        }
+        for (member, name) in inner.named {
+            self.add(member, name);
+        }
+    }
+}
+
 /// Queues `payload` on the channel, to be delivered when the current transaction commits.
 pub fn notify(payload: &str) {
     let payload = std::ffi::CString::new(payload).expect("JSON has no NUL");
@@ -208,6 +207,7 @@ pub fn notify(payload: &str) {
 #[cfg(test)]
 mod tests {
     use super::{Changes, Member, MAX_PAYLOAD_BYTES};
+    use crate::xact::Gathered;
 
     fn name(text: &str) -> String {
         text.to_owned()
@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn names_are_escaped_as_json_strings() {
-        let mut changes = Changes::new(1);
+        let mut changes = Changes::default();
         changes.add(Member::Keys, name("a\"b\\c"));
         changes.add(Member::Keys, name("line\nbreak\u{1}"));
         changes.add(Member::Keys, name("ünï"));
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn payload_names_each_change_once_by_member() {
-        let mut changes = Changes::new(1);
+        let mut changes = Changes::default();
         changes.add(Member::Prefixes, name("user:"));
         changes.add(Member::Keys, name("a"));
         changes.add(Member::Keys, name("b"));
@@ -235,27 +235,27 @@ mod tests {
 
     #[test]
     fn too_many_changes_become_all() {
-        let mut changes = Changes::new(1);
+        let mut changes = Changes::default();
         for i in 0..2000 {
             changes.add(Member::Keys, format!("key-{i}"));
         }
         assert_eq!(changes.payload(), r#"{"all": true}"#);
-        let mut fits = Changes::new(1);
+        let mut fits = Changes::default();
         let long = "k".repeat(MAX_PAYLOAD_BYTES - 20);
         fits.add(Member::Keys, long.clone());
         assert!(fits.payload().len() <= MAX_PAYLOAD_BYTES);
         assert!(fits.payload().contains(&long));
         // Escaping counts: 4,000 quotes take 8,000 bytes as JSON.
-        let mut escaped = Changes::new(1);
+        let mut escaped = Changes::default();
         escaped.add(Member::Keys, "\"".repeat(4000));
         assert_eq!(escaped.payload(), r#"{"all": true}"#);
     }
 
     #[test]
     fn absorbing_all_makes_all() {
-        let mut parent = Changes::new(1);
+        let mut parent = Changes::default();
         parent.add(Member::Keys, name("a"));
-        let mut child = Changes::new(2);
+        let mut child = Changes::default();
         child.set_all();
         parent.absorb(child);
         assert_eq!(parent.payload(), r#"{"all": true}"#);

@@ -110,7 +110,7 @@ impl Relay {
         if !self.all && self.used == 0 {
             return None;
         }
-        let mut changes = Changes::new(1);
+        let mut changes = Changes::default();
         if self.all {
             changes.set_all();
         }

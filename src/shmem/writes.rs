@@ -2,6 +2,7 @@
 //! the wait of a write over the size cap.
 
 use super::slots::{my_slot, Slot, State};
+use crate::xact::{Gathered, PerLevel};
 use pgrx::pg_sys::{self, TimestampTz};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -15,15 +16,17 @@ struct Written {
     entries: i64,
 }
 
-impl Written {
-    const NONE: Written = Written { earliest_expiry: i64::MAX, bytes: 0, entries: 0 };
+impl Default for Written {
+    fn default() -> Written {
+        Written { earliest_expiry: i64::MAX, bytes: 0, entries: 0 }
+    }
+}
 
-    fn merge(self, other: Written) -> Written {
-        Written {
-            earliest_expiry: self.earliest_expiry.min(other.earliest_expiry),
-            bytes: self.bytes.saturating_add(other.bytes),
-            entries: self.entries.saturating_add(other.entries),
-        }
+impl Gathered for Written {
+    fn absorb(&mut self, inner: Written) {
+        self.earliest_expiry = self.earliest_expiry.min(inner.earliest_expiry);
+        self.bytes = self.bytes.saturating_add(inner.bytes);
+        self.entries = self.entries.saturating_add(inner.entries);
     }
 }
 
@@ -39,7 +42,7 @@ const ROOM_NAP_MICROS: std::ffi::c_long = 1000;
 thread_local! {
     /// What each open (sub)transaction level wrote, innermost last: a subtransaction rolled
     /// back takes its writes with it, one committed hands them to its parent.
-    static WRITTEN: RefCell<Vec<(i32, Written)>> = const { RefCell::new(Vec::new()) };
+    static WRITTEN: RefCell<PerLevel<Written>> = const { RefCell::new(PerLevel::new()) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// How long this transaction's writes have waited for room so far.
     static WAITED: Cell<std::time::Duration> = const { Cell::new(std::time::Duration::ZERO) };
@@ -65,13 +68,8 @@ pub fn note_write(expires_at: TimestampTz, bytes: usize) {
         }
         CALLBACKS_REGISTERED.set(true);
     }
-    // SAFETY: reads the backend's transaction state.
-    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
     let write = Written { earliest_expiry: expires_at, bytes: bytes as i64, entries: 1 };
-    WRITTEN.with_borrow_mut(|written| match written.last_mut() {
-        Some((top, pending)) if *top == level => *pending = pending.merge(write),
-        _ => written.push((level, write)),
-    });
+    WRITTEN.with_borrow_mut(|written| written.current().absorb(write));
     let cap = crate::gucs::MAX_SIZE.get() as i64 * 1024;
     if cap > 0 {
         slot.set_size_cap(cap);
@@ -101,15 +99,14 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     match event {
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
             WAITED.set(std::time::Duration::ZERO);
-            let written = WRITTEN.with_borrow_mut(std::mem::take);
-            let total = written.into_iter().fold(Written::NONE, |total, (_, level)| total.merge(level));
+            let total = WRITTEN.with_borrow_mut(PerLevel::take_all);
             if let (true, Some(slot)) = (total.entries > 0, my_slot()) {
                 slot.add_committed(total.earliest_expiry, total.bytes, total.entries);
             }
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
             WAITED.set(std::time::Duration::ZERO);
-            WRITTEN.with_borrow_mut(Vec::clear);
+            WRITTEN.with_borrow_mut(PerLevel::take_all);
         }
         _ => {}
     }
@@ -123,38 +120,13 @@ unsafe extern "C-unwind" fn at_subtransaction_end(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    // SAFETY: called by PostgreSQL at the end of a subtransaction, in the backend's only thread, in a
-    // transaction.
-    unsafe {
-        use pg_sys::SubXactEvent::*;
-        // During the event the ending subtransaction is still the current one.
-        let level = pg_sys::GetCurrentTransactionNestLevel();
-        match event {
-            SUBXACT_EVENT_ABORT_SUB => {
-                WRITTEN.with_borrow_mut(|written| written.retain(|(at, _)| *at < level));
-            }
-            SUBXACT_EVENT_COMMIT_SUB => WRITTEN.with_borrow_mut(|written| {
-                let inner = written
-                    .iter()
-                    .filter(|(at, _)| *at >= level)
-                    .fold(Written::NONE, |sum, (_, w)| sum.merge(*w));
-                written.retain(|(at, _)| *at < level);
-                if inner.entries > 0 {
-                    match written.last_mut() {
-                        Some((top, pending)) if *top == level - 1 => *pending = pending.merge(inner),
-                        _ => written.push((level - 1, inner)),
-                    }
-                }
-            }),
-            _ => {}
-        }
-    }
+    WRITTEN.with_borrow_mut(|written| written.subtransaction_ended(event));
 }
 
 /// Bytes this transaction has written so far that would be counted at commit.
 #[cfg(any(test, feature = "pg_test"))]
 fn pending_bytes_in_transaction() -> i64 {
-    WRITTEN.with_borrow(|written| written.iter().map(|(_, level)| level.bytes).sum())
+    WRITTEN.with_borrow(|written| written.levels().map(|level| level.bytes).sum())
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -1,0 +1,66 @@
+//! What a transaction gathers level by level, so that a subtransaction rolled back (`ROLLBACK TO
+//! SAVEPOINT`, an exception block) takes its part with it and one committed (`RELEASE`) hands its
+//! part to its parent. The feed's pending changes and the write accounting both keep one.
+
+use pgrx::pg_sys;
+
+/// What one level gathered; `absorb` merges a committed inner level into it.
+pub trait Gathered: Default {
+    fn absorb(&mut self, inner: Self);
+}
+
+/// What each open (sub)transaction level gathered, innermost last.
+pub struct PerLevel<T>(Vec<(i32, T)>);
+
+impl<T: Gathered> PerLevel<T> {
+    pub const fn new() -> PerLevel<T> {
+        PerLevel(Vec::new())
+    }
+
+    /// What the current (sub)transaction level has gathered, made empty when it has nothing yet.
+    pub fn current(&mut self) -> &mut T {
+        // SAFETY: reads the backend's transaction state.
+        let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+        if self.0.last().is_none_or(|(top, _)| *top != level) {
+            self.0.push((level, T::default()));
+        }
+        &mut self.0.last_mut().expect("pushed just above").1
+    }
+
+    /// Applies the end of the current subtransaction (from a subtransaction callback, during
+    /// which the ending subtransaction is still the current level): a rollback drops what it and
+    /// its inner levels gathered, a commit hands it to the parent level.
+    pub fn subtransaction_ended(&mut self, event: pg_sys::SubXactEvent::Type) {
+        use pg_sys::SubXactEvent::*;
+        // SAFETY: reads the backend's transaction state.
+        let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+        let Some(position) = self.0.iter().position(|(at, _)| *at >= level) else {
+            return;
+        };
+        match event {
+            SUBXACT_EVENT_ABORT_SUB => self.0.truncate(position),
+            SUBXACT_EVENT_COMMIT_SUB => {
+                let released: Vec<(i32, T)> = self.0.drain(position..).collect();
+                if self.0.last().is_none_or(|(top, _)| *top != level - 1) {
+                    self.0.push((level - 1, T::default()));
+                }
+                let parent = &mut self.0.last_mut().expect("pushed just above").1;
+                released.into_iter().for_each(|(_, inner)| parent.absorb(inner));
+            }
+            _ => {}
+        }
+    }
+
+    /// What each open level gathered, outermost first (for tests).
+    #[cfg(any(test, feature = "pg_test"))]
+    pub fn levels(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().map(|(_, gathered)| gathered)
+    }
+
+    /// Everything the transaction gathered, merged, leaving nothing (at its commit or abort).
+    pub fn take_all(&mut self) -> T {
+        let mut all = T::default();
+        std::mem::take(&mut self.0).into_iter().for_each(|(_, level)| all.absorb(level));
+        all
+    }
+}
