@@ -24,10 +24,9 @@ export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGPORT=$PORT PGUSER=postgres
 mkdir -p results
 OUT=results/django-$(date -u +%Y%m%dT%H%M%SZ).md
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-command -v redis-server >/dev/null || as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends redis-server >/dev/null \
-    || { as_root apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null \
-         && as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends redis-server >/dev/null; }
+source benches/lib.sh
+need redis-server redis-server
+need redis-cli redis-tools
 python3 -c 'import venv, ensurepip' 2>/dev/null || as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends python3-venv >/dev/null
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
@@ -44,17 +43,8 @@ tests/cluster.sh start "$DATADIR" "$PORT" "shared_buffers = 512MB" "max_connecti
 "$PGBIN/psql" -X -q -d "$DB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS pg_cache" \
     -c "ALTER EXTENSION pg_cache UPDATE" -c "DROP TABLE IF EXISTS django_cache"
 
-REDIS_DIR=$(mktemp -d)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$REDIS_DIR" \
-    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
-stop_redis() {
-    local pid
-    pid=$(cat "$REDIS_DIR/redis.pid" 2>/dev/null) && kill "$pid" 2>/dev/null \
-        && for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    rm -rf "$REDIS_DIR"
-}
 trap stop_redis EXIT
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis "$REDIS_PORT"
 
 "$VENV/bin/python" clients/python/bench.py --pg "postgresql://postgres@127.0.0.1:$PORT/$DB" \
     --redis "redis://127.0.0.1:$REDIS_PORT/0" --duration "$DURATION" --churn "$CHURN" --keys "$KEYS" --out "$OUT"

@@ -21,33 +21,23 @@ RESULTS=benches/results
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RESULTS"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-need() { # need COMMAND DEBIAN_PACKAGE
-    command -v "$1" >/dev/null || as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$2" >/dev/null \
-        || { as_root apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null && as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$2" >/dev/null; }
-}
+source benches/lib.sh
 need redis-server redis-server
 need redis-cli redis-tools
 command -v node >/dev/null || { echo "keyv bench: needs Node.js 20 or later and npm" >&2; exit 1; }
 
 (cd clients/node && npm ci --no-audit --no-fund >/dev/null && npm run build >/dev/null)
 
-REDIS_DIR=$(mktemp -d)
 OUT=$PWD/$RESULTS/keyv-$STAMP.md
 stop_all() {
     rm -f "$OUT.head" "$OUT.body"
-    local pid
-    pid=$(cat "$REDIS_DIR/redis.pid" 2>/dev/null) && kill "$pid" 2>/dev/null \
-        && for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    rm -rf "$REDIS_DIR"
+    stop_redis
     tests/cluster.sh destroy "$DATADIR"
 }
 trap stop_all EXIT
 tests/cluster.sh destroy "$DATADIR"
 tests/cluster.sh start "$DATADIR" "$PGPORT" "shared_buffers = 1GB" "max_connections = 200"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$REDIS_DIR" \
-    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis "$REDIS_PORT"
 
 psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 for db in keyv_bench keyv_churn; do

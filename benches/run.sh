@@ -25,11 +25,7 @@ CSV=$RESULTS/bench-$STAMP.csv
 MD=$RESULTS/bench-$STAMP.md
 mkdir -p "$RESULTS"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-need() { # need COMMAND DEBIAN_PACKAGE
-    command -v "$1" >/dev/null || as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$2" >/dev/null \
-        || { as_root apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null && as_root apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$2" >/dev/null; }
-}
+source benches/lib.sh
 need redis-server redis-server
 need redis-benchmark redis-tools
 need gnuplot gnuplot-nox
@@ -39,17 +35,8 @@ psql_bench() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 tests/cluster.sh start "$DATADIR" "$PGPORT" "shared_buffers = 1GB"
 psql_bench -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 || psql_bench -d postgres -c "CREATE DATABASE $DB"
 
-REDIS_DIR=$(mktemp -d)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$REDIS_DIR" \
-    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
-stop_redis() { # and wait for it to exit: it writes its log into REDIS_DIR until then
-    local pid
-    pid=$(cat "$REDIS_DIR/redis.pid" 2>/dev/null) && kill "$pid" 2>/dev/null \
-        && for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    rm -rf "$REDIS_DIR"
-}
 trap stop_redis EXIT
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis "$REDIS_PORT"
 
 echo "case,payload,clients,ops_per_s,ratio_to_select_1,failed" >"$CSV"
 declare -A FLOOR

@@ -70,6 +70,21 @@ q postgres "CREATE DATABASE db31 TEMPLATE db01" >/dev/null
 check "a database cloned from one with pg_cache has its copied entries evicted, with no call made there" \
     wait_for 15 db31 "SELECT count(*) = 0 FROM pg_cache_entries"
 
+# sample_while_writing DB PID LIMIT_MB: the live MB (key + value bytes of live entries) of DB once a
+# second while process PID runs, into samples; over_twice counts samples at LIMIT_MB or more.
+sample_while_writing() {
+    local sample
+    samples=() over_twice=0
+    while kill -0 "$2" 2>/dev/null; do
+        sample=$(q "$1" "SELECT coalesce(sum(octet_length(key) + octet_length(value)), 0) / 1000000
+                         FROM pg_cache_entries WHERE expires_at > clock_timestamp()")
+        samples+=("$sample")
+        [ "$sample" -lt "$3" ] || over_twice=$((over_twice + 1))
+        sleep 1
+    done
+    wait "$2"
+}
+
 # --- Size cap: 50 MB while 8 clients write 200 MB of 1 KiB entries with varied long expiries.
 # Entry c:n expires (n * 7919 % 10000) + 600 seconds after it is set: the soonest-expiring half
 # is the half whose n * 7919 % 10000 < 5000.
@@ -84,15 +99,7 @@ FROM (SELECT nextval('written') AS n) AS next;
 SQL
 "$PGBIN/pgbench" -n -M prepared -c 8 -j 8 -t 25000 -f "$writes" db02 >/dev/null 2>&1 &
 writers=$!
-live_mb() { q db02 "SELECT coalesce(sum(octet_length(key) + octet_length(value)), 0) / 1000000 FROM pg_cache_entries WHERE expires_at > clock_timestamp()"; }
-samples=() over_twice=0
-while kill -0 "$writers" 2>/dev/null; do
-    sample=$(live_mb)
-    samples+=("$sample")
-    [ "$sample" -lt 100 ] || over_twice=$((over_twice + 1))
-    sleep 1
-done
-wait "$writers"
+sample_while_writing db02 "$writers" 100
 rm -f "$writes"
 echo "size cap 50 MB: live MB at each 1 s sample while writing: ${samples[*]}"
 check "with pg_cache.max_size = 50MB, live bytes stayed under 2x the cap at every sample" test "$over_twice" = 0
@@ -128,14 +135,7 @@ SQL
     q db03 "DROP SEQUENCE IF EXISTS big_keys; CREATE SEQUENCE big_keys; SELECT cache_clear()" >/dev/null
     "$PGBIN/pgbench" -n -M prepared -c 4 -j 4 -T 15 -f "$big" db03 >/dev/null 2>&1 &
     writers=$!
-    samples=() over_twice=0
-    while kill -0 "$writers" 2>/dev/null; do
-        sample=$(q db03 "SELECT coalesce(sum(octet_length(key) + octet_length(value)), 0) / 1000000 FROM pg_cache_entries WHERE expires_at > clock_timestamp()")
-        samples+=("$sample")
-        [ "$sample" -lt 40 ] || over_twice=$((over_twice + 1))
-        sleep 1
-    done
-    wait "$writers"
+    sample_while_writing db03 "$writers" 40
     rm -f "$big"
     written=$(q db03 "SELECT last_value FROM big_keys")
     echo "size cap 20 MB, $size-byte values ($written written): live MB at each 1 s sample: ${samples[*]}"
