@@ -61,12 +61,17 @@ pub fn set_override(setting: &std::ffi::CStr, value: &std::ffi::CStr) {
 /// Runs `body` as the owner of the cache table `table`, in a security-restricted operation; in a
 /// transaction. An ERROR in `body` aborts the transaction, which restores the user.
 pub fn as_table_owner<R>(table: Oid, body: impl FnOnce() -> R) -> R {
-    // SAFETY: in a transaction; the relation is opened and closed with a lock that is held to
-    // the end of the transaction, and its owner read while it is open.
+    // The owner from the catalog cache, without locking the table: a lock taken here and then
+    // upgraded by `body`'s statement (AccessShare, then RowExclusive) would deadlock with a
+    // session's ALTER TABLE waiting in between.
+    // SAFETY: a catalog-cache lookup by OID in a transaction; the tuple is read, then released.
     let owner = unsafe {
-        let relation = pg_sys::table_open(table, pg_sys::AccessShareLock as _);
-        let owner = (*(*relation).rd_rel).relowner;
-        pg_sys::table_close(relation, pg_sys::NoLock as _);
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, table.into());
+        if tuple.is_null() {
+            pgrx::error!("pg_cache: the cache table (OID {}) is gone", table.to_u32());
+        }
+        let owner = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple)).relowner;
+        pg_sys::ReleaseSysCache(tuple);
         owner
     };
     let mut user = pg_sys::InvalidOid;
