@@ -12,10 +12,9 @@ export {
 } from './feed.js';
 
 /**
- * The expiry given to entries Keyv sets without a ttl ("never expire"). pg_cache refuses
- * `expires_at => 'infinity'` and gives entries set with no expiry at all its default sliding
- * window (pg_cache.default_sliding_expiration), so "no ttl" is a fixed ttl this long. One place to
- * change when pg_cache has a never-expiring form.
+ * Keyv's "no ttl" (never expire) on pg_cache 0.2.0, which refuses `expires_at => 'infinity'` and
+ * gives entries set with no expiry at all its default sliding window: a fixed ttl this long. From
+ * pg_cache 0.3.0 on the store sends `expires_at => 'infinity'` instead (probed once).
  */
 export const NO_EXPIRY_TTL = '1000 years';
 
@@ -65,17 +64,19 @@ const sharedPools = new Map<string, SharedPool>();
 const SQL = {
   get: 'SELECT cache_get($1) AS value',
   getMany: 'SELECT key, value FROM cache_get_many($1::text[])',
-  set: 'SELECT cache_set($1, $2::bytea, ttl => $3::interval, sliding => $4::interval, tags => $5::text[])',
-  setMany:
-    'SELECT cache_set_many($1::text[], $2::bytea[], ttl => $3::interval, sliding => $4::interval, tags => $5::text[])',
+  set: `SELECT cache_set($1, $2::bytea, ttl => $3::interval, sliding => $4::interval, tags => $5::text[],
+                         expires_at => $6::timestamptz)`,
+  setMany: `SELECT cache_set_many($1::text[], $2::bytea[], ttl => $3::interval, sliding => $4::interval,
+                                 tags => $5::text[], expires_at => $6::timestamptz)`,
   // Entries with different ttls or tags: one cache_set per pair, in byte-wise key order (the
   // order cache_set_many locks in, so batches never deadlock; PostgreSQL evaluates volatile
   // functions after the sort), a repeated key's last pair winning. Tags travel as JSON arrays.
   setEach: `SELECT count(*) AS n FROM (
-      SELECT cache_set(e.k, e.v, ttl => e.ttl, sliding => $4::interval,
+      SELECT cache_set(e.k, e.v, ttl => e.ttl, sliding => $4::interval, expires_at => e.expires_at,
                        tags => CASE WHEN e.tags IS NULL THEN NULL
                                     ELSE ARRAY(SELECT jsonb_array_elements_text(e.tags::jsonb)) END)
-      FROM unnest($1::text[], $2::bytea[], $3::interval[], $5::text[]) WITH ORDINALITY AS e(k, v, ttl, tags, i)
+      FROM unnest($1::text[], $2::bytea[], $3::interval[], $5::text[], $6::timestamptz[])
+           WITH ORDINALITY AS e(k, v, ttl, tags, expires_at, i)
       ORDER BY e.k COLLATE "C", e.i) AS s`,
   remove: 'SELECT cache_remove($1) AS removed',
   removeMany: 'SELECT cache_remove_many($1::text[]) AS removed',
@@ -85,7 +86,16 @@ const SQL = {
   removePrefix: 'SELECT cache_remove_prefix($1) AS removed',
   clear: 'SELECT cache_clear() AS removed',
   removeByTag: 'SELECT cache_remove_by_tag($1::text[], match_all => $2) AS removed',
-  ttl: 'SELECT extract(epoch FROM cache_ttl($1)) * 1000 AS ms',
+  // An entry that never expires has cache_ttl 'infinity' (PostgreSQL 17+) or, before 17, the
+  // interval with every field at its maximum; no finite expiry is this far ahead (timestamptz ends
+  // in 294276 AD). Either way: Infinity.
+  ttl: `SELECT CASE WHEN t > interval '1000000 years' THEN 'Infinity'::float8
+                    ELSE extract(epoch FROM t) * 1000 END AS ms
+        FROM cache_ttl($1) AS t`,
+  // pg_cache 0.3.0 (router 0.2.0) brought both cache_incr's create_missing and infinite expiry:
+  // the catalog shows the first.
+  infiniteExpiry: `SELECT EXISTS (SELECT 1 FROM pg_proc
+                                  WHERE proname = 'cache_incr' AND 'create_missing' = ANY (proargnames)) AS supported`,
 } as const;
 
 const statement = (name: keyof typeof SQL, values: unknown[]): pg.QueryConfig => ({
@@ -106,12 +116,17 @@ const binaryStatement = (name: keyof typeof SQL, values: unknown[]): pg.QueryCon
 /** A value read in binary format as a string (a Buffer too, should node-postgres ever give one). */
 const utf8 = (value: string | Buffer): string => (typeof value === 'string' ? value : value.toString('utf8'));
 
-/** A Keyv ttl (milliseconds) as an interval; "no ttl" is NO_EXPIRY_TTL. */
-function ttlInterval(ttl: number | undefined | null): string {
-  if (ttl === undefined || ttl === null || ttl === 0) return NO_EXPIRY_TTL;
+/** Keyv's "never expire": no ttl, or 0. */
+const noTtl = (ttl: number | undefined | null): ttl is undefined | null | 0 => ttl === undefined || ttl === null || ttl === 0;
+
+/** A Keyv ttl (milliseconds) as an interval. */
+function ttlInterval(ttl: number): string {
   if (typeof ttl !== 'number' || !Number.isFinite(ttl)) throw new TypeError(`ttl must be a number of milliseconds, got ${ttl}`);
   return `${ttl} milliseconds`;
 }
+
+/** The ttl, sliding and expires_at arguments of a cache_set. */
+type Expiry = [ttl: string | null, sliding: string | null, expiresAt: string | null];
 
 function toBytes(key: string, value: unknown): Buffer {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');
@@ -146,6 +161,7 @@ export class KeyvPgCache extends EventEmitter {
   private readonly poolKey: string | undefined;
   private readonly slidingInterval: string | null;
   private feed: InvalidationFeed | undefined;
+  private infiniteExpiryProbe: Promise<boolean> | undefined;
   private feedListeners = new Set<InvalidationListener>();
   private disconnected = false;
 
@@ -197,12 +213,31 @@ export class KeyvPgCache extends EventEmitter {
     }
   }
 
-  private expiry(ttl: number | undefined): [string | null, string | null] {
-    // Sliding: the ttl (if any) caps the window. Otherwise a fixed ttl, or "no expiry".
-    if (this.slidingInterval !== null) {
-      return [ttl === undefined || ttl === null || ttl === 0 ? null : ttlInterval(ttl), this.slidingInterval];
+  /**
+   * Whether the server takes `expires_at => 'infinity'` (pg_cache 0.3.0). Asked once, on the first
+   * set that needs it; a failed probe is asked again next time.
+   */
+  private supportsInfiniteExpiry(): Promise<boolean> {
+    if (!this.infiniteExpiryProbe) {
+      const probe = this.run('set', undefined, statement('infiniteExpiry', [])).then(({ rows }) => rows[0].supported === true);
+      probe.catch(() => {
+        if (this.infiniteExpiryProbe === probe) this.infiniteExpiryProbe = undefined;
+      });
+      this.infiniteExpiryProbe = probe;
     }
-    return [ttlInterval(ttl), null];
+    return this.infiniteExpiryProbe;
+  }
+
+  /** Whether any of these ttls needs the never-expiring form, and if so whether the server has it. */
+  private async infiniteFor(ttls: Array<number | undefined>): Promise<boolean> {
+    return this.slidingInterval === null && ttls.some(noTtl) ? this.supportsInfiniteExpiry() : false;
+  }
+
+  private expiry(ttl: number | undefined, infinite: boolean): Expiry {
+    // Sliding: the ttl (if any) caps the window; without one the window has no cap.
+    if (this.slidingInterval !== null) return [noTtl(ttl) ? null : ttlInterval(ttl), this.slidingInterval, null];
+    if (noTtl(ttl)) return infinite ? [null, null, 'infinity'] : [NO_EXPIRY_TTL, null, null];
+    return [ttlInterval(ttl), null, null];
   }
 
   private tagsFor(key: string): string[] | null {
@@ -232,15 +267,19 @@ export class KeyvPgCache extends EventEmitter {
     return keys.map((key) => found.get(key));
   }
 
-  /** Sets the entry; `ttl` in milliseconds (none, or 0: it never expires — see NO_EXPIRY_TTL). */
+  /**
+   * Sets the entry; `ttl` in milliseconds (none, or 0: it never expires — `expires_at =>
+   * 'infinity'`, or NO_EXPIRY_TTL on pg_cache 0.2.0).
+   */
   async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
     if (typeof ttl === 'number' && ttl < 0) {
       // Already expired: what was there is replaced by nothing.
       await this.delete(key);
       return true;
     }
-    const [ttlValue, sliding] = this.expiry(ttl);
-    await this.run('set', key, statement('set', [key, toBytes(key, value), ttlValue, sliding, this.tagsFor(key)]));
+    const bytes = toBytes(key, value);
+    const [ttlValue, sliding, expiresAt] = this.expiry(ttl, await this.infiniteFor([ttl]));
+    await this.run('set', key, statement('set', [key, bytes, ttlValue, sliding, this.tagsFor(key), expiresAt]));
     return true;
   }
 
@@ -255,14 +294,22 @@ export class KeyvPgCache extends EventEmitter {
     for (const batch of chunks(live)) {
       const keys = batch.map((e) => e.key);
       const values = batch.map((e) => toBytes(e.key, e.value));
-      const expiries = batch.map((e) => this.expiry(e.ttl)[0]);
+      const infinite = await this.infiniteFor(batch.map((e) => e.ttl));
+      const expiries = batch.map((e) => this.expiry(e.ttl, infinite));
+      const ttls = expiries.map(([ttl]) => ttl);
+      const expiresAts = expiries.map(([, , expiresAt]) => expiresAt);
       const tags = batch.map((e) => this.tagsFor(e.key));
       const tagsJson = tags.map((t) => (t === null ? null : JSON.stringify(t)));
-      const uniform = expiries.every((t) => t === expiries[0]) && tagsJson.every((t) => t === tagsJson[0]);
+      const uniform =
+        ttls.every((t) => t === ttls[0]) && expiresAts.every((a) => a === expiresAts[0]) && tagsJson.every((t) => t === tagsJson[0]);
       if (uniform) {
-        await this.run('setMany', keys, statement('setMany', [keys, values, expiries[0], this.slidingInterval, tags[0]]));
+        await this.run(
+          'setMany',
+          keys,
+          statement('setMany', [keys, values, ttls[0], this.slidingInterval, tags[0], expiresAts[0]]),
+        );
       } else {
-        await this.run('setMany', keys, statement('setEach', [keys, values, expiries, this.slidingInterval, tagsJson]));
+        await this.run('setMany', keys, statement('setEach', [keys, values, ttls, this.slidingInterval, tagsJson, expiresAts]));
       }
     }
     if (expired.length > 0) await this.deleteMany(expired);
@@ -366,7 +413,10 @@ export class KeyvPgCache extends EventEmitter {
     return Number(rows[0].removed);
   }
 
-  /** Milliseconds the entry has left, as the server counts them (without sliding); undefined when absent. */
+  /**
+   * Milliseconds the entry has left, as the server counts them (without sliding); Infinity when it
+   * never expires; undefined when absent.
+   */
   async ttl(key: string): Promise<number | undefined> {
     const { rows } = await this.run('ttl', key, statement('ttl', [key]));
     return rows[0].ms === null ? undefined : Number(rows[0].ms);

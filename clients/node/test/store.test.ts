@@ -16,6 +16,15 @@ afterAll(async () => {
   await Promise.all(stores.map((s) => s.disconnect()));
 });
 
+/** The row's expires_at as text ('infinity' for an entry that never expires) and its sliding window. */
+async function storedExpiry(key: string) {
+  const rows = await sql<{ expires_at: string; sliding: string | null }>(
+    'SELECT expires_at::text AS expires_at, sliding::text AS sliding FROM pg_cache_entries WHERE key = $1',
+    [key],
+  );
+  return rows[0];
+}
+
 /** What cache_keys says of one key: its expiry columns. */
 async function listed(key: string) {
   const rows = await sql<{ key: string; expires_at: Date; sliding: string | null; absolute_expires_at: Date | null }>(
@@ -127,14 +136,62 @@ describe('expiry', () => {
     expect(row.absolute_expires_at).not.toBeNull();
   });
 
-  it(`no ttl is an expiry of ${NO_EXPIRY_TTL} (never, in practice), not the default sliding window`, async () => {
+  it("no ttl is expires_at 'infinity' (never expires), not the default sliding window", async () => {
     const namespace = unique('forever');
     const store = newStore();
     const keyv = new Keyv({ store, namespace });
     await keyv.set('k', 'v');
-    const row = await listed(`${namespace}:k`);
-    expect(row.sliding).toBeNull();
-    expect(row.expires_at.getUTCFullYear()).toBeGreaterThan(new Date().getUTCFullYear() + 999);
+    await keyv.set('zero', 'v', 0);
+    await keyv.setMany([{ key: 'm1', value: 1 }, { key: 'm2', value: 2 }]);
+    for (const key of ['k', 'zero', 'm1', 'm2']) {
+      expect(await storedExpiry(`${namespace}:${key}`)).toEqual({ expires_at: 'infinity', sliding: null });
+    }
+    expect(await store.ttl(`${namespace}:k`)).toBe(Infinity);
+    expect(await keyv.has('k')).toBe(true);
+    // a ttl still caps: the probe is only for entries without one
+    await keyv.set('k', 'v', 60_000);
+    expect(await store.ttl(`${namespace}:k`)).toBeLessThanOrEqual(60_000);
+  });
+
+  it(`on pg_cache 0.2.0 (no infinite expiry), no ttl is a ttl of ${NO_EXPIRY_TTL}`, async () => {
+    const store = newStore();
+    (store as unknown as { infiniteExpiryProbe: Promise<boolean> }).infiniteExpiryProbe = Promise.resolve(false);
+    const key = unique('legacy');
+    await store.set(key, 'v');
+    await store.setMany([{ key: `${key}b`, value: 'v' }, { key: `${key}c`, value: 'v', ttl: 1000 }]);
+    for (const k of [key, `${key}b`]) {
+      const row = await listed(k);
+      expect(row.sliding).toBeNull();
+      expect(row.expires_at.getUTCFullYear()).toBeGreaterThan(new Date().getUTCFullYear() + 999);
+    }
+  });
+
+  it('the server is asked once whether it has infinite expiry, and only for a set without ttl', async () => {
+    const store = newStore();
+    const calls: string[] = [];
+    const pool = (store as unknown as { pool: pg.Pool }).pool;
+    const query = pool.query.bind(pool);
+    (pool as unknown as { query: unknown }).query = (config: pg.QueryConfig) => {
+      calls.push(config.name ?? config.text);
+      return query(config);
+    };
+    try {
+      const key = unique('probe');
+      await store.set(key, 'v', 60_000);
+      await store.set(key, 'v');
+      await store.set(key, 'v');
+    } finally {
+      (pool as unknown as { query: unknown }).query = query;
+    }
+    expect(calls).toEqual(['pg_cache_keyv_set', 'pg_cache_keyv_infiniteExpiry', 'pg_cache_keyv_set', 'pg_cache_keyv_set']);
+  });
+
+  it('the sliding option without a ttl has no cap, with or without infinite expiry', async () => {
+    const store = newStore({ sliding: 60_000 });
+    const key = unique('slide-uncapped');
+    await store.set(key, 'v');
+    expect(await storedExpiry(key)).toMatchObject({ sliding: '00:01:00' });
+    expect((await listed(key)).absolute_expires_at).toBeNull();
   });
 
   it('an expired entry is removed by the eviction worker, not by a read', async () => {
@@ -228,6 +285,7 @@ describe('batches', () => {
       (store as unknown as { pool: { query: unknown } }).pool.query = query;
     }
     expect(calls).toEqual([
+      'pg_cache_keyv_infiniteExpiry', // 'b' has no ttl: asked once, before the first such set
       'pg_cache_keyv_setEach',
       'pg_cache_keyv_getMany',
       'pg_cache_keyv_hasMany',
@@ -237,7 +295,7 @@ describe('batches', () => {
     const c = await store.ttl(`${namespace}:c`);
     expect(c).toBeGreaterThan(115_000);
     expect(c).toBeLessThanOrEqual(120_000);
-    expect((await listed(`${namespace}:b`)).expires_at.getUTCFullYear()).toBeGreaterThan(new Date().getUTCFullYear() + 999);
+    expect((await storedExpiry(`${namespace}:b`)).expires_at).toBe('infinity');
   });
 
   it('setMany: a repeated key keeps its last value, in both statements', async () => {

@@ -29,10 +29,15 @@ def test_operations(url: str, raw: psycopg.Connection) -> None:
             assert await cache.refresh("as:2") is True
             assert timedelta(seconds=50) < await cache.ttl("as:2") <= timedelta(minutes=1)
             assert await cache.expire("as:2", ttl=NEVER) is True
-            assert await cache.ttl("as:2") > timedelta(days=36500)
+            assert await cache.ttl("as:2") is NEVER
+            assert raw.execute("SELECT expires_at = 'infinity' FROM pg_cache_entries WHERE key = 'as:2'").fetchone()[0]
             assert await cache.incr("as:n", 5) == 5
             assert await cache.incr_existing("as:n", 1) == 6
             assert await cache.incr_existing("as:none", 1) is None
+            assert raw.execute("SELECT count(*) FROM pg_cache_entries WHERE key = 'as:none'").fetchone()[0] == 0
+            await cache.set_many({"as:f1": b"1"}, ttl=NEVER)
+            assert [(k.key, k.expires_at) for k in await cache.keys("as:f")] == [("as:f1", NEVER)]
+            assert await cache.remove("as:f1") is True
             assert await cache.set_many({"as:m1": b"a", "as:m2": b"b"}, ttl=60) == 2
             assert await cache.get_many(["as:m2", "as:m1", "as:x"]) == {"as:m2": b"b", "as:m1": b"a"}
             assert await cache.remove_many(["as:m1", "as:m2"]) == 2

@@ -1,6 +1,7 @@
 """JSON values read as bytes and decoded client-side: plain dict and list whatever cbor2 (5.x
 decodes a tagged value mutable, 6.x immutable) and whether the value carries the self-describe
-tag 55799 (pg_cache 0.2.0 writes it). tests/python.sh runs this with cbor2 6.x and 5.9."""
+tag 55799 (pg_cache 0.2.0 wrote it; 0.3.0 does not). tests/python.sh runs this with cbor2 6.x and
+5.9."""
 
 from __future__ import annotations
 
@@ -49,6 +50,28 @@ def test_values_written_by_cache_set_json_decode_plain(client: PgCache, raw: psy
     assert value["roles"][1] == {"scopes": ["a", "b"]}
     assert value["exact"] == Decimal("0.1") and value["price"] == 12.25
     assert {k: v for k, v in value.items() if k != "exact"} == {k: v for k, v in DOCUMENT.items() if k != "exact"}
+
+
+def test_cache_set_json_writes_untagged_cbor(client: PgCache) -> None:
+    # cbor2 alone, without the client's helper: no tag 55799 in front, so no frozendict / tuple
+    client.set_json("cbor:plain", DOCUMENT, ttl=60)
+    stored = client.get("cbor:plain")
+    assert stored is not None and not stored.startswith(pg_cbor.SELF_DESCRIBE_PREFIX)
+    value = cbor2.loads(stored)
+    _plain(value)
+    assert value["roles"] == ["admin", {"scopes": ["a", "b"]}]
+
+
+def test_values_written_by_0_2_0_still_decode(client: PgCache) -> None:
+    # the bytes pg_cache 0.2.0 stored: tag 55799 around the value
+    tagged = pg_cbor.SELF_DESCRIBE_PREFIX + cbor2.dumps({"a": [1, {"b": [2]}], "n": None})
+    client.set("cbor:0.2.0", tagged, ttl=60)
+    stored = client.get("cbor:0.2.0")
+    assert stored == tagged
+    value = pg_cbor.loads(stored)
+    _plain(value)
+    assert value == {"a": [1, {"b": [2]}], "n": None}
+    assert client.get_json("cbor:0.2.0") == {"a": [1, {"b": [2]}], "n": None}  # the server reads them too
 
 
 def test_tagged_and_untagged_bytes(client: PgCache) -> None:

@@ -10,8 +10,9 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from pg_cache_client import (NEVER, CacheStats, CacheUnavailable, InvalidArgument, InvalidValue, KeyInfo,
-                             LimitExceeded, OutOfRange, PgCache, PgCacheError, WorkerStatus)
+from pg_cache_client import (NEVER, CacheStats, CacheUnavailable, Features, InvalidArgument, InvalidValue,
+                             KeyInfo, LimitExceeded, OutOfRange, PgCache, PgCacheError, WorkerStatus)
+from pg_cache_client._types import LEGACY_NO_EXPIRY_TTL
 
 
 def test_bytes_round_trip_exactly_and_as_bytes(client: PgCache) -> None:
@@ -55,14 +56,68 @@ def test_expiry_arguments(client: PgCache, raw: psycopg.Connection) -> None:
     assert client.ttl("e:absent") is None
 
 
-def test_never_expires(client: PgCache) -> None:
+def stored_expiry(raw: psycopg.Connection, key: str) -> tuple[str, str | None, str | None] | None:
+    """The row's expiry columns as text: 'infinity' is what psycopg cannot load as a datetime."""
+    return raw.execute("SELECT expires_at::text, absolute_expires_at::text, sliding::text "
+                       "FROM pg_cache_entries WHERE key = %s", (key,)).fetchone()
+
+
+def test_never_expires_is_the_servers_infinity(client: PgCache, raw: psycopg.Connection) -> None:
     client.set("n:k", b"forever", ttl=NEVER)
-    assert client.ttl("n:k") > timedelta(days=365 * 100)
+    assert stored_expiry(raw, "n:k") == ("infinity", "infinity", None)
+    assert client.ttl("n:k") is NEVER
+    assert client.add("n:add", b"x", ttl=NEVER) is True
+    assert client.set_many({"n:m1": b"1", "n:m2": b"2"}, ttl=NEVER) == 2
+    client.set_json("n:json", {"a": 1}, ttl=NEVER)
+    assert client.incr("n:count", 5, ttl=NEVER) == 5
+    for key in ("n:add", "n:m1", "n:m2", "n:json", "n:count"):
+        assert stored_expiry(raw, key) == ("infinity", "infinity", None), key
+    # expire(ttl=NEVER) makes a live entry permanent (Redis PERSIST)
     client.set("n:short", b"x", ttl=1)
     assert client.expire("n:short", ttl=NEVER) is True
-    assert client.ttl("n:short") > timedelta(days=365 * 100)
+    assert stored_expiry(raw, "n:short")[0] == "infinity"
+    assert client.ttl("n:short") is NEVER
+    # with sliding: a window without a cap
+    client.set("n:slide", b"x", ttl=NEVER, sliding=timedelta(minutes=5))
+    assert stored_expiry(raw, "n:slide")[1:] == (None, "00:05:00")
+    assert timedelta(minutes=4) < client.ttl("n:slide") <= timedelta(minutes=5)
+    # get_or_compute stores with the same form
+    assert client.get_or_compute("n:computed", lambda: b"c", ttl=NEVER) == b"c"
+    assert stored_expiry(raw, "n:computed")[0] == "infinity"
     with pytest.raises(TypeError):
         client.set("n:k", b"x", sliding=NEVER)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        client.set("n:k", b"x", ttl=NEVER, expires_at=datetime.now(timezone.utc))
+
+
+def test_ttl_and_keys_of_entries_another_client_made_permanent(client: PgCache, raw: psycopg.Connection) -> None:
+    # written in SQL, as any client may: psycopg alone fails to load both the interval cache_ttl
+    # returns for it (before PostgreSQL 17) and timestamptz 'infinity'
+    raw.execute("SELECT cache_set('inf:a', 'x', expires_at => 'infinity')")
+    raw.execute("SELECT cache_set('inf:b', 'y', ttl => '1 hour')")
+    raw.execute("SELECT cache_set('inf:c', 'z', sliding => '1 min', expires_at => 'infinity')")
+    assert client.ttl("inf:a") is NEVER
+    assert client.exists("inf:a") is True
+    assert client.ttl("inf:absent") is None
+    infos = {info.key: info for info in client.keys("inf:")}
+    assert infos["inf:a"].expires_at is NEVER and infos["inf:a"].absolute_expires_at is NEVER
+    assert isinstance(infos["inf:b"].expires_at, datetime)
+    assert isinstance(infos["inf:b"].absolute_expires_at, datetime)
+    assert isinstance(infos["inf:c"].expires_at, datetime) and infos["inf:c"].absolute_expires_at is None
+    assert infos["inf:c"].sliding == timedelta(minutes=1)
+
+
+def test_never_expires_on_a_0_2_0_server(client: PgCache, raw: psycopg.Connection) -> None:
+    # pg_cache 0.2.0 has neither create_missing nor infinite expiry: the client falls back
+    client._features = Features()
+    client.set("old:k", b"x", ttl=NEVER)
+    expires_at = raw.execute("SELECT expires_at FROM pg_cache_entries WHERE key = 'old:k'").fetchone()[0]
+    assert expires_at > datetime.now(timezone.utc) + LEGACY_NO_EXPIRY_TTL - timedelta(days=1)
+    assert client.ttl("old:k") > timedelta(days=365 * 999)
+    client.set("old:n", b"1", ttl=60)
+    assert client.incr_existing("old:n", 2) == 3
+    assert client.incr_existing("old:absent", 2) is None
+    assert raw.execute("SELECT count(*) FROM pg_cache_entries WHERE key = 'old:absent'").fetchone()[0] == 0
 
 
 def test_entries_expire(client: PgCache) -> None:
@@ -260,8 +315,27 @@ def test_a_broken_pooled_connection_is_replaced(url: str, raw: psycopg.Connectio
 
 
 def test_features(client: PgCache) -> None:
+    # the suite runs against pg_cache 0.3.0: cache_incr has create_missing, expiry can be infinite
     features = client.features()
-    assert isinstance(features.incr_create, bool) and isinstance(features.leases, bool)
+    assert features.incr_create_missing is True and features.infinite_expiry is True
+    assert isinstance(features.leases, bool)
+
+
+def test_incr_existing_creates_nothing(client: PgCache, raw: psycopg.Connection) -> None:
+    assert client.incr_existing("live:absent", 1) is None
+    assert raw.execute("SELECT count(*) FROM pg_cache_entries WHERE key = 'live:absent'").fetchone()[0] == 0
+    client.set("live:expired", b"7", ttl=timedelta(milliseconds=1))
+    time.sleep(0.05)
+    assert client.incr_existing("live:expired", 1) is None
+    assert client.ttl("live:expired") is None  # not brought back to life
+    client.set("live:n", b"7", ttl=60)
+    assert client.incr_existing("live:n", 1) == 8
+    # atomic: one cache_incr with create_missing => false, not the check-then-increment fallback
+    sent = []
+    execute = client._execute
+    client._execute = lambda call: (sent.append(call.sql), execute(call))[1]  # type: ignore[method-assign]
+    assert client.incr_existing("live:n", 1) == 9
+    assert sent == ["SELECT cache_incr(%s, %s::bigint, create_missing => false)"]
 
 
 def test_notify_announces_writes(url: str, raw: psycopg.Connection) -> None:

@@ -57,6 +57,17 @@ def stored(raw: psycopg.Connection, key: str) -> bytes | None:
     return raw.execute("SELECT cache_get(%s)", (key,)).fetchone()[0]
 
 
+def rows(raw: psycopg.Connection, key: str) -> int:
+    """Rows of the key in the table, live or expired."""
+    return raw.execute("SELECT count(*) FROM pg_cache_entries WHERE key = %s", (key,)).fetchone()[0]
+
+
+def expires_at(raw: psycopg.Connection, key: str) -> str | None:
+    """The row's expiry as text ('infinity' for one that never expires)."""
+    row = raw.execute("SELECT expires_at::text FROM pg_cache_entries WHERE key = %s", (key,)).fetchone()
+    return row and row[0]
+
+
 def test_stored_forms_and_server_side_incr(raw: psycopg.Connection) -> None:
     cache = caches["default"]
     cache.set("n", 41)
@@ -71,7 +82,10 @@ def test_stored_forms_and_server_side_incr(raw: psycopg.Connection) -> None:
     assert cache.get("big") == 2**70
     with pytest.raises(ValueError):
         cache.incr("absent")
-    assert stored(raw, ":1:absent") is None  # incr of a missing key creates nothing
+    assert rows(raw, ":1:absent") == 0  # incr of a missing key creates nothing
+    with pytest.raises(ValueError):
+        cache.decr("absent")
+    assert rows(raw, ":1:absent") == 0
     cache.set("text", "abc")
     with pytest.raises(TypeError):
         cache.incr("text")
@@ -83,9 +97,18 @@ def test_timeouts(raw: psycopg.Connection) -> None:
     ttl = raw.execute("SELECT extract(epoch FROM cache_ttl(':1:default-timeout'))").fetchone()[0]
     assert 290 < ttl <= 300
     cache.set("forever", 1, None)
-    assert raw.execute("SELECT cache_ttl(':1:forever') > interval '100 years'").fetchone()[0]
+    assert expires_at(raw, ":1:forever") == "infinity"
     caches["never"].set("forever2", 1)
-    assert raw.execute("SELECT cache_ttl(':1:forever2') > interval '100 years'").fetchone()[0]
+    assert expires_at(raw, ":1:forever2") == "infinity"
+    assert cache.add("forever3", 1, None) is True
+    cache.set_many({"forever4": 1}, None)
+    assert expires_at(raw, ":1:forever3") == expires_at(raw, ":1:forever4") == "infinity"
+    cache.set("made-permanent", 1, 60)
+    assert cache.touch("made-permanent", None) is True
+    assert expires_at(raw, ":1:made-permanent") == "infinity"
+    assert cache.get("made-permanent") == 1
+    assert cache.get_or_set("forever5", lambda: 5, None) == 5
+    assert expires_at(raw, ":1:forever5") == "infinity"
     cache.set("gone", 1, 0)
     cache.set("gone2", 1, -5)
     assert stored(raw, ":1:gone") is None and stored(raw, ":1:gone2") is None
@@ -131,6 +154,10 @@ def test_async_is_native(raw: psycopg.Connection) -> None:
             assert await cache.adecr("n") == 5
             with pytest.raises(ValueError):
                 await cache.aincr("z")
+            assert rows(raw, ":1:z") == 0
+            await cache.aset("forever", 1, None)
+            assert await cache.atouch("n", None) is True
+            assert expires_at(raw, ":1:forever") == expires_at(raw, ":1:n") == "infinity"
             assert await cache.atouch("n", 60) is True
             assert await cache.adelete("n") is True
             await cache.adelete_many(["m"])
@@ -171,6 +198,9 @@ def test_writes_commit_and_roll_back_with_the_transaction(raw: psycopg.Connectio
     assert cache.incr("order:4") == 5
     with pytest.raises(ValueError):
         cache.incr("order:none")
+    assert rows(raw, ":1:order:none") == 0
+    cache.set("order:5", 5, None)
+    assert expires_at(raw, ":1:order:5") == "infinity"
 
 
 def test_database_mode_errors_keep_sqlstate(raw: psycopg.Connection) -> None:

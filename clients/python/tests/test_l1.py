@@ -13,7 +13,7 @@ import time
 import psycopg
 import pytest
 
-from pg_cache_client import L1Cache, PgCache
+from pg_cache_client import NEVER, L1Cache, PgCache
 
 WITHIN_SECONDS = 0.1
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -152,6 +152,11 @@ def test_in_process_rules(url: str, raw: psycopg.Connection) -> None:
         while l1.get("r:short") is not None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert l1.get("r:short") is None
+        # an entry that never expires is kept (for max_seconds), like any other; written without
+        # a notification, which could arrive between the two reads
+        PgCache(raw).set("r:forever", b"f", ttl=NEVER)
+        assert l1.get_with_source("r:forever") == (b"f", False)
+        assert l1.get_with_source("r:forever") == (b"f", True)
 
 
 def test_async_client(url: str, b: psycopg.Connection) -> None:

@@ -12,7 +12,7 @@ from ._errors import (CacheUnavailable, InvalidArgument, InvalidValue, LimitExce
                       OutOfRange, PermissionDenied, PgCacheError, ReadOnly)
 from ._ops import Features
 from ._sync import PgCache
-from ._types import NEVER, CacheStats, KeyInfo, WorkerStatus, no_expiry_interval
+from ._types import NEVER, CacheStats, KeyInfo, WorkerStatus
 from .l1 import L1Cache, L1Stats
 
 __version__ = "0.2.0"
@@ -27,7 +27,6 @@ __all__ = [
     "KeyInfo",
     "WorkerStatus",
     "Features",
-    "no_expiry_interval",
     "PgCacheError",
     "InvalidArgument",
     "NullArgument",

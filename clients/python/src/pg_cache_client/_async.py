@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from . import _compute, _ops
 from ._errors import translate
-from ._types import CacheStats, Expiry, KeyInfo, Value, WorkerStatus
+from ._types import NEVER, CacheStats, Expiry, KeyInfo, Value, WorkerStatus, _Never
 
 AsyncSource = str | psycopg.AsyncConnection | AsyncConnectionPool
 
@@ -101,6 +101,10 @@ class AsyncPgCache:
             self._features = await self._execute(_ops.features())
         return self._features
 
+    async def _infinite_expiry(self, ttl: Any) -> bool:
+        """Whether ttl=NEVER goes as the server's expires_at => 'infinity' (probed only then)."""
+        return ttl is NEVER and (await self.features()).infinite_expiry
+
     async def close(self) -> None:
         if self._owns_pool and self._pool is not None and self._opened:
             await self._pool.close()
@@ -120,11 +124,12 @@ class AsyncPgCache:
 
     async def set(self, key: str, value: Value, *, ttl: Any = None, sliding: Expiry = None,
                   expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> None:
-        await self._execute(_ops.set(key, value, ttl, sliding, expires_at, tags))
+        await self._execute(_ops.set(key, value, ttl, sliding, expires_at, tags, await self._infinite_expiry(ttl)))
 
     async def add(self, key: str, value: Value, *, ttl: Any = None, sliding: Expiry = None,
                   expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> bool:
-        return await self._execute(_ops.add(key, value, ttl, sliding, expires_at, tags))
+        infinite = await self._infinite_expiry(ttl)
+        return await self._execute(_ops.add(key, value, ttl, sliding, expires_at, tags, infinite))
 
     async def refresh(self, key: str) -> bool:
         return await self._execute(_ops.refresh(key))
@@ -132,7 +137,7 @@ class AsyncPgCache:
     async def remove(self, key: str) -> bool:
         return await self._execute(_ops.remove(key))
 
-    async def ttl(self, key: str) -> timedelta | None:
+    async def ttl(self, key: str) -> timedelta | _Never | None:
         return await self._execute(_ops.ttl(key))
 
     async def exists(self, key: str) -> bool:
@@ -143,14 +148,14 @@ class AsyncPgCache:
 
     async def expire(self, key: str, *, ttl: Any = None, sliding: Expiry = None,
                      expires_at: datetime | None = None) -> bool:
-        return await self._execute(_ops.expire(key, ttl, sliding, expires_at))
+        return await self._execute(_ops.expire(key, ttl, sliding, expires_at, await self._infinite_expiry(ttl)))
 
     async def incr(self, key: str, delta: int = 1, *, ttl: Any = None, sliding: Expiry = None,
                    expires_at: datetime | None = None) -> int:
-        return await self._execute(_ops.incr(key, delta, ttl, sliding, expires_at))
+        return await self._execute(_ops.incr(key, delta, ttl, sliding, expires_at, await self._infinite_expiry(ttl)))
 
     async def incr_existing(self, key: str, delta: int = 1) -> int | None:
-        return await self._execute(_ops.incr_existing(key, delta, (await self.features()).incr_create))
+        return await self._execute(_ops.incr_existing(key, delta, (await self.features()).incr_create_missing))
 
     # --- batches ---------------------------------------------------------------------------------
 
@@ -164,7 +169,8 @@ class AsyncPgCache:
                        expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> int:
         if not items:
             return 0
-        return await self._execute(_ops.set_many(items, ttl, sliding, expires_at, tags))
+        infinite = await self._infinite_expiry(ttl)
+        return await self._execute(_ops.set_many(items, ttl, sliding, expires_at, tags, infinite))
 
     async def remove_many(self, keys: Iterable[str]) -> int:
         key_list = list(keys)
@@ -197,7 +203,8 @@ class AsyncPgCache:
     async def set_json(self, key: str, value: Any, *, ttl: Any = None, sliding: Expiry = None,
                        expires_at: datetime | None = None, tags: Iterable[str] | None = None,
                        dumps: Callable[[Any], str] = json.dumps) -> None:
-        await self._execute(_ops.set_json(key, value, ttl, sliding, expires_at, tags, dumps))
+        infinite = await self._infinite_expiry(ttl)
+        await self._execute(_ops.set_json(key, value, ttl, sliding, expires_at, tags, dumps, infinite))
 
     async def get_many_json(self, keys: Iterable[str]) -> dict[str, Any]:
         key_list = list(keys)

@@ -57,10 +57,10 @@ def lock_key(key: str) -> str:
 
 def protocol(key: str, options: ComputeOptions, features: _ops.Features) -> Protocol:
     # if features.leases: return _lease_protocol(key, options)   (issue 23)
-    return _lock_protocol(key, options)
+    return _lock_protocol(key, options, features.infinite_expiry)
 
 
-def _lock_protocol(key: str, options: ComputeOptions) -> Protocol:
+def _lock_protocol(key: str, options: ComputeOptions, infinite_expiry: bool) -> Protocol:
     lock = lock_key(key)
     token = os.urandom(16)
     deadline = time.monotonic() + options.wait
@@ -81,7 +81,7 @@ def _lock_protocol(key: str, options: ComputeOptions) -> Protocol:
                 yield _ops.unlock(lock, token)
                 raise
             yield _ops.set_and_unlock(key, computed, lock, token, options.ttl, options.sliding,
-                                      options.expires_at, options.tags)
+                                      options.expires_at, options.tags, infinite_expiry)
             return computed
         # Another process computes: wait for its value, or for its lock to go (it failed).
         pause = options.poll_min
@@ -89,7 +89,8 @@ def _lock_protocol(key: str, options: ComputeOptions) -> Protocol:
             if time.monotonic() >= deadline:
                 # Waited long enough: compute without the lock and store it.
                 computed = to_bytes((yield COMPUTE))
-                yield _ops.set(key, computed, options.ttl, options.sliding, options.expires_at, options.tags)
+                yield _ops.set(key, computed, options.ttl, options.sliding, options.expires_at, options.tags,
+                               infinite_expiry)
                 return computed
             yield Sleep(pause)
             pause = min(pause * 2, options.poll_max)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ._types import (NEVER, CacheStats, Expiry, KeyInfo, Value, WorkerStatus, to_bytes,
+from ._types import (NEVER, CacheStats, Expiry, KeyInfo, Value, WorkerStatus, _Never, to_bytes,
                      to_interval)
 
 Rows = list[tuple]
@@ -89,21 +89,32 @@ _TEMPLATES: dict[tuple, str] = {}
 
 
 def _sql(function: str, leading: str, named: tuple[str, ...], select: str = "SELECT {call}") -> str:
+    """`named` holds argument names (sent as parameters) or whole `name => literal` arguments."""
     cache_key = (function, leading, named, select)
     sql = _TEMPLATES.get(cache_key)
     if sql is None:
         arguments = [leading] if leading else []
-        arguments += [f"{name} => %s" for name in named]
+        arguments += [name if "=>" in name else f"{name} => %s" for name in named]
         sql = select.format(call=f"{function}({', '.join(arguments)})")
         _TEMPLATES[cache_key] = sql
     return sql
 
 
+# ttl=NEVER with Features.infinite_expiry: the server's own never-expiring form (with sliding, a
+# window without a cap). A literal in the SQL text, so the statement stays one prepared text.
+_EXPIRES_NEVER = "expires_at => 'infinity'"
+
+
 def _expiry(ttl: Any, sliding: Expiry, expires_at: datetime | None,
-            tags: Iterable[str] | None = None, with_tags: bool = False) -> tuple[tuple[str, ...], tuple]:
+            tags: Iterable[str] | None = None, with_tags: bool = False,
+            infinite_expiry: bool = False) -> tuple[tuple[str, ...], tuple]:
     names: list[str] = []
     values: list[Any] = []
-    if ttl is not None:
+    if ttl is NEVER and expires_at is not None:
+        raise TypeError("ttl=NEVER and expires_at: give one of them")
+    if ttl is NEVER and infinite_expiry:
+        names.append(_EXPIRES_NEVER)
+    elif ttl is not None:
         names.append("ttl")
         values.append(to_interval(ttl, "ttl"))
     if sliding is not None:
@@ -127,15 +138,17 @@ def get(key: str) -> Call:
 
 
 def set(key: str, value: Value, ttl: Any = None, sliding: Expiry = None,
-        expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> Call:
-    names, values = _expiry(ttl, sliding, expires_at, tags, with_tags=True)
+        expires_at: datetime | None = None, tags: Iterable[str] | None = None,
+        infinite_expiry: bool = False) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at, tags, True, infinite_expiry)
     return Call("cache_set", _sql("cache_set", "%s, %s", names), (_key(key), to_bytes(value)) + values,
                 _none, key=key, idempotent=True)
 
 
 def add(key: str, value: Value, ttl: Any = None, sliding: Expiry = None,
-        expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> Call:
-    names, values = _expiry(ttl, sliding, expires_at, tags, with_tags=True)
+        expires_at: datetime | None = None, tags: Iterable[str] | None = None,
+        infinite_expiry: bool = False) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at, tags, True, infinite_expiry)
     return Call("cache_add", _sql("cache_add", "%s, %s", names), (_key(key), to_bytes(value)) + values,
                 _bool, key=key)
 
@@ -155,16 +168,29 @@ def remove(key: str) -> Call:
     return Call("cache_remove", "SELECT cache_remove(%s)", (_key(key),), _bool, key=key)
 
 
+# cache_ttl of an entry that never expires: 'infinity' on PostgreSQL 17+, before that the interval
+# with every field at its maximum, which psycopg cannot load as a timedelta. No finite expiry lies
+# this far ahead (timestamptz ends in 294276 AD), so the server says "never" as a second column.
+_TTL_SQL = ("SELECT CASE WHEN t <= interval '1000000 years' THEN t END, t > interval '1000000 years' "
+            "FROM cache_ttl(%s) AS t")
+
+
+def _ttl(rows: Rows) -> timedelta | _Never | None:
+    remaining, never = rows[0]
+    return NEVER if never else remaining
+
+
 def ttl(key: str) -> Call:
-    return Call("cache_ttl", "SELECT cache_ttl(%s)", (_key(key),), _scalar, key=key, idempotent=True)
+    return Call("cache_ttl", _TTL_SQL, (_key(key),), _ttl, key=key, idempotent=True)
 
 
 def take(key: str) -> Call:
     return Call("cache_take", "SELECT cache_take(%s)", (_key(key),), _bytes, key=key)
 
 
-def expire(key: str, ttl: Any = None, sliding: Expiry = None, expires_at: datetime | None = None) -> Call:
-    names, values = _expiry(ttl, sliding, expires_at)
+def expire(key: str, ttl: Any = None, sliding: Expiry = None, expires_at: datetime | None = None,
+           infinite_expiry: bool = False) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at, infinite_expiry=infinite_expiry)
     return Call("cache_expire", _sql("cache_expire", "%s", names), (_key(key),) + values, _bool,
                 key=key, idempotent=True)
 
@@ -178,8 +204,8 @@ def exists(key: str) -> Call:
 # --- counters ------------------------------------------------------------------------------------
 
 def incr(key: str, delta: int = 1, ttl: Any = None, sliding: Expiry = None,
-         expires_at: datetime | None = None) -> Call:
-    names, values = _expiry(ttl, sliding, expires_at)
+         expires_at: datetime | None = None, infinite_expiry: bool = False) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at, infinite_expiry=infinite_expiry)
     return Call("cache_incr", _sql("cache_incr", "%s, %s::bigint", names), (_key(key), int(delta)) + values,
                 _int, key=key)
 
@@ -187,11 +213,12 @@ def incr(key: str, delta: int = 1, ttl: Any = None, sliding: Expiry = None,
 def incr_existing(key: str, delta: int, native: bool) -> Call:
     """cache_incr of a live entry only; None when absent (then nothing is created).
 
-    With the extension's live-only form (`create => false`) this is atomic. Without it, the
-    existence check and the increment are two function calls of one statement: an entry removed
-    or expiring between them is created again as `delta`, with the default sliding window."""
+    With `create_missing => false` (extension 0.3.0, router 0.2.0: Features.incr_create_missing)
+    this is atomic. Without it, the existence check and the increment are two function calls of
+    one statement: an entry removed or expiring between them is created again as `delta`, with
+    the default sliding window."""
     if native:
-        sql = "SELECT cache_incr(%s, %s::bigint, create => false)"
+        sql = "SELECT cache_incr(%s, %s::bigint, create_missing => false)"
         params: tuple = (_key(key), int(delta))
     else:
         sql = "SELECT CASE WHEN cache_ttl(%s) IS NOT NULL THEN cache_incr(%s, %s::bigint) END"
@@ -212,10 +239,11 @@ def get_many(keys: Iterable[str]) -> Call:
 
 
 def set_many(items: Mapping[str, Value], ttl: Any = None, sliding: Expiry = None,
-             expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> Call:
+             expires_at: datetime | None = None, tags: Iterable[str] | None = None,
+             infinite_expiry: bool = False) -> Call:
     key_list = _key_list(items.keys())
     value_list = [to_bytes(items[key]) for key in key_list]
-    names, values = _expiry(ttl, sliding, expires_at, tags, with_tags=True)
+    names, values = _expiry(ttl, sliding, expires_at, tags, True, infinite_expiry)
     return Call("cache_set_many", _sql("cache_set_many", "%s::text[], %s::bytea[]", names),
                 (key_list, value_list) + values, _int, keys=key_list, idempotent=True)
 
@@ -227,13 +255,20 @@ def remove_many(keys: Iterable[str]) -> Call:
 
 
 def _key_infos(rows: Rows) -> list[KeyInfo]:
-    return [KeyInfo(*row) for row in rows]
+    return [KeyInfo(key, NEVER if never else expires_at, sliding, NEVER if never_absolute else absolute,
+                    value_bytes)
+            for key, expires_at, never, sliding, absolute, never_absolute, value_bytes in rows]
+
+
+# psycopg cannot load timestamptz 'infinity' (an entry that never expires): the server sends
+# NULL in its place and a flag beside it.
+_KEYS_SQL = ("SELECT key, nullif(expires_at, 'infinity'), expires_at = 'infinity', sliding, "
+             "nullif(absolute_expires_at, 'infinity'), absolute_expires_at = 'infinity', value_bytes "
+             "FROM cache_keys(%s, %s::int)")
 
 
 def keys(prefix: str = "", max_rows: int = 1000) -> Call:
-    return Call("cache_keys",
-                "SELECT key, expires_at, sliding, absolute_expires_at, value_bytes FROM cache_keys(%s, %s::int)",
-                (prefix, int(max_rows)), _key_infos, idempotent=True)
+    return Call("cache_keys", _KEYS_SQL, (prefix, int(max_rows)), _key_infos, idempotent=True)
 
 
 def remove_prefix(prefix: str) -> Call:
@@ -264,8 +299,8 @@ def get_json(key: str) -> Call:
 
 def set_json(key: str, value: Any, ttl: Any = None, sliding: Expiry = None,
              expires_at: datetime | None = None, tags: Iterable[str] | None = None,
-             dumps: Callable[[Any], str] = json.dumps) -> Call:
-    names, values = _expiry(ttl, sliding, expires_at, tags, with_tags=True)
+             dumps: Callable[[Any], str] = json.dumps, infinite_expiry: bool = False) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at, tags, True, infinite_expiry)
     return Call("cache_set_json", _sql("cache_set_json", "%s, %s::jsonb", names),
                 (_key(key), dumps(value)) + values, _none, key=key, idempotent=True)
 
@@ -326,8 +361,9 @@ def poll_locked(key: str, lock_key: str) -> Call:
 
 
 def set_and_unlock(key: str, value: Value, lock_key: str, token: bytes, ttl: Any, sliding: Expiry,
-                   expires_at: datetime | None, tags: Iterable[str] | None) -> Call:
-    names, values = _expiry(ttl, sliding, expires_at, tags, with_tags=True)
+                   expires_at: datetime | None, tags: Iterable[str] | None,
+                   infinite_expiry: bool = False) -> Call:
+    names, values = _expiry(ttl, sliding, expires_at, tags, True, infinite_expiry)
     set_sql = _sql("cache_set", "%s, %s", names, select="{call}")
     sql = (f"SELECT {set_sql}, CASE WHEN cache_get(%s) = %s THEN cache_remove(%s) END")
     return Call("cache_set", sql, (_key(key), to_bytes(value)) + values + (lock_key, token, lock_key),
@@ -343,7 +379,7 @@ def unlock(lock_key: str, token: bytes) -> Call:
 
 FEATURES_SQL = (
     "SELECT"
-    " EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_incr' AND 'create' = ANY (proargnames)),"
+    " EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_incr' AND 'create_missing' = ANY (proargnames)),"
     " EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_get_or_lease')"
 )
 
@@ -352,13 +388,20 @@ FEATURES_SQL = (
 class Features:
     """Functions of newer extension versions the client uses when present."""
 
-    incr_create: bool = False  # cache_incr(..., create => false): live-only increment
-    leases: bool = False       # cache_get_or_lease and friends (stampede protection)
+    incr_create_missing: bool = False  # cache_incr(..., create_missing => false): live-only increment
+    leases: bool = False               # cache_get_or_lease and friends (stampede protection)
+    # expires_at => 'infinity'. It came with create_missing (extension 0.3.0, router 0.2.0), so
+    # the same catalog probe tells; without it ttl=NEVER is LEGACY_NO_EXPIRY_TTL.
+    infinite_expiry: bool = False
+
+
+def _features(rows: Rows) -> Features:
+    create_missing, leases = bool(rows[0][0]), bool(rows[0][1])
+    return Features(incr_create_missing=create_missing, leases=leases, infinite_expiry=create_missing)
 
 
 def features() -> Call:
-    return Call("features", FEATURES_SQL, (), lambda rows: Features(bool(rows[0][0]), bool(rows[0][1])),
-                idempotent=True)
+    return Call("features", FEATURES_SQL, (), _features, idempotent=True)
 
 
 __all__ = [name for name in dir() if not name.startswith("_")] + ["NEVER"]

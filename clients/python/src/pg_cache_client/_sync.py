@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool
 from . import _compute, _ops
 from ._pool import LightPool
 from ._errors import translate
-from ._types import CacheStats, Expiry, KeyInfo, Value, WorkerStatus
+from ._types import NEVER, CacheStats, Expiry, KeyInfo, Value, WorkerStatus, _Never
 
 Source = str | psycopg.Connection | ConnectionPool
 
@@ -120,6 +120,11 @@ class PgCache:
             self._features = self._execute(_ops.features())
         return self._features
 
+    def _infinite_expiry(self, ttl: Any) -> bool:
+        """Whether ttl=NEVER goes as the server's expires_at => 'infinity' (probed only then, so
+        clients that never use NEVER never ask)."""
+        return ttl is NEVER and self.features().infinite_expiry
+
     def close(self) -> None:
         """Closes the pool the client opened (a given connection or pool stays open)."""
         if self._own_pool is not None:
@@ -140,12 +145,12 @@ class PgCache:
     def set(self, key: str, value: Value, *, ttl: Any = None, sliding: Expiry = None,
             expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> None:
         """Inserts or replaces the entry. No expiry given: the server's default sliding window."""
-        self._execute(_ops.set(key, value, ttl, sliding, expires_at, tags))
+        self._execute(_ops.set(key, value, ttl, sliding, expires_at, tags, self._infinite_expiry(ttl)))
 
     def add(self, key: str, value: Value, *, ttl: Any = None, sliding: Expiry = None,
             expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> bool:
         """Sets the entry only when no live entry has the key; whether it did."""
-        return self._execute(_ops.add(key, value, ttl, sliding, expires_at, tags))
+        return self._execute(_ops.add(key, value, ttl, sliding, expires_at, tags, self._infinite_expiry(ttl)))
 
     def refresh(self, key: str) -> bool:
         return self._execute(_ops.refresh(key))
@@ -153,7 +158,9 @@ class PgCache:
     def remove(self, key: str) -> bool:
         return self._execute(_ops.remove(key))
 
-    def ttl(self, key: str) -> timedelta | None:
+    def ttl(self, key: str) -> timedelta | _Never | None:
+        """Time left, without sliding: a timedelta; NEVER when the entry never expires; None when
+        absent or expired."""
         return self._execute(_ops.ttl(key))
 
     def exists(self, key: str) -> bool:
@@ -165,15 +172,15 @@ class PgCache:
 
     def expire(self, key: str, *, ttl: Any = None, sliding: Expiry = None,
                expires_at: datetime | None = None) -> bool:
-        return self._execute(_ops.expire(key, ttl, sliding, expires_at))
+        return self._execute(_ops.expire(key, ttl, sliding, expires_at, self._infinite_expiry(ttl)))
 
     def incr(self, key: str, delta: int = 1, *, ttl: Any = None, sliding: Expiry = None,
              expires_at: datetime | None = None) -> int:
-        return self._execute(_ops.incr(key, delta, ttl, sliding, expires_at))
+        return self._execute(_ops.incr(key, delta, ttl, sliding, expires_at, self._infinite_expiry(ttl)))
 
     def incr_existing(self, key: str, delta: int = 1) -> int | None:
         """Adds delta to a live counter; None (creating nothing) when the key is absent."""
-        return self._execute(_ops.incr_existing(key, delta, self.features().incr_create))
+        return self._execute(_ops.incr_existing(key, delta, self.features().incr_create_missing))
 
     # --- batches ---------------------------------------------------------------------------------
 
@@ -187,7 +194,7 @@ class PgCache:
                  expires_at: datetime | None = None, tags: Iterable[str] | None = None) -> int:
         if not items:
             return 0
-        return self._execute(_ops.set_many(items, ttl, sliding, expires_at, tags))
+        return self._execute(_ops.set_many(items, ttl, sliding, expires_at, tags, self._infinite_expiry(ttl)))
 
     def remove_many(self, keys: Iterable[str]) -> int:
         key_list = list(keys)
@@ -222,7 +229,7 @@ class PgCache:
     def set_json(self, key: str, value: Any, *, ttl: Any = None, sliding: Expiry = None,
                  expires_at: datetime | None = None, tags: Iterable[str] | None = None,
                  dumps: Callable[[Any], str] = json.dumps) -> None:
-        self._execute(_ops.set_json(key, value, ttl, sliding, expires_at, tags, dumps))
+        self._execute(_ops.set_json(key, value, ttl, sliding, expires_at, tags, dumps, self._infinite_expiry(ttl)))
 
     def get_many_json(self, keys: Iterable[str]) -> dict[str, Any]:
         key_list = list(keys)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Union
 
 __all__ = ["CacheStats", "KeyInfo", "WorkerStatus", "NEVER", "Expiry", "Value", "to_interval",
-           "NO_EXPIRY_TTL"]
+           "LEGACY_NO_EXPIRY_TTL"]
 
 
 class _Never(enum.Enum):
@@ -19,32 +19,28 @@ class _Never(enum.Enum):
 
 
 NEVER = _Never.NEVER
-"""Give as ``ttl=NEVER``: the entry never expires; only a removal or the size cap ends it."""
+"""Give as ``ttl=NEVER``: the entry never expires; only a removal or the size cap ends it. Also
+what ``ttl()`` and ``KeyInfo`` report for such an entry (the server's infinite expiry)."""
 
-# The one place that says how "never expires" reaches the extension. pg_cache 0.2.0 refuses an
-# infinite expiry, so a ttl far beyond any cache's life stands for it (an expiry past the end of
-# timestamptz would be 22008). When the extension accepts `ttl => 'infinity'`, this becomes the
-# string "infinity" (see no_expiry_interval).
-NO_EXPIRY_TTL: timedelta | str = timedelta(days=365 * 1000)
-
-
-def no_expiry_interval() -> timedelta | str:
-    """The ttl argument that makes an entry never expire."""
-    return NO_EXPIRY_TTL
+# pg_cache 0.2.0 refuses an infinite expiry, so against it ttl=NEVER is a ttl far beyond any
+# cache's life (an expiry past the end of timestamptz would be 22008). From 0.3.0 on (detected by
+# Features.infinite_expiry) the client sends expires_at => 'infinity' instead.
+LEGACY_NO_EXPIRY_TTL = timedelta(days=365 * 1000)
 
 
 Expiry = Union[timedelta, int, float, None]
 Value = Union[bytes, bytearray, memoryview, str]
 
 
-def to_interval(value: Expiry | _Never, argument: str) -> timedelta | str | None:
-    """A ttl or sliding argument as what psycopg sends as an interval: a timedelta, or seconds."""
+def to_interval(value: Expiry | _Never, argument: str) -> timedelta | None:
+    """A ttl or sliding argument as what psycopg sends as an interval: a timedelta, or seconds.
+    NEVER (ttl only) is the 0.2.0 stand-in; callers with infinite expiry never pass it here."""
     if value is None:
         return None
     if value is NEVER:
         if argument != "ttl":
             raise TypeError(f"{argument}=NEVER: only ttl can be NEVER")
-        return no_expiry_interval()
+        return LEGACY_NO_EXPIRY_TTL
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -89,9 +85,9 @@ class KeyInfo:
     """One row of ``cache_keys()``."""
 
     key: str
-    expires_at: datetime
+    expires_at: datetime | _Never           # NEVER: the entry never expires
     sliding: timedelta | None
-    absolute_expires_at: datetime | None
+    absolute_expires_at: datetime | _Never | None  # None: sliding with no cap
     value_bytes: int
 
 

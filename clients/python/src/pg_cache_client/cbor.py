@@ -3,7 +3,8 @@
 ``cache_get_json`` decodes on the server and needs nothing here; this is for values read as bytes
 (``get``, ``get_many``, ``take``) with ``cbor2`` (``pip install pg-cache-client[cbor]``).
 
-pg_cache 0.2.0 wraps each value in the self-described CBOR tag 55799 (``d9 d9 f7``). cbor2 6
+pg_cache 0.3.0 writes plain CBOR, which any CBOR library decodes to ``dict`` and ``list``. Values
+written by 0.2.0 are wrapped in the self-described CBOR tag 55799 (``d9 d9 f7``), and cbor2 6
 decodes what a tag wraps as immutable (``frozendict``, ``tuple``), cbor2 5 as ``dict`` and
 ``list``; ``loads`` gives plain ``dict`` and ``list`` with either, for tagged and untagged values.
 """

@@ -27,8 +27,9 @@ expired entries are removed by the server's eviction worker.
 
 Values: ``int`` (not ``bool``) in the bigint range is stored as its decimal text, so ``incr`` and
 ``decr`` run on the server (``cache_incr``, atomic); everything else is pickled (the pickle's
-protocol byte ``0x80`` tells the two apart). ``TIMEOUT`` None never expires, 0 and negative
-expire at once.
+protocol byte ``0x80`` tells the two apart). ``TIMEOUT`` None never expires (the server's
+``expires_at => 'infinity'``; a 1000-year ttl on pg_cache 0.2.0), 0 and negative expire at once.
+``incr`` / ``decr`` of a missing key raise ValueError and create nothing.
 """
 
 from __future__ import annotations
@@ -162,6 +163,14 @@ class PgCache(BaseCache):
             return await self.async_client.features()
         return await sync_to_async(self._features, thread_sensitive=True)()
 
+    # TIMEOUT None: expires_at => 'infinity' where the server has it, else a 1000-year ttl (see
+    # _ops._expiry). The probe runs only when a timeout is None.
+    def _infinite_expiry(self, ttl: Any) -> bool:
+        return ttl is NEVER and self._features().infinite_expiry
+
+    async def _ainfinite_expiry(self, ttl: Any) -> bool:
+        return ttl is NEVER and (await self._afeatures()).infinite_expiry
+
     # --- timeouts --------------------------------------------------------------------------------
 
     def get_backend_timeout(self, timeout: Any = DEFAULT_TIMEOUT) -> Any:
@@ -176,31 +185,29 @@ class PgCache(BaseCache):
 
     # --- the operations, as calls ----------------------------------------------------------------
 
-    def _add_call(self, key: str, value: Any, timeout: Any) -> _ops.Call:
-        ttl = self.get_backend_timeout(timeout)
+    # Each takes the backend ttl (get_backend_timeout) and whether NEVER may be sent as infinity.
+
+    def _add_call(self, key: str, value: Any, ttl: Any, infinite: bool) -> _ops.Call:
         if ttl is _EXPIRED:
             return _ops.add_expired(key, dumps(value))
-        return _ops.add(key, dumps(value), ttl=ttl)
+        return _ops.add(key, dumps(value), ttl=ttl, infinite_expiry=infinite)
 
-    def _set_call(self, key: str, value: Any, timeout: Any) -> _ops.Call:
-        ttl = self.get_backend_timeout(timeout)
+    def _set_call(self, key: str, value: Any, ttl: Any, infinite: bool) -> _ops.Call:
         data = dumps(value)  # pickling errors surface whatever the timeout
         if ttl is _EXPIRED:
             return _ops.remove(key)
-        return _ops.set(key, data, ttl=ttl)
+        return _ops.set(key, data, ttl=ttl, infinite_expiry=infinite)
 
-    def _touch_call(self, key: str, timeout: Any) -> _ops.Call:
-        ttl = self.get_backend_timeout(timeout)
+    def _touch_call(self, key: str, ttl: Any, infinite: bool) -> _ops.Call:
         if ttl is _EXPIRED:
             return _ops.remove(key)
-        return _ops.expire(key, ttl=ttl)
+        return _ops.expire(key, ttl=ttl, infinite_expiry=infinite)
 
-    def _set_many_call(self, data: dict[str, Any], timeout: Any, version: Any) -> _ops.Call:
+    def _set_many_call(self, data: dict[str, Any], ttl: Any, infinite: bool, version: Any) -> _ops.Call:
         items = {self.make_and_validate_key(key, version=version): dumps(value) for key, value in data.items()}
-        ttl = self.get_backend_timeout(timeout)
         if ttl is _EXPIRED:
             return _ops.remove_many(list(items))
-        return _ops.set_many(items, ttl=ttl)
+        return _ops.set_many(items, ttl=ttl, infinite_expiry=infinite)
 
     def _clear_call(self) -> _ops.Call:
         if self._clear_prefix_only and self.key_prefix:
@@ -215,7 +222,8 @@ class PgCache(BaseCache):
 
     def add(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
-        return self._run(self._add_call(key, value, timeout))
+        ttl = self.get_backend_timeout(timeout)
+        return self._run(self._add_call(key, value, ttl, self._infinite_expiry(ttl)))
 
     def get(self, key: str, default: Any = None, version: Any = None) -> Any:
         key = self.make_and_validate_key(key, version=version)
@@ -224,11 +232,13 @@ class PgCache(BaseCache):
 
     def set(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> None:
         key = self.make_and_validate_key(key, version=version)
-        self._run(self._set_call(key, value, timeout))
+        ttl = self.get_backend_timeout(timeout)
+        self._run(self._set_call(key, value, ttl, self._infinite_expiry(ttl)))
 
     def touch(self, key: str, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
-        return self._run(self._touch_call(key, timeout))
+        ttl = self.get_backend_timeout(timeout)
+        return self._run(self._touch_call(key, ttl, self._infinite_expiry(ttl)))
 
     def delete(self, key: str, version: Any = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
@@ -247,7 +257,7 @@ class PgCache(BaseCache):
 
     def incr(self, key: str, delta: int = 1, version: Any = None) -> int:
         key = self.make_and_validate_key(key, version=version)
-        result = self._run(_ops.incr_existing(key, delta, self._features().incr_create))
+        result = self._run(_ops.incr_existing(key, delta, self._features().incr_create_missing))
         if result is None:
             raise self._missing(key)
         return result
@@ -255,7 +265,8 @@ class PgCache(BaseCache):
     def set_many(self, data: dict[str, Any], timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> list:
         if not data:
             return []
-        self._run(self._set_many_call(data, timeout, version))
+        ttl = self.get_backend_timeout(timeout)
+        self._run(self._set_many_call(data, ttl, self._infinite_expiry(ttl), version))
         return []
 
     def delete_many(self, keys: Iterable[str], version: Any = None) -> None:
@@ -284,7 +295,8 @@ class PgCache(BaseCache):
 
     async def aadd(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
-        return await self._arun(self._add_call(key, value, timeout))
+        ttl = self.get_backend_timeout(timeout)
+        return await self._arun(self._add_call(key, value, ttl, await self._ainfinite_expiry(ttl)))
 
     async def aget(self, key: str, default: Any = None, version: Any = None) -> Any:
         key = self.make_and_validate_key(key, version=version)
@@ -293,11 +305,13 @@ class PgCache(BaseCache):
 
     async def aset(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> None:
         key = self.make_and_validate_key(key, version=version)
-        await self._arun(self._set_call(key, value, timeout))
+        ttl = self.get_backend_timeout(timeout)
+        await self._arun(self._set_call(key, value, ttl, await self._ainfinite_expiry(ttl)))
 
     async def atouch(self, key: str, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
-        return await self._arun(self._touch_call(key, timeout))
+        ttl = self.get_backend_timeout(timeout)
+        return await self._arun(self._touch_call(key, ttl, await self._ainfinite_expiry(ttl)))
 
     async def adelete(self, key: str, version: Any = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
@@ -317,7 +331,7 @@ class PgCache(BaseCache):
     async def aincr(self, key: str, delta: int = 1, version: Any = None) -> int:
         key = self.make_and_validate_key(key, version=version)
         features = await self._afeatures()
-        result = await self._arun(_ops.incr_existing(key, delta, features.incr_create))
+        result = await self._arun(_ops.incr_existing(key, delta, features.incr_create_missing))
         if result is None:
             raise self._missing(key)
         return result
@@ -325,7 +339,8 @@ class PgCache(BaseCache):
     async def aset_many(self, data: dict[str, Any], timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> list:
         if not data:
             return []
-        await self._arun(self._set_many_call(data, timeout, version))
+        ttl = self.get_backend_timeout(timeout)
+        await self._arun(self._set_many_call(data, ttl, await self._ainfinite_expiry(ttl), version))
         return []
 
     async def adelete_many(self, keys: Iterable[str], version: Any = None) -> None:
