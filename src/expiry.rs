@@ -10,6 +10,25 @@ use pgrx::{PgSqlErrorCode, PgTryBuilder};
 /// The last microsecond timestamptz can hold (PostgreSQL's END_TIMESTAMP, exclusive).
 const TIMESTAMPTZ_END: TimestampTz = 9_223_371_331_200_000_000;
 
+/// The expiry of an entry that never expires: timestamptz `'infinity'` (DT_NOEND). Every
+/// comparison with a finite time holds it live; only the size cap or a removal ends it.
+pub const NEVER: TimestampTz = i64::MAX;
+
+/// An infinite interval (PostgreSQL 17's INTERVAL_NOEND: every field at its maximum), which
+/// `ttl => 'infinity'` gives on 17 and later and `cache_ttl` returns for an entry that never
+/// expires. Before 17 the same bits print as the largest interval.
+pub fn infinite_interval() -> Interval {
+    Interval::new(i32::MAX, i32::MAX, i64::MAX).expect("all fields positive")
+}
+
+fn is_infinite(interval: Interval) -> bool {
+    interval.months() == i32::MAX && interval.days() == i32::MAX && interval.micros() == i64::MAX
+}
+
+fn is_minus_infinite(interval: Interval) -> bool {
+    interval.months() == i32::MIN && interval.days() == i32::MIN && interval.micros() == i64::MIN
+}
+
 /// How an entry expires. Times are microseconds since 2000-01-01 UTC, as in `TimestampTz`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
@@ -38,6 +57,8 @@ impl Policy {
             (None, None) => None,
         };
         let window = sliding.map(|window| sliding_micros(function, now, window));
+        // A sliding window under an infinite cap has no cap.
+        let absolute = absolute.filter(|at| window.is_none() || *at != NEVER);
         match (window, absolute) {
             (Some(window), cap) => Policy::Sliding { window, cap },
             (None, Some(at)) => Policy::Absolute(at),
@@ -99,6 +120,12 @@ impl Policy {
 }
 
 fn absolute_from_ttl(function: &str, now: TimestampTz, ttl: Interval) -> TimestampTz {
+    if is_infinite(ttl) {
+        return NEVER;
+    }
+    if is_minus_infinite(ttl) {
+        error::invalid_argument(function, "ttl must be positive, got -infinity");
+    }
     let out_of_range = || {
         error::datetime_overflow(function, format!("ttl {ttl} puts the expiry out of the timestamptz range"))
     };
@@ -118,10 +145,10 @@ fn absolute_from_ttl(function: &str, now: TimestampTz, ttl: Interval) -> Timesta
 }
 
 fn absolute_from_timestamp(function: &str, now: TimestampTz, at: TimestampWithTimeZone) -> TimestampTz {
-    if !at.is_finite() {
-        error::invalid_argument(function, format!("expires_at must be finite, got {at}"));
-    }
     let at_micros: TimestampTz = at.into();
+    if at_micros == NEVER {
+        return NEVER;
+    }
     if at_micros <= now {
         error::invalid_argument(function, format!("expires_at must be in the future, got {at}"));
     }
@@ -131,6 +158,12 @@ fn absolute_from_timestamp(function: &str, now: TimestampTz, at: TimestampWithTi
 /// A sliding window is a duration: months count as 30 days and days as 24 hours, as in
 /// `EXTRACT(epoch FROM interval)`.
 fn sliding_micros(function: &str, now: TimestampTz, window: Interval) -> i64 {
+    if is_infinite(window) {
+        error::invalid_argument(
+            function,
+            "sliding must be finite; for an entry that never expires give expires_at => 'infinity'",
+        );
+    }
     let micros = window.as_micros();
     if micros <= 0 {
         error::invalid_argument(function, format!("sliding must be positive, got {window}"));
@@ -154,7 +187,8 @@ pub fn now() -> TimestampTz {
 /// The expiry arithmetic, which needs no server.
 #[cfg(test)]
 mod arithmetic {
-    use super::Policy;
+    use super::{infinite_interval, Policy, NEVER};
+    use pgrx::datum::Interval;
 
     const SECOND: i64 = 1_000_000;
     const MINUTE: i64 = 60 * SECOND;
@@ -179,6 +213,22 @@ mod arithmetic {
         let policy = Policy::Sliding { window: 5 * MINUTE, cap: Some(30 * MINUTE) };
         assert_eq!(policy.slide(27 * MINUTE, 29 * MINUTE, 0), Some(30 * MINUTE));
         assert_eq!(policy.slide(29 * MINUTE, 30 * MINUTE, 0), None);
+    }
+
+    #[test]
+    fn never_expiring_entries_never_slide() {
+        let policy = Policy::Absolute(NEVER);
+        assert_eq!(policy.expires_at(5 * MINUTE), NEVER);
+        assert_eq!(policy.slide(5 * MINUTE, NEVER, 0), None);
+        assert_eq!(policy.absolute_column(), Some(NEVER));
+    }
+
+    #[test]
+    fn the_infinite_interval_is_postgresql_17s() {
+        let infinite = infinite_interval();
+        assert!(super::is_infinite(infinite));
+        assert!(!super::is_infinite(Interval::new(0, 0, i64::MAX).unwrap()));
+        assert!(super::is_minus_infinite(Interval::new(i32::MIN, i32::MIN, i64::MIN).unwrap()));
     }
 
     #[test]

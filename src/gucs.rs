@@ -35,6 +35,9 @@ pub static MAX_RELAYS: GucSetting<i32> = GucSetting::<i32>::new(2);
 /// Whether the feed's notifications go through the database's relay worker.
 pub static NOTIFY_RELAY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// Leases one database may hold at once (the lease table holds 8,191 across the server).
+pub static MAX_LEASES_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(1024);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"pg_cache.default_sliding_expiration",
@@ -138,6 +141,17 @@ pub fn init() {
         i32::MAX,
         GucContext::Suset,
         GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_cache.max_leases_per_database",
+        c"Leases (cache_get_or_lease) one database may hold at once.",
+        c"The lease table in shared memory holds 8,191 leases across the server; this keeps one \
+          database from taking them all. A miss beyond it is refused with 53400.",
+        &MAX_LEASES_PER_DATABASE,
+        1,
+        8191,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     // A misspelled pg_cache.* setting is an error, not a silently ignored placeholder.
     // SAFETY: a NUL-terminated prefix, called from _PG_init.

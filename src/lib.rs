@@ -37,6 +37,7 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         shmem::slots::init();
         feed::relay::init();
+        shmem::leases::init();
         worker::register_launcher();
     }
 }

@@ -29,16 +29,18 @@ impl<T: Gathered> PerLevel<T> {
 
     /// Applies the end of the current subtransaction (from a subtransaction callback, during
     /// which the ending subtransaction is still the current level): a rollback drops what it and
-    /// its inner levels gathered, a commit hands it to the parent level.
-    pub fn subtransaction_ended(&mut self, event: pg_sys::SubXactEvent::Type) {
+    /// its inner levels gathered and returns it, merged; a commit hands it to the parent level.
+    pub fn subtransaction_ended(&mut self, event: pg_sys::SubXactEvent::Type) -> Option<T> {
         use pg_sys::SubXactEvent::*;
         // SAFETY: reads the backend's transaction state.
         let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
-        let Some(position) = self.0.iter().position(|(at, _)| *at >= level) else {
-            return;
-        };
+        let position = self.0.iter().position(|(at, _)| *at >= level)?;
         match event {
-            SUBXACT_EVENT_ABORT_SUB => self.0.truncate(position),
+            SUBXACT_EVENT_ABORT_SUB => {
+                let mut dropped = T::default();
+                self.0.drain(position..).for_each(|(_, inner)| dropped.absorb(inner));
+                Some(dropped)
+            }
             SUBXACT_EVENT_COMMIT_SUB => {
                 let released: Vec<(i32, T)> = self.0.drain(position..).collect();
                 if self.0.last().is_none_or(|(top, _)| *top != level - 1) {
@@ -46,8 +48,9 @@ impl<T: Gathered> PerLevel<T> {
                 }
                 let parent = &mut self.0.last_mut().expect("pushed just above").1;
                 released.into_iter().for_each(|(_, inner)| parent.absorb(inner));
+                None
             }
-            _ => {}
+            _ => None,
         }
     }
 
@@ -62,5 +65,28 @@ impl<T: Gathered> PerLevel<T> {
         let mut all = T::default();
         std::mem::take(&mut self.0).into_iter().for_each(|(_, level)| all.absorb(level));
         all
+    }
+}
+
+/// Runs `work` in a subtransaction of its own, kept when `work` returns true and rolled back when
+/// it returns false (an error rolls back the whole transaction, as any error does).
+pub fn in_subtransaction(work: impl FnOnce() -> bool) -> bool {
+    // SAFETY: the pattern of PL/pgSQL's exception blocks: the memory context and resource owner
+    // of the caller are restored after the subtransaction is begun and after it ends; `work`
+    // leaves no SPI connection or snapshot of its own open.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let keep = work();
+        if keep {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        keep
     }
 }

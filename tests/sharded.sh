@@ -198,4 +198,26 @@ for port in "${SHARD_PORTS[@]}"; do on_shards=$((on_shards + $(on "$port" q cach
 check "... and whole-cache calls work (cache_keys lists the $on_shards keys of all shards)" \
     test "$(router "SELECT count(*) FROM cache_keys('', 100000)")" = "$on_shards"
 
+# The router's upgrade: 0.1.0 updated to the current version defines the same functions, with the
+# same arguments, results and PL/Proxy bodies, as a fresh install.
+router_functions() {
+    on "$ROUTER_PORT" q "$1" "SELECT p.oid::regprocedure::text || ' ' || pg_get_function_arguments(p.oid)
+                                     || ' -> ' || pg_get_function_result(p.oid) || ' ' || p.prosrc
+                              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                              WHERE n.nspname IN ('public', 'cache_router') ORDER BY 1"
+}
+on "$ROUTER_PORT" q postgres "CREATE DATABASE router_upgraded" >/dev/null
+on "$ROUTER_PORT" q postgres "CREATE DATABASE router_fresh" >/dev/null
+on "$ROUTER_PORT" q router_fresh "SET client_min_messages = warning; CREATE EXTENSION pg_cache_router CASCADE" >/dev/null
+on "$ROUTER_PORT" q router_upgraded "SET client_min_messages = warning; CREATE EXTENSION pg_cache_router VERSION '0.1.0' CASCADE" >/dev/null
+on "$ROUTER_PORT" q router_upgraded "ALTER EXTENSION pg_cache_router UPDATE" >/dev/null
+router_version=$(sed -nE "s/default_version = '(.*)'/\1/p" router/pg_cache_router.control)
+check "ALTER EXTENSION pg_cache_router UPDATE from 0.1.0 reaches $router_version" \
+    test "$(on "$ROUTER_PORT" q router_upgraded "SELECT extversion FROM pg_extension WHERE extname = 'pg_cache_router'")" = "$router_version"
+check "the router upgraded from 0.1.0 defines the same functions as a fresh install ($(router_functions router_fresh | wc -l) compared)" \
+    test "$(router_functions router_upgraded)" = "$(router_functions router_fresh)"
+check "cache_incr through the router with create_missing => false leaves an absent counter absent" \
+    test "$(router "SELECT cache_incr('router:absent counter', create_missing => false) IS NULL
+                    AND NOT EXISTS (SELECT 1 FROM cache_keys('router:absent counter'))")" = t
+
 summary sharded

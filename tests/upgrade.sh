@@ -133,6 +133,12 @@ rm -f "$load" "$load.out"
 check "after the update from 0.2.0, every entry is there and the counter counted every call" \
     test "$(q from020 "SELECT cache_get_json('doc')::text = '{\"n\": 1.000}' AND cache_tags('absolute') = '{t}'
                        AND convert_from(cache_get('load-counter'), 'UTF8')::int > 0")" = t
+q from020 "SELECT cache_set('forever', 'v', expires_at => 'infinity'); SELECT cache_set_json('doc2', '[1]')" >/dev/null
+check "after the update from 0.2.0, cache_incr has create_missing and entries can never expire" \
+    test "$(q from020 "SELECT cache_incr('absent counter', create_missing => false) IS NULL
+                       AND cache_ttl('forever') > interval '1000 years'")" = t
+check "after the update, cache_set_json writes untagged CBOR (the 0.3.0 library does, through either definition)" \
+    test "$(q from020 "SELECT cache_get('doc2') = '\\x8101'::bytea")" = t
 compare_catalog 0.2.0 from020
 
 summary upgrade

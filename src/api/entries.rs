@@ -2,7 +2,7 @@
 
 use super::{checked_key, checked_value, entry_tags};
 use crate::error;
-use crate::expiry::Policy;
+use crate::expiry::{self, Policy};
 use crate::shmem::stats::{self, Counter};
 use crate::store::{self, Lookup};
 use pgrx::datum::{Array, Interval, TimestampWithTimeZone};
@@ -68,11 +68,15 @@ fn cache_remove(key: Option<&str>) -> bool {
     removed
 }
 
-/// Time left until a live entry expires, without sliding it; NULL when absent or expired.
+/// Time left until a live entry expires, without sliding it; NULL when absent or expired, and
+/// `'infinity'` (on 17 and later; the largest interval before) when it never expires.
 #[pg_extern(volatile, parallel_unsafe)]
 fn cache_ttl(key: Option<&str>) -> Option<Interval> {
     let key = checked_key("cache_ttl", "key", key);
     let hit = store::hit(key, Lookup::Peek)?;
+    if hit.expires_at == expiry::NEVER {
+        return Some(expiry::infinite_interval());
+    }
     Some(Interval::from_micros(hit.expires_at - store::now()).max(Interval::from_micros(0)))
 }
 

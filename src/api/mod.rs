@@ -10,6 +10,7 @@ mod conditional;
 mod counters;
 mod entries;
 mod json;
+mod leases;
 mod legacy;
 mod maintenance;
 mod statistics;

@@ -2,18 +2,54 @@
 
 use crate::access;
 use crate::shmem::slots as registry;
-use crate::shmem::stats;
+use crate::shmem::stats::{self, Counter};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+/// What `cache_stats` reports, in its column order.
+pub(super) struct Report {
+    pub counters: [Option<i64>; 5],
+    pub evicted_for_size: Option<i64>,
+    pub live_bytes: Option<i64>,
+    pub entries: Option<i64>,
+    pub total_bytes: Option<i64>,
+    pub since: Option<TimestampWithTimeZone>,
+    pub leases: [Option<i64>; 3],
+}
+
+pub(super) fn report() -> Report {
+    let table = access::table();
+    require_privilege(table, pg_sys::ACL_SELECT);
+    let (entries, total_bytes) = Spi::get_two_with_args::<i64, i64>(
+        "SELECT pg_catalog.pg_stat_get_live_tuples($1), pg_catalog.pg_total_relation_size($1)",
+        &[table.into()],
+    )
+    .unwrap_or((None, None));
+    let counters = stats::read();
+    let counter = |counter: Counter| counters.map(|(values, _)| values[counter as usize]);
+    let since = counters.and_then(|(_, since)| TimestampWithTimeZone::try_from(since).ok());
+    let size = registry::my_size();
+    Report {
+        counters: [Counter::Hits, Counter::Misses, Counter::Sets, Counter::Removes, Counter::Evicted]
+            .map(counter),
+        evicted_for_size: size.map(|(_, evicted_for_size)| evicted_for_size),
+        live_bytes: size.map(|(live_bytes, _)| live_bytes),
+        entries,
+        total_bytes,
+        since,
+        leases: [Counter::LeasesGranted, Counter::Waits, Counter::FillsRejected].map(counter),
+    }
+}
+
 /// Hits, misses, sets and removals counted for all sessions of this database, rows the worker
 /// evicted, and the table's size: `entries` is the statistics system's estimate of the rows
 /// stored (expired ones not yet evicted included), `total_bytes` the table's exact size with
-/// TOAST and index. Without the library preloaded the counters are NULL.
+/// TOAST and index; then the leases granted (`miss` and `refresh`), the `wait` answers, and the
+/// fills refused. Without the library preloaded the counters are NULL.
 #[allow(clippy::type_complexity)]
-#[pg_extern(volatile, parallel_safe)]
-fn cache_stats() -> TableIterator<
+#[pg_extern(name = "cache_stats", volatile, parallel_safe)]
+fn cache_stats_with_leases() -> TableIterator<
     'static,
     (
         name!(hits, Option<i64>),
@@ -26,30 +62,28 @@ fn cache_stats() -> TableIterator<
         name!(entries, Option<i64>),
         name!(total_bytes, Option<i64>),
         name!(since, Option<TimestampWithTimeZone>),
+        name!(leases_granted, Option<i64>),
+        name!(lease_waits, Option<i64>),
+        name!(fills_rejected, Option<i64>),
     ),
 > {
-    let table = access::table();
-    require_privilege(table, pg_sys::ACL_SELECT);
-    let (entries, total_bytes) = Spi::get_two_with_args::<i64, i64>(
-        "SELECT pg_catalog.pg_stat_get_live_tuples($1), pg_catalog.pg_total_relation_size($1)",
-        &[table.into()],
-    )
-    .unwrap_or((None, None));
-    let counters = stats::read();
-    let counter = |i: usize| counters.map(|(values, _)| values[i]);
-    let since = counters.and_then(|(_, since)| TimestampWithTimeZone::try_from(since).ok());
-    let size = registry::my_size();
+    let r = report();
+    let [hits, misses, sets, removes, evicted] = r.counters;
+    let [granted, waits, rejected] = r.leases;
     TableIterator::once((
-        counter(0),
-        counter(1),
-        counter(2),
-        counter(3),
-        counter(4),
-        size.map(|(_, evicted_for_size)| evicted_for_size),
-        size.map(|(live_bytes, _)| live_bytes),
-        entries,
-        total_bytes,
-        since,
+        hits,
+        misses,
+        sets,
+        removes,
+        evicted,
+        r.evicted_for_size,
+        r.live_bytes,
+        r.entries,
+        r.total_bytes,
+        r.since,
+        granted,
+        waits,
+        rejected,
     ))
 }
 

@@ -13,7 +13,8 @@
 //!   or a bignum, the exponent minus the count of digits after the point, so `1.000` is
 //!   `[-3, 1000]` and reads back as `1.000`, and `0.1` (no double is exactly 0.1) is `[-1, 1]`;
 //! - strings, arrays, objects (keys in jsonb's order), booleans and null as themselves;
-//! - the whole wrapped in the self-described CBOR tag 55799.
+//! - no tag around the whole: 0.2.0 wrapped it in the self-described tag 55799, which decoders
+//!   such as cbor2 6 read as immutable containers.
 //!
 //! Decoding accepts that, and any single CBOR item JSON can express, tagged 55799 or not:
 //! floats (finite), integers, bignums, decimal fractions, text, arrays, maps with text keys

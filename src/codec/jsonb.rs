@@ -7,7 +7,8 @@ use ciborium_ll::{simple, Header};
 use pgrx::pg_sys;
 use std::borrow::Cow;
 
-/// The CBOR encoding of the jsonb `value`, tagged 55799.
+/// The CBOR encoding of the jsonb `value`, untagged (0.3.0): cbor2 6 and other decoders turn what
+/// the self-described tag wraps into immutable containers.
 ///
 /// # Safety
 /// `value` is a jsonb datum.
@@ -19,7 +20,6 @@ pub unsafe fn encode(value: pg_sys::Datum) -> Result<Vec<u8>, JsonError> {
         let jsonb = pg_sys::pg_detoast_datum(value.cast_mut_ptr()) as *mut pg_sys::Jsonb;
         // The CBOR of a document is about the size of its jsonb: mostly a single allocation.
         let mut out = Vec::with_capacity(pgrx::varlena::varsize_any(jsonb.cast()));
-        push(&mut out, Header::Tag(SELF_DESCRIBED));
         let mut iterator = pg_sys::JsonbIteratorInit(&mut (*jsonb).root);
         let mut token = pg_sys::JsonbValue { type_: 0, val: std::mem::zeroed() };
         let mut depth = 0;

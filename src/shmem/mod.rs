@@ -1,7 +1,9 @@
 //! What sessions and workers share, per database, in shared memory (only with the library
 //! preloaded): the database slots the launcher schedules by (`slots`), the write accounting that
-//! feeds them (`writes`), and the statistics counters kept in them (`stats`).
+//! feeds them (`writes`), the statistics counters kept in them (`stats`), and the lease table of `cache_get_or_lease`
+//! (`leases`).
 
+pub mod leases;
 pub mod slots;
 pub mod stats;
 pub mod writes;

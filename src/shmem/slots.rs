@@ -24,8 +24,11 @@ pub enum Counter {
     Sets,
     Removes,
     Evicted,
+    LeasesGranted,
+    Waits,
+    FillsRejected,
 }
-pub const COUNTERS: usize = 5;
+pub const COUNTERS: usize = 8;
 
 /// Databases known at once; the launcher forgets dropped ones. More databases than this are
 /// not swept (the launcher says so in the log, once).

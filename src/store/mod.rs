@@ -4,6 +4,7 @@
 //! times the call itself.
 
 mod eviction;
+pub mod leases;
 mod statements;
 
 pub use eviction::{evict_expired, evict_until, measure, size_cutoff};
@@ -176,6 +177,7 @@ pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags
     ensure_not_in_recovery();
     let row = new_row(value, policy, now, tags);
     feed::note(Change::Key(key));
+    leases::changed_key(key);
     if !matches!(access::write(key, &row, Existing::Replace), Direct::Done(true)) {
         with_statements(|client, statements| {
             ensure_taggable(statements, tags);
@@ -202,6 +204,8 @@ fn upsert_args<'a>(key: &'a str, row: &NewRow<'a>) -> Vec<DatumWithOid<'a>> {
 /// The deleted entry's expiry, and its value when `with_value`.
 fn delete(key: &str, with_value: bool) -> Option<(TimestampTz, Option<Vec<u8>>)> {
     ensure_not_in_recovery();
+    // A removal cancels the key's lease whether or not an entry was there to remove.
+    leases::changed_key(key);
     let deleted = match access::delete(key, with_value) {
         Direct::Done(deleted) => deleted.map(|deleted| (deleted.expires_at, deleted.value)),
         Direct::Declined => with_statements(|client, statements| {
@@ -251,6 +255,7 @@ pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags
     if added {
         crate::shmem::writes::note_write(row.expires_at, key.len() + value.len());
         feed::note(Change::Key(key));
+        leases::changed_key(key);
     }
     added
 }
@@ -263,12 +268,15 @@ pub enum Counter {
     NotAnInteger,
     /// Adding would overflow a bigint.
     Overflow,
+    /// No live counter, and none was to be created.
+    Absent,
 }
 
 /// `incr` straight through the heap where it can: a live counter rewritten in place, or a new
 /// key inserted. `None` when the statements must run (an expired entry, a value that is not a
-/// counter, a concurrent change, a table the direct paths decline).
-fn incr_directly(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Option<Counter> {
+/// counter, a concurrent change, a table the direct paths decline, or no live counter when
+/// `create` is `None`).
+fn incr_directly(key: &str, delta: i64, create: Option<Policy>, now: TimestampTz) -> Option<Counter> {
     let mut next = None;
     let rewritten = access::rewrite_value(key, now, |stored| {
         next = parse_counter(stored)?.checked_add(delta);
@@ -277,31 +285,41 @@ fn incr_directly(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Opt
     if let Direct::Done(true) = rewritten {
         return next.map(Counter::Written);
     }
+    let policy = create?;
     let value = delta.to_string().into_bytes();
     let row = new_row(&value, policy, now, None);
     matches!(access::write(key, &row, Existing::Keep), Direct::Done(true)).then_some(Counter::Written(delta))
 }
 
 /// Adds `delta` to the counter under `key`: a live one keeps its expiry; an absent or expired
-/// one starts at `delta` with `policy`. The row is locked while it is read and written, so
-/// concurrent increments add up exactly.
-pub fn incr(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Counter {
+/// one starts at `delta` with the `create` policy, or is left alone (`Absent`) when `create` is
+/// `None`. The row is locked while it is read and written, so concurrent increments add up
+/// exactly.
+pub fn incr(key: &str, delta: i64, create: Option<Policy>, now: TimestampTz) -> Counter {
     ensure_not_in_recovery();
     feed::note(Change::Key(key));
-    let counter = incr_locked(key, delta, policy, now);
+    let counter = incr_locked(key, delta, create, now);
     if let Counter::Written(_) = counter {
-        // A counter is short: at most 20 digits.
-        crate::shmem::writes::note_write(policy.expires_at(now), key.len() + 20);
+        leases::changed_key(key);
+    }
+    if let Counter::Written(_) = counter {
+        // A counter is short: at most 20 digits. A live counter keeps its expiry, already known
+        // to the evictor: no new earliest expiry.
+        let expires_at = create.map_or(crate::expiry::NEVER, |policy| policy.expires_at(now));
+        crate::shmem::writes::note_write(expires_at, key.len() + 20);
     }
     counter
 }
 
 /// [`incr`]'s write: directly, or through the statements with the row locked.
-fn incr_locked(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Counter {
-    if let Some(counter) = incr_directly(key, delta, policy, now) {
+fn incr_locked(key: &str, delta: i64, create: Option<Policy>, now: TimestampTz) -> Counter {
+    if let Some(counter) = incr_directly(key, delta, create, now) {
         return counter;
     }
     let fresh = |client: &mut SpiClient, statements: &Statements, ctid: Option<ItemPointerData>| {
+        let Some(policy) = create else {
+            return false;
+        };
         let value = delta.to_string().into_bytes();
         let expiry = [
             timestamptz(policy.expires_at(now)).into(),
@@ -325,6 +343,9 @@ fn incr_locked(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Count
     with_statements(|client, statements| loop {
         let rows = client.update(&statements.lock_for_update, None, &[key.into()]).expect("lock");
         if rows.is_empty() {
+            if create.is_none() {
+                return Counter::Absent;
+            }
             // A concurrent first increment may insert the key between our read and our insert:
             // then read again, and add to it.
             if fresh(client, statements, None) {
@@ -337,7 +358,9 @@ fn incr_locked(key: &str, delta: i64, policy: Policy, now: TimestampTz) -> Count
         let expires_at: Option<TimestampTz> =
             row.get::<TimestampWithTimeZone>(3).expect("expires_at").map(Into::into);
         if expires_at.is_none_or(|at| at <= now) {
-            fresh(client, statements, Some(ctid));
+            if !fresh(client, statements, Some(ctid)) {
+                return Counter::Absent;
+            }
             return Counter::Written(delta);
         }
         let stored = row.get::<&[u8]>(2).expect("value").unwrap_or_default();
@@ -378,6 +401,7 @@ pub fn expire(key: &str, policy: Policy, now: TimestampTz) -> bool {
     if expired {
         crate::shmem::writes::note_write(policy.expires_at(now), 0);
         feed::note(Change::Key(key));
+        leases::changed_key(key);
     }
     expired
 }
@@ -447,6 +471,8 @@ pub fn remove_prefix(prefix: &str) -> (i64, i64) {
         .expect("remove range");
         let removed = rows.len() as i64;
         let live = count_live(rows);
+        // Keys not stored now may be computed under a lease: every lease of the table ends.
+        leases::changed_all();
         if removed > 0 {
             feed::note(if prefix.is_empty() { Change::All } else { Change::Prefix(prefix) });
         }
@@ -474,6 +500,8 @@ pub fn remove_by_tag(tags: &[String], match_all: bool) -> i64 {
         let statement = if match_all { &tagged.remove_all } else { &tagged.remove_any };
         let args = [tags.to_vec().into(), timestamptz(now()).into()];
         let rows = client.update(statement, None, &args).expect("remove by tag");
+        // A fill under a lease may carry these tags: every lease of the table ends.
+        leases::changed_all();
         if !rows.is_empty() {
             feed::note(Change::Tags(tags));
         }

@@ -26,7 +26,6 @@ SELECT statement, regress_error(statement) FROM (VALUES
     ($$SELECT cache_set('bad input', 'v', sliding => '-5 min')$$),
     ($$SELECT cache_set('bad input', 'v', sliding => '1 day -25 hours')$$),
     ($$SELECT cache_set('bad input', 'v', expires_at => '2000-01-01 00:00:00+00')$$),
-    ($$SELECT cache_set('bad input', 'v', expires_at => 'infinity')$$),
     ($$SELECT cache_set('bad input', 'v', expires_at => '-infinity')$$),
     -- expiries past the end of timestamptz: 22008
     ($$SELECT cache_set('bad input', 'v', sliding => '1000000 years')$$),

@@ -102,3 +102,38 @@ BEGIN READ ONLY;
 SELECT cache_get('granular') = 'v' AS read_only_hit, cache_refresh('granular') AS read_only_refresh;
 COMMIT;
 RESET pg_cache.refresh_granularity;
+
+-- entries that never expire: expires_at => 'infinity' (and ttl => 'infinity' from PostgreSQL 17)
+SELECT cache_set('forever', 'v', expires_at => 'infinity');
+SELECT expires_at = 'infinity' AS stored_infinite, sliding IS NULL AS not_sliding
+FROM pg_cache_entries WHERE key = 'forever';
+SELECT cache_get('forever') = 'v' AS forever_hit, cache_ttl('forever') > interval '1000000 years' AS ttl_unbounded,
+       isfinite(cache_ttl('forever')) = (current_setting('server_version_num')::int < 170000) AS ttl_infinite_from_17;
+SELECT expires_at = 'infinity' AS listed_infinite FROM cache_keys('forever');
+SELECT cache_evict_expired() >= 0 AS evicted, cache_get('forever') = 'v' AS survives_eviction;
+-- a sliding window under an infinite cap has no cap
+SELECT cache_set('forever sliding', 'v', sliding => '1 hour', expires_at => 'infinity');
+SELECT absolute_expires_at IS NULL AS no_cap, expires_at < 'infinity' AS slides
+FROM pg_cache_entries WHERE key = 'forever sliding';
+-- cache_expire makes a live entry permanent (Redis PERSIST), and finite again
+SELECT cache_set('made forever', 'v', ttl => '1 min');
+SELECT cache_expire('made forever', expires_at => 'infinity') AS persisted,
+       cache_ttl('made forever') > interval '1000000 years' AS now_unbounded;
+SELECT cache_expire('made forever', ttl => '1 min') AS finite_again,
+       cache_ttl('made forever') <= interval '1 min' AS bounded_again;
+-- an absent counter created with no expiry, then counted
+SELECT cache_incr('forever counter', expires_at => 'infinity') AS first, cache_incr('forever counter') AS second;
+SELECT expires_at = 'infinity' AS counter_never_expires FROM pg_cache_entries WHERE key = 'forever counter';
+-- ttl => 'infinity' on PostgreSQL 17 and later
+DO $$
+BEGIN
+    IF current_setting('server_version_num')::int >= 170000 THEN
+        EXECUTE $q$SELECT cache_set('forever', 'w', ttl => 'infinity')$q$;
+    ELSE
+        PERFORM cache_set('forever', 'w', expires_at => 'infinity');
+    END IF;
+END
+$$;
+SELECT expires_at = 'infinity' AS ttl_infinity_stored, cache_get('forever') = 'w' AS replaced
+FROM pg_cache_entries WHERE key = 'forever';
+SELECT cache_remove('forever'), cache_remove('forever sliding'), cache_remove('made forever'), cache_remove('forever counter');

@@ -34,13 +34,20 @@ FROM pg_cache_entries WHERE key = 'month ttl';
 SELECT cache_ttl('year ttl') > '364 days' AS year_ttl;
 SELECT cache_set('microsecond ttl', 'v', ttl => '1 microsecond'), cache_set('microsecond window', 'v', sliding => '1 microsecond');
 SELECT cache_get('microsecond ttl') IS NULL AS expired_at_once, cache_get('microsecond window') IS NULL AS slid_out_at_once;
--- an infinite ttl is refused: before PostgreSQL 17 there is no infinite interval and the cast fails
--- before pg_cache sees it; from 17 on pg_cache refuses it
+-- an infinite ttl: before PostgreSQL 17 there is no infinite interval and the cast fails before
+-- pg_cache sees it; from 17 on it is an entry that never expires (expiry.sql)
 SELECT regress_error($$SELECT cache_set('k', 'v', ttl => 'infinity')$$)
        = CASE WHEN current_setting('server_version_num')::int < 170000
+              THEN '22007: invalid input syntax for type interval: "infinity"' ELSE 'no error' END AS infinite_ttl;
+SELECT regress_error($$SELECT cache_set('k', 'v', ttl => '-infinity')$$)
+       = CASE WHEN current_setting('server_version_num')::int < 170000
+              THEN '22007: invalid input syntax for type interval: "-infinity"'
+              ELSE '22023: cache_set: ttl must be positive, got -infinity' END AS minus_infinite_ttl;
+SELECT regress_error($$SELECT cache_set('k', 'v', sliding => 'infinity')$$)
+       = CASE WHEN current_setting('server_version_num')::int < 170000
               THEN '22007: invalid input syntax for type interval: "infinity"'
-              ELSE '22008: cache_set: ttl infinity puts the expiry out of the timestamptz range' END AS infinite_ttl_refused;
-SELECT regress_error($$SELECT cache_set('k', 'v', expires_at => 'infinity')$$) AS infinite_expires_at;
+              ELSE '22023: cache_set: sliding must be finite; for an entry that never expires give expires_at => ''infinity''' END AS infinite_sliding;
+SELECT cache_remove('k') IS NOT NULL AS cleaned_up;
 
 -- values: the 500 MiB maximum round-trips byte-exact; one byte more is refused
 SELECT cache_set('largest value', decode(repeat(md5('pg_cache'), 500 * 1024 * 1024 / 16), 'hex'));

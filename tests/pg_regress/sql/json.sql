@@ -67,7 +67,7 @@ SELECT cache_get_json('json:deep client')::text = repeat('[', 256) || '0' || rep
 SELECT regress_error($$SELECT cache_set_json('json:too deep', (repeat('[', 257) || '1' || repeat(']', 257))::jsonb)$$) AS too_deep;
 SELECT regress_error($$SELECT cache_set_json('json:too deep', (repeat('{"a":', 300) || '1' || repeat('}', 300))::jsonb)$$) AS too_deep_objects;
 
--- the stored bytes: self-described CBOR (tag 55799: d9 d9 f7), integers as CBOR integers,
+-- the stored bytes: untagged CBOR since 0.3.0, integers as CBOR integers,
 -- 1.000 as the decimal fraction [-3, 1000] (tag 4: c4 82 22 19 03e8)
 SELECT cache_set_json('json:small', '{"a": 1}');
 SELECT cache_get('json:small') AS small_cbor;
@@ -79,6 +79,10 @@ SELECT cache_set_json('json:float', '12.25');
 SELECT cache_get('json:float') AS float_cbor, cache_get_json('json:float') AS float_back;
 SELECT cache_set_json('json:bignum', '18446744073709551616');
 SELECT cache_get('json:bignum') AS bignum_cbor;
+
+-- what 0.2.0 wrote (self-described, tag 55799: d9 d9 f7) still reads back
+SELECT cache_set('json:0.2.0', '\xd9d9f7a1616101'::bytea);
+SELECT cache_get_json('json:0.2.0') AS tagged_by_0_2_0;
 
 -- CBOR written by clients, untagged: a map, floats, a negative bignum, a decimal fraction
 SELECT cache_set('json:client', '\xa3616101616282f93e00fb3ff199999999999a6163c349010000000000000000'::bytea);

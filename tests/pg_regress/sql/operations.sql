@@ -53,6 +53,19 @@ SELECT statement, regress_error(statement) FROM (VALUES
 ) AS cases(statement);
 SELECT convert_from(cache_get('ops:text'), 'UTF8') AS text_untouched,
        convert_from(cache_get('ops:max'), 'UTF8') AS max_untouched;
+-- create_missing => false (Django's incr, memcached's): only a live counter is counted; an absent
+-- or expired one stays absent and the result is NULL
+SELECT cache_incr('ops:live only', create_missing => false) IS NULL AS absent_stays_null,
+       (SELECT count(*) FROM pg_cache_entries WHERE key = 'ops:live only') AS rows_created;
+SELECT cache_incr('ops:hits', 5, create_missing => false) AS live_counted;
+SELECT cache_set('ops:gone counter', '7', ttl => '1 ms');
+SELECT pg_sleep(0.01);
+SELECT cache_incr('ops:gone counter', create_missing => false) IS NULL AS expired_stays_null,
+       (SELECT convert_from(value, 'UTF8') FROM pg_cache_entries WHERE key = 'ops:gone counter') AS expired_row_untouched;
+SELECT regress_error($$SELECT cache_incr('ops:text', create_missing => false)$$) AS live_text_refused;
+SELECT regress_error($$SELECT cache_incr('ops:live only', create_missing => NULL)$$) AS null_create_missing;
+SELECT regress_error($$SELECT cache_incr('ops:live only', ttl => '-1 s', create_missing => false)$$) AS bad_expiry_checked_first;
+
 -- an expired counter starts again at delta
 SELECT cache_set('ops:old counter', '41', expires_at => clock_timestamp() + interval '100 ms');
 SELECT pg_sleep(0.2);

@@ -22,10 +22,11 @@ SELECT function, call, regress_error(call) FROM (
                                              WHEN 'bytea' THEN $a$'overwritten'::bytea$a$
                                              WHEN 'bytea[]' THEN $a$ARRAY['overwritten']::bytea[]$a$
                                              WHEN 'jsonb' THEN $a$'{"overwritten": true}'::jsonb$a$
+                                             WHEN 'uuid' THEN $a$gen_random_uuid()$a$
                                              ELSE format('NULL::%s', format_type(p.proargtypes[i], NULL)) END,
                                          ', ' ORDER BY i)
                        FROM generate_series(0, p.pronargs - p.pronargdefaults - 1) AS i),
-                      CASE WHEN 'ttl' = ANY (p.proargnames) THEN $a$ttl => '1 s'$a$ END)) AS call
+                      CASE WHEN 'ttl' = ANY (p.proargnames[1:p.pronargs]) THEN $a$ttl => '1 s'$a$ END)) AS call
     FROM pg_extension e
     JOIN pg_depend d ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
                     AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'

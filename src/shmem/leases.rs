@@ -1,0 +1,481 @@
+//! The lease table, in shared memory (only with the library preloaded): which key of which cache
+//! table is being computed, by whom and until when, so that of all the sessions of all the app
+//! servers that miss a key, one computes it and the others wait for its fill.
+//!
+//! A lease is not an entry: it never reaches the cache table, and a restart (or a crash, or a
+//! failover) forgets it, which costs at most one extra computation per key. Once a lease ends
+//! (filled, released, cancelled by a write, expired), its key keeps a *memo* here: when that
+//! happened, and how long the last fill took to compute (XFetch's delta). A session that missed
+//! the key before the memo was made reads it again instead of taking a second lease; memos are
+//! dropped first when the table is full.
+//!
+//! Keys are stored as a 128-bit hash (two 64-bit hashes with different seeds), never as text: a
+//! collision of two keys of one table, about one in 2^64 for a given pair, only makes them share
+//! a lease. The table is open addressing with linear probing under one lock; misses, fills and
+//! writes of keys that may have a lease take it, hits never do.
+
+use pgrx::atomics::PgAtomic;
+use pgrx::lwlock::PgLwLock;
+use pgrx::pg_sys::{self, Oid, TimestampTz};
+use pgrx::{pg_guard, pg_shmem_init, PGRXSharedMemory};
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+/// Leases and memos held at once across the server (576 kB of shared memory).
+pub const CAPACITY: usize = 8192;
+/// Above this many slots taken, memos and expired leases are dropped before a new lease is
+/// granted, so probes stay short.
+const CROWDED: usize = CAPACITY * 3 / 4;
+
+/// A key of a cache table, as the lease table knows it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct KeyId {
+    pub database: u32,
+    pub table: u32,
+    pub hash: [u64; 2],
+}
+
+impl KeyId {
+    /// The id of `key` in `table` of the current database.
+    pub fn of(table: Oid, key: &str) -> KeyId {
+        // SipHash with fixed keys: every backend runs the same library, so the same key hashes
+        // alike in all of them.
+        let hash = |seed: u64| {
+            let mut hasher = std::hash::DefaultHasher::new();
+            hasher.write_u64(seed);
+            hasher.write(key.as_bytes());
+            hasher.finish()
+        };
+        KeyId {
+            // SAFETY: reads a backend global set at connection.
+            database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+            table: table.to_u32(),
+            hash: [hash(0x7067_5f63_6163_6865), hash(0x6c65_6173_6573_2121)],
+        }
+    }
+
+    fn home(&self) -> usize {
+        (self.hash[0] % CAPACITY as u64) as usize
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum State {
+    Free = 0,
+    /// A lease: `lease` may fill the key until `deadline`.
+    Held = 1,
+    /// No lease; the key's lease ended at `ended_at`.
+    Memo = 2,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Slot {
+    key: KeyId,
+    state: State,
+    lease: [u8; 16],
+    holder: i32,
+    granted_at: TimestampTz,
+    deadline: TimestampTz,
+    ended_at: TimestampTz,
+    /// Microseconds the last fill took from its lease to its commit; 0 when unknown.
+    recompute: i64,
+}
+
+impl Slot {
+    const FREE: Slot = Slot {
+        key: KeyId { database: 0, table: 0, hash: [0, 0] },
+        state: State::Free,
+        lease: [0; 16],
+        holder: 0,
+        granted_at: 0,
+        deadline: 0,
+        ended_at: 0,
+        recompute: 0,
+    };
+
+    fn held_at(&self, now: TimestampTz) -> bool {
+        self.state == State::Held && self.deadline > now
+    }
+}
+
+pub struct Table {
+    slots: [Slot; CAPACITY],
+    taken: usize,
+    /// Fills, releases and cancellations wake the sessions waiting for a key here.
+    changed: pg_sys::ConditionVariable,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        let mut changed = std::mem::MaybeUninit::<pg_sys::ConditionVariable>::zeroed();
+        // SAFETY: ConditionVariableInit only initialises the spinlock and wait list of the value
+        // it is given; both are plain data, valid after the copy into shared memory.
+        let changed = unsafe {
+            pg_sys::ConditionVariableInit(changed.as_mut_ptr());
+            changed.assume_init()
+        };
+        Table { slots: [Slot::FREE; CAPACITY], taken: 0, changed }
+    }
+}
+
+// SAFETY: Table is plain data (the condition variable included), valid in shared memory once
+// initialised; slots change only under the LWLock.
+unsafe impl PGRXSharedMemory for Table {}
+
+// SAFETY: the lock is named once and initialised by pg_shmem_init! while the library is preloaded.
+static TABLE: PgLwLock<Table> = unsafe { PgLwLock::new(c"pg_cache_leases") };
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+/// Leases granted and not yet ended (an expired one counts until it is replaced or dropped):
+/// writes skip the lock while it is 0.
+// SAFETY: named once and initialised by pg_shmem_init! while the library is preloaded.
+static HELD: PgAtomic<AtomicI64> = unsafe { PgAtomic::new(c"pg_cache_leases_held") };
+
+/// Called from `_PG_init` while the library is being preloaded.
+pub fn init() {
+    pg_shmem_init!(TABLE);
+    pg_shmem_init!(HELD);
+    PRELOADED.store(true, Ordering::Relaxed);
+}
+
+pub fn available() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
+/// Whether a write may have a lease to cancel (a cheap, racy check: see [`HELD`]).
+pub fn any_held() -> bool {
+    available() && held_count().load(Ordering::Relaxed) > 0
+}
+
+fn held_count() -> &'static AtomicI64 {
+    HELD.get()
+}
+
+impl Table {
+    /// The slot of `key`, or the free slot where it would go.
+    fn find(&self, key: &KeyId) -> (usize, bool) {
+        let mut index = key.home();
+        loop {
+            let slot = &self.slots[index];
+            if slot.state == State::Free {
+                return (index, false);
+            }
+            if slot.key == *key {
+                return (index, true);
+            }
+            index = (index + 1) % CAPACITY;
+        }
+    }
+
+    /// Frees slot `index`, moving later slots of the same probe run back (no tombstones).
+    fn remove_at(&mut self, mut index: usize) {
+        if self.slots[index].state == State::Held {
+            held_count().fetch_sub(1, Ordering::Relaxed);
+        }
+        self.taken -= 1;
+        loop {
+            self.slots[index] = Slot::FREE;
+            let mut next = index;
+            loop {
+                next = (next + 1) % CAPACITY;
+                if self.slots[next].state == State::Free {
+                    return;
+                }
+                let home = self.slots[next].key.home();
+                // The slot at `next` may move to `index` unless its home lies cyclically in
+                // (index, next].
+                let stays =
+                    if index <= next { index < home && home <= next } else { index < home || home <= next };
+                if !stays {
+                    self.slots[index] = self.slots[next];
+                    index = next;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Frees every slot `drop` picks.
+    fn remove_where(&mut self, drop: impl Fn(&Slot) -> bool) {
+        let mut index = 0;
+        let mut visited = 0;
+        // A removal may move a later slot into `index`: look at it again. Every slot is seen at
+        // least once in at most CAPACITY + removals steps.
+        while visited < 2 * CAPACITY && index < CAPACITY {
+            visited += 1;
+            let slot = &self.slots[index];
+            if slot.state != State::Free && drop(slot) {
+                self.remove_at(index);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    fn held_in_database(&self, database: u32, now: TimestampTz) -> usize {
+        self.slots.iter().filter(|slot| slot.key.database == database && slot.held_at(now)).count()
+    }
+}
+
+/// What a miss found in the lease table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// This caller holds the new lease.
+    Granted([u8; 16]),
+    /// Another caller holds a lease until `deadline`.
+    Held { deadline: TimestampTz },
+    /// The key's last lease ended at or after `since`: the caller's read may predate that
+    /// fill or write, so it should read again.
+    ChangedSince,
+    /// The database holds `limit` leases already.
+    Full { limit: usize },
+}
+
+/// After a miss that began reading at `read_at`: a new lease on `key` until `deadline`, unless
+/// another is held or the key changed since `read_at`.
+pub fn grant(
+    key: &KeyId,
+    now: TimestampTz,
+    read_at: TimestampTz,
+    deadline: TimestampTz,
+    per_database: usize,
+) -> Grant {
+    let mut table = TABLE.exclusive();
+    let (mut index, found) = table.find(key);
+    if found {
+        let slot = table.slots[index];
+        if slot.held_at(now) {
+            return Grant::Held { deadline: slot.deadline };
+        }
+        if slot.state == State::Memo && slot.ended_at >= read_at {
+            return Grant::ChangedSince;
+        }
+    } else {
+        if table.taken >= CROWDED {
+            table.remove_where(|slot| !slot.held_at(now));
+            index = table.find(key).0;
+        }
+        if table.taken >= CAPACITY - 1 {
+            return Grant::Full { limit: CAPACITY - 1 };
+        }
+    }
+    if table.held_in_database(key.database, now) >= per_database {
+        return Grant::Full { limit: per_database };
+    }
+    let lease = new_lease();
+    let was = table.slots[index];
+    if was.state == State::Held {
+        // An expired lease of the same key, replaced: its holder's fill will be refused.
+        held_count().fetch_sub(1, Ordering::Relaxed);
+    }
+    if was.state == State::Free {
+        table.taken += 1;
+    }
+    table.slots[index] = Slot {
+        key: *key,
+        state: State::Held,
+        lease,
+        // SAFETY: reads a backend global.
+        holder: unsafe { pg_sys::MyProcPid },
+        granted_at: now,
+        deadline,
+        ended_at: 0,
+        recompute: was.recompute,
+    };
+    held_count().fetch_add(1, Ordering::Relaxed);
+    Grant::Granted(lease)
+}
+
+fn new_lease() -> [u8; 16] {
+    let mut lease = [0u8; 16];
+    // SAFETY: writes 16 bytes into a 16-byte buffer.
+    let random = unsafe { pg_sys::pg_strong_random(lease.as_mut_ptr().cast(), lease.len()) };
+    if !random {
+        pgrx::error!("pg_cache: could not generate a random lease");
+    }
+    // A version 4 UUID, as gen_random_uuid() makes.
+    lease[6] = (lease[6] & 0x0f) | 0x40;
+    lease[8] = (lease[8] & 0x3f) | 0x80;
+    lease
+}
+
+/// Whether `lease` is the current lease of `key`, unexpired at `now`.
+pub fn is_current(key: &KeyId, lease: &[u8; 16], now: TimestampTz) -> bool {
+    let table = TABLE.share();
+    let (index, found) = table.find(key);
+    found && table.slots[index].held_at(now) && table.slots[index].lease == *lease
+}
+
+/// The microseconds the last fill of `key` took, when known, and whether a lease on it is held.
+pub fn recompute_time(key: &KeyId, now: TimestampTz) -> (Option<i64>, bool) {
+    let table = TABLE.share();
+    let (index, found) = table.find(key);
+    if !found {
+        return (None, false);
+    }
+    let slot = &table.slots[index];
+    ((slot.recompute > 0).then_some(slot.recompute), slot.held_at(now))
+}
+
+/// How a lease ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum End {
+    /// Its fill committed: the memo keeps how long the computation took.
+    Filled,
+    /// Its holder gave it up, or its fill was rolled back.
+    Released,
+}
+
+/// Ends `lease` on `key` if it is still the key's lease; true when it was. Wakes the waiters.
+pub fn end(key: &KeyId, lease: &[u8; 16], how: End, now: TimestampTz) -> bool {
+    let ended = {
+        let mut table = TABLE.exclusive();
+        let (index, found) = table.find(key);
+        let slot = &mut table.slots[index];
+        if found && slot.state == State::Held && slot.lease == *lease {
+            slot.state = State::Memo;
+            slot.lease = [0; 16];
+            slot.ended_at = now;
+            if how == End::Filled {
+                slot.recompute = (now - slot.granted_at).max(1);
+            }
+            held_count().fetch_sub(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    };
+    if ended {
+        wake_waiters();
+    }
+    ended
+}
+
+/// A committed write of `keys` (all of them, of one table, when `keys` is `None`): their leases
+/// end, and their fills will be refused. Wakes the waiters.
+pub fn cancel(database: u32, table_oid: u32, keys: Option<&[KeyId]>, now: TimestampTz) {
+    let mut cancelled = false;
+    {
+        let mut table = TABLE.exclusive();
+        let mut cancel_at = |table: &mut Table, index: usize| {
+            let slot = &mut table.slots[index];
+            if slot.state == State::Held {
+                held_count().fetch_sub(1, Ordering::Relaxed);
+                cancelled = true;
+            }
+            slot.state = State::Memo;
+            slot.lease = [0; 16];
+            slot.ended_at = now;
+        };
+        match keys {
+            Some(keys) => {
+                for key in keys {
+                    let (index, found) = table.find(key);
+                    if found {
+                        cancel_at(&mut table, index);
+                    }
+                }
+            }
+            None => {
+                for index in 0..CAPACITY {
+                    let slot = &table.slots[index];
+                    if slot.state != State::Free
+                        && slot.key.database == database
+                        && slot.key.table == table_oid
+                    {
+                        cancel_at(&mut table, index);
+                    }
+                }
+            }
+        }
+    }
+    if cancelled {
+        wake_waiters();
+    }
+}
+
+fn wake_waiters() {
+    // SAFETY: the condition variable lives in shared memory for the server's life.
+    unsafe { pg_sys::ConditionVariableBroadcast(condition_variable()) }
+}
+
+fn condition_variable() -> *mut pg_sys::ConditionVariable {
+    // The pointer outlives the guard: the table is in shared memory for the server's life, and
+    // the condition variable has its own spinlock.
+    (&raw const TABLE.share().changed).cast_mut()
+}
+
+/// Sleeps until a lease ends somewhere (or `until`, or an interrupt). Call
+/// [`prepare_to_wait`] before checking the condition, and [`stop_waiting`] after.
+pub fn wait_until(until: TimestampTz, now: TimestampTz) {
+    let millis = ((until - now) / 1000).clamp(1, i64::from(i32::MAX / 2));
+    // SAFETY: sleeps on the shared condition variable; interrupts are processed inside.
+    unsafe {
+        pg_sys::ConditionVariableTimedSleep(condition_variable(), millis, pg_sys::PG_WAIT_EXTENSION);
+    }
+}
+
+pub fn prepare_to_wait() {
+    // SAFETY: the condition variable lives in shared memory for the server's life.
+    unsafe { pg_sys::ConditionVariablePrepareToSleep(condition_variable()) }
+}
+
+pub fn stop_waiting() {
+    // SAFETY: cancels this backend's sleep, if any; always safe.
+    unsafe {
+        pg_sys::ConditionVariableCancelSleep();
+    }
+}
+
+#[cfg(test)]
+mod probing {
+    use super::*;
+
+    fn key(home: usize, tag: u64) -> KeyId {
+        KeyId { database: 1, table: 2, hash: [home as u64, tag] }
+    }
+
+    fn insert(table: &mut Table, key: KeyId) {
+        let (index, found) = table.find(&key);
+        assert!(!found);
+        table.slots[index] = Slot { key, state: State::Memo, ..Slot::FREE };
+        table.taken += 1;
+    }
+
+    fn table() -> Box<Table> {
+        // Without a server: a zeroed condition variable is never used here.
+        // SAFETY: Table is plain data, and all-zero slots are free slots.
+        let mut table: Box<Table> = unsafe { Box::new_zeroed().assume_init() };
+        table.taken = 0;
+        table
+    }
+
+    #[test]
+    fn removal_keeps_every_other_key_reachable() {
+        let mut table = table();
+        // A run that wraps around the end of the table, with keys of several homes.
+        let keys: Vec<KeyId> = (0..12).map(|i| key((CAPACITY - 4 + i / 3) % CAPACITY, i as u64)).collect();
+        keys.iter().for_each(|key| insert(&mut table, *key));
+        for (removed, key) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+            let (index, found) = table.find(key);
+            assert!(found, "key {removed} present before its removal");
+            table.remove_at(index);
+        }
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(table.find(key).1, i % 2 == 1, "key {i}");
+        }
+        assert_eq!(table.taken, 6);
+    }
+
+    #[test]
+    fn remove_where_drops_exactly_what_it_picks() {
+        let mut table = table();
+        let keys: Vec<KeyId> = (0..40).map(|i| key((CAPACITY - 10 + i / 4) % CAPACITY, i as u64)).collect();
+        keys.iter().for_each(|key| insert(&mut table, *key));
+        table.remove_where(|slot| slot.key.hash[1] % 3 == 0);
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(table.find(key).1, i % 3 != 0, "key {i}");
+        }
+    }
+}

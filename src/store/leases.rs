@@ -1,0 +1,310 @@
+//! Leases in transactions: a miss that grants one, a fill that stores the value only while its
+//! lease is current, and the writes that cancel leases when they commit.
+//!
+//! Granting and releasing happen at once, outside the caller's transaction (a rollback does not
+//! undo a lease). A fill is transactional: its lease ends, and waiters wake, when it commits; a
+//! rolled-back fill (or savepoint) releases the lease. A write of a key (`cache_set`,
+//! `cache_remove`, …) cancels the key's lease when it commits, and a removal by tag or prefix, or
+//! `cache_clear`, every lease of the table, so a fill that comes after it is refused (Facebook's
+//! lease rule). Eviction cancels nothing: it says nothing about whether a value is still right.
+
+use super::{hit, now, Hit, Lookup};
+use crate::shmem::leases::{self as table, End, Grant, KeyId};
+use crate::xact::{Gathered, PerLevel};
+use pgrx::pg_sys::{self, Oid, TimestampTz};
+use pgrx::prelude::*;
+use std::cell::{Cell, RefCell};
+
+/// A transaction's writes naming more keys than this cancel every lease of the table instead.
+const MAX_NAMED_KEYS: usize = 10_000;
+
+/// Calls that read the key again because it changed while they read, before they give up and
+/// report `wait`.
+const MAX_REREADS: usize = 16;
+
+/// What a transaction level did that leases care about.
+#[derive(Default)]
+struct Pending {
+    changed: Vec<KeyId>,
+    /// A write of more keys than [`MAX_NAMED_KEYS`], or by tag or prefix: every lease of the
+    /// table ends.
+    changed_all: Option<Oid>,
+    filled: Vec<(KeyId, [u8; 16])>,
+}
+
+impl Gathered for Pending {
+    fn absorb(&mut self, inner: Pending) {
+        self.changed_all = self.changed_all.or(inner.changed_all);
+        self.changed.extend(inner.changed);
+        self.filled.extend(inner.filled);
+        self.bound();
+    }
+}
+
+impl Pending {
+    fn bound(&mut self) {
+        if self.changed.len() > MAX_NAMED_KEYS {
+            self.changed_all = self.changed_all.or(self.changed.first().map(|key| Oid::from(key.table)));
+            self.changed = Vec::new();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.changed_all.is_none() && self.filled.is_empty()
+    }
+}
+
+thread_local! {
+    static PENDING: RefCell<PerLevel<Pending>> = const { RefCell::new(PerLevel::new()) };
+    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn pending(gather: impl FnOnce(&mut Pending)) {
+    if !CALLBACKS_REGISTERED.get() {
+        // SAFETY: plain functions without an argument, registered once per backend for its life.
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(at_subtransaction_end), std::ptr::null_mut());
+        }
+        CALLBACKS_REGISTERED.set(true);
+    }
+    PENDING.with_borrow_mut(|levels| {
+        let level = levels.current();
+        gather(level);
+        level.bound();
+    });
+}
+
+/// A write of `key` in this transaction: its lease ends when the transaction commits. Free when
+/// no lease is held anywhere (a lease granted after this write and before its commit belongs to
+/// a computation that began after the write).
+pub fn changed_key(key: &str) {
+    if table::any_held() {
+        let id = KeyId::of(crate::access::table(), key);
+        pending(|level| level.changed.push(id));
+    }
+}
+
+/// A write of keys this transaction cannot name (by tag or prefix, or all): every lease of the
+/// table ends when it commits.
+pub fn changed_all() {
+    if table::any_held() {
+        let oid = crate::access::table();
+        pending(|level| level.changed_all = Some(oid));
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        // A prepared transaction commits in another session, which could not end its leases.
+        XACT_EVENT_PRE_PREPARE => {
+            let has_fills = PENDING.with_borrow_mut(|levels| {
+                let all = levels.take_all();
+                let has_fills = !all.filled.is_empty();
+                apply(all, true);
+                has_fills
+            });
+            if has_fills {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "pg_cache: cannot PREPARE a transaction that ran cache_fill",
+                    "Fill in a transaction of its own; its lease was released."
+                );
+            }
+        }
+        // After the commit: nothing here may raise an error.
+        XACT_EVENT_COMMIT => {
+            let all = PENDING.with_borrow_mut(PerLevel::take_all);
+            apply(all, true);
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            let all = PENDING.with_borrow_mut(PerLevel::take_all);
+            apply(all, false);
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn at_subtransaction_end(
+    event: pg_sys::SubXactEvent::Type,
+    _subxact: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if let Some(rolled_back) = PENDING.with_borrow_mut(|levels| levels.subtransaction_ended(event)) {
+        apply(rolled_back, false);
+    }
+}
+
+/// Ends the leases of what a transaction (or savepoint) did: at its commit, fills end their
+/// leases as filled and writes cancel; at its rollback, fills release their leases.
+fn apply(pending: Pending, committed: bool) {
+    if pending.is_empty() {
+        return;
+    }
+    let now = now();
+    if !committed {
+        for (key, lease) in &pending.filled {
+            table::end(key, lease, End::Released, now);
+        }
+        return;
+    }
+    for (key, lease) in &pending.filled {
+        table::end(key, lease, End::Filled, now);
+    }
+    // SAFETY: reads a backend global.
+    let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    if let Some(oid) = pending.changed_all {
+        table::cancel(database, oid.to_u32(), None, now);
+    } else if !pending.changed.is_empty() {
+        table::cancel(database, 0, Some(&pending.changed), now);
+    }
+}
+
+/// What `cache_get_or_lease` answers.
+pub enum Answer {
+    /// A live entry. With a lease, this caller was picked to refresh it early (XFetch).
+    Hit(Hit, Option<[u8; 16]>),
+    /// No live entry, and this caller holds the lease to compute it.
+    Miss([u8; 16]),
+    /// No live entry, and another caller holds the lease (still, after waiting up to `wait`).
+    Wait,
+}
+
+/// How a caller asks.
+pub struct Asking {
+    pub lease_ttl: i64,
+    pub wait: i64,
+    pub beta: f64,
+    /// Raised when no lease can be granted (the table is full).
+    pub full: fn(usize) -> !,
+    /// Raised when the caller would wait in a transaction that cannot see a fill.
+    pub cannot_wait: fn() -> !,
+}
+
+/// A live entry, or a lease for one caller, the others waiting for its fill (up to `wait`).
+pub fn get_or_lease(key: &str, asking: &Asking) -> Answer {
+    let oid = crate::access::table();
+    let id = KeyId::of(oid, key);
+    let give_up_at = now().saturating_add(asking.wait);
+    let waiting = asking.wait > 0;
+    let answer = (|| {
+        let mut rereads = 0;
+        loop {
+            let read_at = now();
+            if let Some(found) = hit(key, Lookup::Get) {
+                let refresh = early_refresh(&id, &found, asking);
+                return Answer::Hit(found, refresh);
+            }
+            let now = now();
+            match table::grant(&id, now, read_at, now.saturating_add(asking.lease_ttl), per_database_limit())
+            {
+                Grant::Granted(lease) => return Answer::Miss(lease),
+                Grant::ChangedSince if rereads < MAX_REREADS => rereads += 1,
+                Grant::ChangedSince => return Answer::Wait,
+                Grant::Full { limit } => (asking.full)(limit),
+                Grant::Held { deadline } => {
+                    if !waiting || now >= give_up_at {
+                        return Answer::Wait;
+                    }
+                    // SAFETY: reads the transaction's isolation level.
+                    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+                        (asking.cannot_wait)();
+                    }
+                    table::prepare_to_wait();
+                    // Checked again once prepared, so a fill that ends the lease now is not missed.
+                    let (_, still_held) = table::recompute_time(&id, now);
+                    if still_held {
+                        table::wait_until(deadline.min(give_up_at), now);
+                    }
+                    table::stop_waiting();
+                }
+            }
+        }
+    })();
+    table::stop_waiting();
+    answer
+}
+
+/// XFetch (Vattani et al.): a hit recomputes early with probability growing as the expiry nears,
+/// `now - delta * beta * ln(u) >= expiry`, delta the last fill's computing time. Only one lease
+/// at a time: the others keep hitting.
+fn early_refresh(id: &KeyId, found: &Hit, asking: &Asking) -> Option<[u8; 16]> {
+    if asking.beta <= 0.0 || found.expires_at == crate::expiry::NEVER {
+        return None;
+    }
+    // SAFETY: draws from the backend's seeded generator.
+    let u = unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) };
+    let scale = -(1.0 - u).ln() * asking.beta; // 1 - u is in (0, 1]
+    let now = now();
+    // A fill that takes longer than its lease is refused: delta is at most lease_ttl, so the
+    // table is only looked at near the expiry.
+    if (now as f64) + (asking.lease_ttl as f64) * scale < found.expires_at as f64 {
+        return None;
+    }
+    let (Some(delta), false) = table::recompute_time(id, now) else {
+        return None;
+    };
+    if (now as f64) + (delta as f64) * scale < found.expires_at as f64 {
+        return None;
+    }
+    match table::grant(id, now, TimestampTz::MAX, now.saturating_add(asking.lease_ttl), per_database_limit())
+    {
+        Grant::Granted(lease) => Some(lease),
+        _ => None,
+    }
+}
+
+fn per_database_limit() -> usize {
+    crate::gucs::MAX_LEASES_PER_DATABASE.get() as usize
+}
+
+/// Whether `lease` is `key`'s current lease.
+pub fn is_current(key: &str, lease: &[u8; 16]) -> bool {
+    table::is_current(&KeyId::of(crate::access::table(), key), lease, now())
+}
+
+/// A fill of `key` under `lease` was written in this transaction: the lease ends when it
+/// commits, or is released if it rolls back.
+fn filled(key: &str, lease: [u8; 16]) {
+    let id = KeyId::of(crate::access::table(), key);
+    pending(|level| level.filled.push((id, lease)));
+}
+
+/// Gives up `lease` on `key` at once; true when it was the key's current lease.
+pub fn release(key: &str, lease: &[u8; 16]) -> bool {
+    table::end(&KeyId::of(crate::access::table(), key), lease, End::Released, now())
+}
+
+pub fn available() -> bool {
+    table::available()
+}
+
+/// `cache_fill`: stores `value` under `key` only while `lease` is its current lease; false when it
+/// is not (expired and taken by another caller, released, or cancelled by a write). The write
+/// runs in a subtransaction and the lease is looked at again after it: a write of the key that
+/// committed while the fill waited for its row lock cancelled the lease, and the fill is undone,
+/// so an older computation never overwrites a newer write.
+pub fn fill(
+    key: &str,
+    value: &[u8],
+    lease: [u8; 16],
+    policy: crate::expiry::Policy,
+    tags: super::Tags,
+) -> bool {
+    if !is_current(key, &lease) {
+        return false;
+    }
+    let stored = crate::xact::in_subtransaction(|| {
+        super::set(key, value, policy, now(), tags);
+        is_current(key, &lease)
+    });
+    if stored {
+        filled(key, lease);
+    }
+    stored
+}
