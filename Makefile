@@ -101,7 +101,7 @@ test-regress: install
 # Behaviour that needs a live server: background worker, crashes, concurrency, standby, DDL and
 # maintenance against the direct paths, the upgrade from 0.1.0, the PL/Proxy router over 4 shards.
 test-scripts: install
-	@status=0; for script in isolation hostile live reliability safety upgrade fleet feed sharded python node; do bash tests/$$script.sh || status=1; done; exit $$status
+	@status=0; for script in isolation hostile leases live reliability safety upgrade fleet feed sharded python node; do bash tests/$$script.sh || status=1; done; exit $$status
 
 ## make package [PG=18]: packaging/out/postgresql-15-pg-cache_<v>_amd64.deb, or the PostgreSQL 18
 ## tarball: the release build `make install` made, with every install and upgrade script.
@@ -126,13 +126,14 @@ soak: install
 	@CONCURRENCY_SECONDS=60 bash tests/reliability.sh
 
 ## make bench: the pgbench / redis-benchmark suite (QUICK=1 for a subset, about 8 minutes), the
-## eviction, tags and router runs, the Keyv and Django client benchmarks; results/ holds the CSV,
+## eviction, tags, router and stampede runs, the Keyv and Django client benchmarks; results/ holds the CSV,
 ## Markdown and chart, and benches/readme.sh writes benches/README.md from them.
 bench: install
 	@bash benches/run.sh
 	@bash benches/eviction.sh
 	@bash benches/tags.sh
 	@bash benches/router.sh
+	@bash benches/stampede.sh
 	@bash benches/keyv.sh
 	@bash benches/django.sh
 	@bash benches/readme.sh

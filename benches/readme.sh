@@ -104,8 +104,9 @@ report "Storage after each payload (benches/run.sh)" "$RESULTS/latest-tables.txt
 report "Eviction (benches/eviction.sh)" "$RESULTS/latest-eviction.txt"
 report "Tags, statistics and the invalidation feed (benches/tags.sh)" "$RESULTS/latest-tags.txt"
 report "Router (benches/router.sh)" "$RESULTS/latest-router.txt"
+report "Stampede protection (benches/stampede.sh)" "$RESULTS/latest-stampede.txt"
 missing=()
-for name in json-sizes tables eviction tags router; do
+for name in json-sizes tables eviction tags router stampede; do
     [ -s "$RESULTS/latest-$name.txt" ] || missing+=("latest-$name.txt")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -11,7 +11,7 @@ CREATE FUNCTION @extschema@.cache_incr(key text, delta bigint DEFAULT 1, ttl int
     AS 'CLUSTER ''pg_cache_shards''; RUN ON cache_router.key_hash(key);';
 
 CREATE FUNCTION @extschema@.cache_get_or_lease(key text, lease_ttl interval DEFAULT '10 s',
-        wait interval DEFAULT '0', beta double precision DEFAULT 1.0)
+        wait interval DEFAULT '0', beta double precision DEFAULT 1.0, grace interval DEFAULT '0')
     RETURNS TABLE (status text, value bytea, lease uuid, ttl interval) LANGUAGE plproxy
     AS 'CLUSTER ''pg_cache_shards''; RUN ON cache_router.key_hash(key);';
 CREATE FUNCTION @extschema@.cache_fill(key text, value bytea, lease uuid, ttl interval DEFAULT NULL,
@@ -27,7 +27,7 @@ DROP FUNCTION cache_router.stats();
 CREATE FUNCTION cache_router.stats() RETURNS TABLE (
     hits bigint, misses bigint, sets bigint, removes bigint, evicted bigint, evicted_for_size bigint,
     live_bytes bigint, entries bigint, total_bytes bigint, since timestamptz,
-    leases_granted bigint, lease_waits bigint, fills_rejected bigint
+    leases_granted bigint, stale_served bigint, lease_waits bigint, fills_rejected bigint
 )
 LANGUAGE plproxy AS $$
     CLUSTER 'pg_cache_shards';
@@ -39,13 +39,14 @@ $$;
 CREATE FUNCTION @extschema@.cache_stats() RETURNS TABLE (
     hits bigint, misses bigint, sets bigint, removes bigint, evicted bigint, evicted_for_size bigint,
     live_bytes bigint, entries bigint, total_bytes bigint, since timestamptz,
-    leases_granted bigint, lease_waits bigint, fills_rejected bigint
+    leases_granted bigint, stale_served bigint, lease_waits bigint, fills_rejected bigint
 )
 LANGUAGE sql AS $$
     SELECT sum(shard.hits)::bigint, sum(shard.misses)::bigint, sum(shard.sets)::bigint,
            sum(shard.removes)::bigint, sum(shard.evicted)::bigint, sum(shard.evicted_for_size)::bigint,
            sum(shard.live_bytes)::bigint, sum(shard.entries)::bigint, sum(shard.total_bytes)::bigint,
-           min(shard.since), sum(shard.leases_granted)::bigint, sum(shard.lease_waits)::bigint,
+           min(shard.since), sum(shard.leases_granted)::bigint, sum(shard.stale_served)::bigint,
+           sum(shard.lease_waits)::bigint,
            sum(shard.fills_rejected)::bigint
     FROM cache_router.stats() AS shard
 $$;

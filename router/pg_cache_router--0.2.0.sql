@@ -38,7 +38,7 @@ BEGIN
             ('cache_incr',     concat_ws(', ', 'key text, delta bigint DEFAULT 1', expiry, 'create_missing boolean DEFAULT true'), 'bigint'),
             ('cache_set_json', concat_ws(', ', 'key text, value jsonb', expiry, tags),  'void'),
             ('cache_get_json', 'key text',                                             'jsonb'),
-            ('cache_get_or_lease', 'key text, lease_ttl interval DEFAULT ''10 s'', wait interval DEFAULT ''0'', beta double precision DEFAULT 1.0',
+            ('cache_get_or_lease', 'key text, lease_ttl interval DEFAULT ''10 s'', wait interval DEFAULT ''0'', beta double precision DEFAULT 1.0, grace interval DEFAULT ''0''',
                                'TABLE (status text, value bytea, lease uuid, ttl interval)'),
             ('cache_fill',     concat_ws(', ', 'key text, value bytea, lease uuid', expiry, tags), 'boolean'),
             ('cache_release',  'key text, lease uuid',                                 'boolean')
@@ -235,7 +235,7 @@ $$;
 CREATE FUNCTION cache_router.stats() RETURNS TABLE (
     hits bigint, misses bigint, sets bigint, removes bigint, evicted bigint, evicted_for_size bigint,
     live_bytes bigint, entries bigint, total_bytes bigint, since timestamptz,
-    leases_granted bigint, lease_waits bigint, fills_rejected bigint
+    leases_granted bigint, stale_served bigint, lease_waits bigint, fills_rejected bigint
 )
 LANGUAGE plproxy AS $$
     CLUSTER 'pg_cache_shards';
@@ -247,13 +247,14 @@ $$;
 CREATE FUNCTION @extschema@.cache_stats() RETURNS TABLE (
     hits bigint, misses bigint, sets bigint, removes bigint, evicted bigint, evicted_for_size bigint,
     live_bytes bigint, entries bigint, total_bytes bigint, since timestamptz,
-    leases_granted bigint, lease_waits bigint, fills_rejected bigint
+    leases_granted bigint, stale_served bigint, lease_waits bigint, fills_rejected bigint
 )
 LANGUAGE sql AS $$
     SELECT sum(shard.hits)::bigint, sum(shard.misses)::bigint, sum(shard.sets)::bigint,
            sum(shard.removes)::bigint, sum(shard.evicted)::bigint, sum(shard.evicted_for_size)::bigint,
            sum(shard.live_bytes)::bigint, sum(shard.entries)::bigint, sum(shard.total_bytes)::bigint,
-           min(shard.since), sum(shard.leases_granted)::bigint, sum(shard.lease_waits)::bigint,
+           min(shard.since), sum(shard.leases_granted)::bigint, sum(shard.stale_served)::bigint,
+           sum(shard.lease_waits)::bigint,
            sum(shard.fills_rejected)::bigint
     FROM cache_router.stats() AS shard
 $$;

@@ -40,6 +40,7 @@ CREATE  FUNCTION "cache_stats"() RETURNS TABLE (
 	"total_bytes" bigint,  /* Option < i64 > */
 	"since" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
 	"leases_granted" bigint,  /* Option < i64 > */
+	"stale_served" bigint,  /* Option < i64 > */
 	"lease_waits" bigint,  /* Option < i64 > */
 	"fills_rejected" bigint  /* Option < i64 > */
 )
@@ -51,7 +52,8 @@ CREATE  FUNCTION "cache_get_or_lease"(
 	"key" TEXT, /* Option < & str > */
 	"lease_ttl" interval DEFAULT '10 s', /* Option < Interval > */
 	"wait" interval DEFAULT '0', /* Option < Interval > */
-	"beta" double precision DEFAULT 1.0 /* Option < f64 > */
+	"beta" double precision DEFAULT 1.0, /* Option < f64 > */
+	"grace" interval DEFAULT '0' /* Option < Interval > */
 ) RETURNS TABLE (
 	"status" TEXT,  /* String */
 	"value" bytea,  /* :: std :: option :: Option < Vec < u8 > > */

@@ -35,6 +35,10 @@ pub static MAX_RELAYS: GucSetting<i32> = GucSetting::<i32>::new(2);
 /// Whether the feed's notifications go through the database's relay worker.
 pub static NOTIFY_RELAY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// How long the eviction worker keeps expired entries, so that `cache_get_or_lease(grace => …)`
+/// can serve them stale while one caller recomputes (seconds; 0: none).
+pub static STALE_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 /// Leases one database may hold at once (the lease table holds 8,191 across the server).
 pub static MAX_LEASES_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
@@ -153,9 +157,25 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"pg_cache.stale_retention",
+        c"How long the eviction worker keeps expired entries for cache_get_or_lease's grace.",
+        c"An expired entry is never returned by the other functions; cache_get_or_lease(grace => …) \
+          serves one that expired less than grace ago while another caller recomputes it. Over the \
+          size cap, kept entries are removed first. Set it per database with ALTER DATABASE … SET.",
+        &STALE_RETENTION,
+        0,
+        24 * 60 * 60,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
     // A misspelled pg_cache.* setting is an error, not a silently ignored placeholder.
     // SAFETY: a NUL-terminated prefix, called from _PG_init.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pg_cache".as_ptr()) };
+}
+
+pub fn stale_retention_micros() -> i64 {
+    i64::from(STALE_RETENTION.get()) * 1_000_000
 }
 
 pub fn default_sliding_micros() -> i64 {

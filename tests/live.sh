@@ -164,6 +164,9 @@ check "without preloading, cache_set and cache_get work" \
     test "$(PGPORT=$PLAIN_PORT q postgres "SELECT cache_set('k', 'v')" >/dev/null && PGPORT=$PLAIN_PORT q postgres "SELECT cache_get('k') = 'v'")" = t
 check "without preloading, cache_worker_status() is empty" \
     test "$(PGPORT=$PLAIN_PORT q postgres "SELECT count(*) FROM cache_worker_status()" 2>/dev/null)" = 0
+env_port() { local -x PGPORT=$1; shift; "$@"; }
+check "without preloading, cache_get_or_lease is refused with 55000 (the lease table is in shared memory)" \
+    env_port "$PLAIN_PORT" sqlstate_is 55000 postgres "SELECT * FROM cache_get_or_lease('k2')"
 
 check "the server log shows no crash" no_crash_in_log "$DATADIR"
 summary live

@@ -216,6 +216,17 @@ check "ALTER EXTENSION pg_cache_router UPDATE from 0.1.0 reaches $router_version
     test "$(on "$ROUTER_PORT" q router_upgraded "SELECT extversion FROM pg_extension WHERE extname = 'pg_cache_router'")" = "$router_version"
 check "the router upgraded from 0.1.0 defines the same functions as a fresh install ($(router_functions router_fresh | wc -l) compared)" \
     test "$(router_functions router_upgraded)" = "$(router_functions router_fresh)"
+lease=$(router "SELECT lease FROM cache_get_or_lease('router:lease', beta => 0)")
+check "through the router, a miss gets a lease and the next caller waits" \
+    test -n "$lease" -a "$(router "SELECT status FROM cache_get_or_lease('router:lease', beta => 0)")" = wait
+owner_port=$(for port in "${SHARD_PORTS[@]}"; do
+    [ "$(on "$port" q cache "SELECT count(*) FROM cache_get_or_lease('router:lease', beta => 0) WHERE status = 'wait'")" = 1 ] && echo "$port"
+done)
+check "the lease lives on the one shard that owns the key ($owner_port)" test "$(wc -w <<<"$owner_port")" = 1
+check "the fill through the router stores, and the next caller hits" \
+    test "$(router "SELECT cache_fill('router:lease', 'filled', '$lease')")/$(router "SELECT status || ' ' || convert_from(value, 'UTF8') FROM cache_get_or_lease('router:lease')")" = "t/hit filled"
+check "cache_stats through the router sums the lease counters" \
+    test "$(router "SELECT leases_granted >= 1 AND lease_waits >= 1 FROM cache_stats()")" = t
 check "cache_incr through the router with create_missing => false leaves an absent counter absent" \
     test "$(router "SELECT cache_incr('router:absent counter', create_missing => false) IS NULL
                     AND NOT EXISTS (SELECT 1 FROM cache_keys('router:absent counter'))")" = t

@@ -17,9 +17,11 @@ use pgrx::{ereport, PgSqlErrorCode};
 const MAX_INTERVAL_MICROS: i64 = 24 * 60 * 60 * 1_000_000;
 
 /// A live entry's value (`hit`), or, for exactly one caller at a time, a lease to compute it
-/// (`miss`); the others get `wait`, after waiting up to `wait` for the fill. With XFetch (`beta`
-/// above 0), a hit shortly before the expiry may come with a lease too (`refresh`): that caller
-/// computes the next value while everyone else keeps hitting.
+/// (`miss`); the others get `wait`, after waiting up to `wait` for the fill, or at once `stale`
+/// with the value of an entry that expired less than `grace` ago (kept for
+/// `pg_cache.stale_retention`). With XFetch (`beta` above 0), a hit shortly before the expiry may
+/// come with a lease too (`refresh`): that caller computes the next value while everyone else
+/// keeps hitting.
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn cache_get_or_lease(
@@ -27,6 +29,7 @@ fn cache_get_or_lease(
     lease_ttl: default!(Option<Interval>, "'10 s'"),
     wait: default!(Option<Interval>, "'0'"),
     beta: default!(Option<f64>, 1.0),
+    grace: default!(Option<Interval>, "'0'"),
 ) -> TableIterator<
     'static,
     (
@@ -44,10 +47,11 @@ fn cache_get_or_lease(
     if !beta.is_finite() || beta < 0.0 {
         error::invalid_argument(FUNCTION, format!("beta must be a finite number of at least 0, got {beta}"));
     }
+    let grace = duration(FUNCTION, "grace", grace, true);
     require_leases(FUNCTION);
     // Only a role that may write the entry may be given a lease; checked before anything counts.
     require_write_privileges();
-    let asking = Asking { lease_ttl, wait, beta, full: lease_table_full, cannot_wait };
+    let asking = Asking { lease_ttl, wait, beta, grace, full: lease_table_full, cannot_wait };
     let row = match leases::get_or_lease(key, &asking) {
         Answer::Hit(hit, refresh) => {
             stats::count_lookup(true);
@@ -60,10 +64,15 @@ fn cache_get_or_lease(
             let status = if refresh.is_some() { "refresh" } else { "hit" };
             (status.to_owned(), hit.value, refresh.map(Uuid::from_bytes), Some(ttl))
         }
-        Answer::Miss(lease) => {
+        Answer::Miss(lease, stale) => {
             stats::count_lookup(false);
             stats::count(Counter::LeasesGranted, 1);
-            ("miss".to_owned(), None, Some(Uuid::from_bytes(lease)), None)
+            ("miss".to_owned(), stale, Some(Uuid::from_bytes(lease)), None)
+        }
+        Answer::Stale(value) => {
+            stats::count_lookup(false);
+            stats::count(Counter::StaleServed, 1);
+            ("stale".to_owned(), Some(value), None, None)
         }
         Answer::Wait => {
             stats::count_lookup(false);
@@ -165,12 +174,17 @@ fn require_write_privileges() {
     }
 }
 
-fn lease_table_full(limit: usize) -> ! {
+fn lease_table_full(limit: usize, per_database: bool) -> ! {
+    let held = if per_database {
+        format!("this database holds {limit} leases, its share (pg_cache.max_leases_per_database)")
+    } else {
+        format!("the lease table holds {limit} leases, all it can")
+    };
     ereport!(
         ERROR,
         PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-        format!("cache_get_or_lease: {limit} leases are held already; no lease can be granted"),
-        "Leases end when filled, released or expired (lease_ttl); pg_cache.max_leases_per_database bounds one database's share."
+        format!("cache_get_or_lease: {held}; no lease can be granted"),
+        "Leases end when filled, released or expired (lease_ttl)."
     );
 }
 

@@ -15,7 +15,7 @@ pub(super) struct Report {
     pub entries: Option<i64>,
     pub total_bytes: Option<i64>,
     pub since: Option<TimestampWithTimeZone>,
-    pub leases: [Option<i64>; 3],
+    pub leases: [Option<i64>; 4],
 }
 
 pub(super) fn report() -> Report {
@@ -38,15 +38,16 @@ pub(super) fn report() -> Report {
         entries,
         total_bytes,
         since,
-        leases: [Counter::LeasesGranted, Counter::Waits, Counter::FillsRejected].map(counter),
+        leases: [Counter::LeasesGranted, Counter::StaleServed, Counter::Waits, Counter::FillsRejected]
+            .map(counter),
     }
 }
 
 /// Hits, misses, sets and removals counted for all sessions of this database, rows the worker
 /// evicted, and the table's size: `entries` is the statistics system's estimate of the rows
 /// stored (expired ones not yet evicted included), `total_bytes` the table's exact size with
-/// TOAST and index; then the leases granted (`miss` and `refresh`), the `wait` answers, and the
-/// fills refused. Without the library preloaded the counters are NULL.
+/// TOAST and index; then the leases granted (`miss` and `refresh`), the `stale` and `wait`
+/// answers, and the fills refused. Without the library preloaded the counters are NULL.
 #[allow(clippy::type_complexity)]
 #[pg_extern(name = "cache_stats", volatile, parallel_safe)]
 fn cache_stats_with_leases() -> TableIterator<
@@ -63,13 +64,14 @@ fn cache_stats_with_leases() -> TableIterator<
         name!(total_bytes, Option<i64>),
         name!(since, Option<TimestampWithTimeZone>),
         name!(leases_granted, Option<i64>),
+        name!(stale_served, Option<i64>),
         name!(lease_waits, Option<i64>),
         name!(fills_rejected, Option<i64>),
     ),
 > {
     let r = report();
     let [hits, misses, sets, removes, evicted] = r.counters;
-    let [granted, waits, rejected] = r.leases;
+    let [granted, stale, waits, rejected] = r.leases;
     TableIterator::once((
         hits,
         misses,
@@ -82,6 +84,7 @@ fn cache_stats_with_leases() -> TableIterator<
         r.total_bytes,
         r.since,
         granted,
+        stale,
         waits,
         rejected,
     ))

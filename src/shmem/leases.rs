@@ -228,8 +228,8 @@ pub enum Grant {
     /// The key's last lease ended at or after `since`: the caller's read may predate that
     /// fill or write, so it should read again.
     ChangedSince,
-    /// The database holds `limit` leases already.
-    Full { limit: usize },
+    /// `limit` leases are held already: in the database (`per_database`), or across the server.
+    Full { limit: usize, per_database: bool },
 }
 
 /// After a miss that began reading at `read_at`: a new lease on `key` until `deadline`, unless
@@ -257,11 +257,11 @@ pub fn grant(
             index = table.find(key).0;
         }
         if table.taken >= CAPACITY - 1 {
-            return Grant::Full { limit: CAPACITY - 1 };
+            return Grant::Full { limit: CAPACITY - 1, per_database: false };
         }
     }
     if table.held_in_database(key.database, now) >= per_database {
-        return Grant::Full { limit: per_database };
+        return Grant::Full { limit: per_database, per_database: true };
     }
     let lease = new_lease();
     let was = table.slots[index];

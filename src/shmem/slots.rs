@@ -25,10 +25,11 @@ pub enum Counter {
     Removes,
     Evicted,
     LeasesGranted,
+    StaleServed,
     Waits,
     FillsRejected,
 }
-pub const COUNTERS: usize = 8;
+pub const COUNTERS: usize = 9;
 
 /// Databases known at once; the launcher forgets dropped ones. More databases than this are
 /// not swept (the launcher says so in the log, once).

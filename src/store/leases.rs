@@ -169,8 +169,11 @@ fn apply(pending: Pending, committed: bool) {
 pub enum Answer {
     /// A live entry. With a lease, this caller was picked to refresh it early (XFetch).
     Hit(Hit, Option<[u8; 16]>),
-    /// No live entry, and this caller holds the lease to compute it.
-    Miss([u8; 16]),
+    /// No live entry, and this caller holds the lease to compute it; with the value of the
+    /// entry that expired less than `grace` ago, if any.
+    Miss([u8; 16], Option<Vec<u8>>),
+    /// The entry expired less than `grace` ago and another caller holds the lease: its value.
+    Stale(Vec<u8>),
     /// No live entry, and another caller holds the lease (still, after waiting up to `wait`).
     Wait,
 }
@@ -180,8 +183,9 @@ pub struct Asking {
     pub lease_ttl: i64,
     pub wait: i64,
     pub beta: f64,
-    /// Raised when no lease can be granted (the table is full).
-    pub full: fn(usize) -> !,
+    pub grace: i64,
+    /// Raised when no lease can be granted: `limit` are held in the database (true) or server.
+    pub full: fn(usize, bool) -> !,
     /// Raised when the caller would wait in a transaction that cannot see a fill.
     pub cannot_wait: fn() -> !,
 }
@@ -203,11 +207,15 @@ pub fn get_or_lease(key: &str, asking: &Asking) -> Answer {
             let now = now();
             match table::grant(&id, now, read_at, now.saturating_add(asking.lease_ttl), per_database_limit())
             {
-                Grant::Granted(lease) => return Answer::Miss(lease),
+                Grant::Granted(lease) => return Answer::Miss(lease, stale(key, asking.grace)),
                 Grant::ChangedSince if rereads < MAX_REREADS => rereads += 1,
                 Grant::ChangedSince => return Answer::Wait,
-                Grant::Full { limit } => (asking.full)(limit),
+                Grant::Full { limit, per_database } => (asking.full)(limit, per_database),
                 Grant::Held { deadline } => {
+                    // Stale while another caller revalidates: at once, without waiting.
+                    if let Some(value) = stale(key, asking.grace) {
+                        return Answer::Stale(value);
+                    }
                     if !waiting || now >= give_up_at {
                         return Answer::Wait;
                     }
@@ -228,6 +236,15 @@ pub fn get_or_lease(key: &str, asking: &Asking) -> Answer {
     })();
     table::stop_waiting();
     answer
+}
+
+/// The value of `key`'s entry if it expired less than `grace` ago (still stored: see
+/// `pg_cache.stale_retention`).
+fn stale(key: &str, grace: i64) -> Option<Vec<u8>> {
+    if grace <= 0 {
+        return None;
+    }
+    super::expired_value(key, now().saturating_sub(grace))
 }
 
 /// XFetch (Vattani et al.): a hit recomputes early with probability growing as the expiry nears,

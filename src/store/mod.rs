@@ -105,6 +105,13 @@ pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
     live(key, row, lookup)
 }
 
+/// The value of `key`'s entry if it has expired, but not before `since`; nothing is slid.
+pub fn expired_value(key: &str, since: TimestampTz) -> Option<Vec<u8>> {
+    ensure_not_in_recovery();
+    let row = find(key, true)?;
+    (row.expires_at <= now() && row.expires_at > since).then_some(row.value).flatten()
+}
+
 /// [`hit`] for several keys, read in one pass (each hit slides as `hit` slides it).
 pub fn hit_many(keys: &[&str]) -> Vec<Option<Hit>> {
     ensure_not_in_recovery();

@@ -177,7 +177,9 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
             c"evicting expired entries".as_ptr(),
         )
     };
-    let outcome = evict_up_to(slot, store::now(), false).and_then(|gone| {
+    // Expired entries stay for pg_cache.stale_retention, to be served stale (cache_get_or_lease).
+    let retention = crate::gucs::stale_retention_micros();
+    let outcome = evict_up_to(slot, store::now().saturating_sub(retention), false).and_then(|gone| {
         if gone {
             return Ok(Sweep::ExtensionGone);
         }
@@ -198,7 +200,8 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
             evict_up_to(slot, cutoff, true)?;
             measured.live_bytes -= to_free;
         }
-        slot.finish_sweep(measured.next_expiry, Some(measured.live_bytes), written_before, store::now());
+        let next_due = measured.next_expiry.saturating_add(retention);
+        slot.finish_sweep(next_due, Some(measured.live_bytes), written_before, store::now());
         pgrx::debug1!(
             "pg_cache: swept, next expiry in {} ms, {} live bytes, due in {} ms",
             measured.next_expiry.saturating_sub(store::now()) / 1000,
