@@ -69,24 +69,36 @@ impl<T: Gathered> PerLevel<T> {
 }
 
 /// Runs `work` in a subtransaction of its own, kept when `work` returns true and rolled back when
-/// it returns false (an error rolls back the whole transaction, as any error does).
+/// it returns false. An error in `work` rolls the subtransaction back and is raised again, so a
+/// caller's own subtransaction (a PL/pgSQL exception block) that catches it finds itself current,
+/// as PL/Python and PL/Perl leave it.
 pub fn in_subtransaction(work: impl FnOnce() -> bool) -> bool {
     // SAFETY: the pattern of PL/pgSQL's exception blocks: the memory context and resource owner
     // of the caller are restored after the subtransaction is begun and after it ends; `work`
-    // leaves no SPI connection or snapshot of its own open.
+    // leaves no SPI connection or snapshot of its own open (on an error, SPI's own end-of-
+    // subtransaction cleanup closes what it opened in the subtransaction).
     unsafe {
         let context = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;
+        let restore = || {
+            pg_sys::MemoryContextSwitchTo(context);
+            pg_sys::CurrentResourceOwner = owner;
+        };
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(context);
-        let keep = work();
+        let keep = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(work))
+            .catch_others(|error| {
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+                restore();
+                error.rethrow()
+            })
+            .execute();
         if keep {
             pg_sys::ReleaseCurrentSubTransaction();
         } else {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
         }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = owner;
+        restore();
         keep
     }
 }

@@ -137,6 +137,8 @@ q from020 "SELECT cache_set('forever', 'v', expires_at => 'infinity'); SELECT ca
 check "after the update from 0.2.0, cache_incr has create_missing and entries can never expire" \
     test "$(q from020 "SELECT cache_incr('absent counter', create_missing => false) IS NULL
                        AND cache_ttl('forever') > interval '1000 years'")" = t
+check "after the update from 0.2.0, leases work and cache_stats counts them" \
+    test "$(q from020 "SELECT status FROM cache_get_or_lease('leased after the update')")/$(q from020 "SELECT leases_granted >= 1 FROM cache_stats()")" = miss/t
 check "after the update, cache_set_json writes untagged CBOR (the 0.3.0 library does, through either definition)" \
     test "$(q from020 "SELECT cache_get('doc2') = '\\x8101'::bytea")" = t
 compare_catalog 0.2.0 from020

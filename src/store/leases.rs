@@ -98,15 +98,14 @@ pub fn changed_all() {
 unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
     match event {
-        // A prepared transaction commits in another session, which could not end its leases.
+        // A prepared transaction commits in another session, which could not end its leases:
+        // its writes cancel leases now, and a fill is refused (its lease released).
         XACT_EVENT_PRE_PREPARE => {
-            let has_fills = PENDING.with_borrow_mut(|levels| {
-                let all = levels.take_all();
-                let has_fills = !all.filled.is_empty();
-                apply(all, true);
-                has_fills
-            });
-            if has_fills {
+            let mut all = PENDING.with_borrow_mut(PerLevel::take_all);
+            let fills = std::mem::take(&mut all.filled);
+            apply(all, true);
+            if !fills.is_empty() {
+                apply(Pending { filled: fills, ..Pending::default() }, false);
                 ereport!(
                     ERROR,
                     PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
