@@ -50,6 +50,11 @@ check "the installed package is the packed one" test -f "$INSTALLED"
 
 start_cluster "$DATADIR" "$PGPORT" || { fail "the cluster starts"; finish; }
 q postgres "CREATE DATABASE $DB" && q "$DB" "CREATE EXTENSION pg_cache" || { fail "CREATE EXTENSION pg_cache"; finish; }
+# getOrCompute's grace serves expired entries, which the eviction worker keeps this long
+# (test/compute.test.ts checks that it is set; an extension without grace has no such setting).
+if [ "$(q postgres "SELECT count(*) FROM pg_settings WHERE name = 'pg_cache.stale_retention'")" = 1 ]; then
+    q postgres "ALTER DATABASE $DB SET pg_cache.stale_retention = 10" || fail "pg_cache.stale_retention"
+fi
 URL=postgresql://postgres@127.0.0.1:$PGPORT/$DB
 echo "# PostgreSQL $(q postgres "SHOW server_version"), pg_cache $(q "$DB" "SELECT extversion FROM pg_extension WHERE extname = 'pg_cache'"), port $PGPORT"
 

@@ -74,6 +74,11 @@ export PGPORT=$PORT
 # In template1, so that every database created from now on has pg_cache, Django's test database too.
 q template1 "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS pg_cache" || setup_failed "CREATE EXTENSION pg_cache"
 q postgres "CREATE DATABASE pg_cache_py" && q postgres "CREATE DATABASE pg_cache_django" || setup_failed "CREATE DATABASE"
+# get_or_compute(grace=...) serves expired entries, which the eviction worker keeps this long
+# (tests/test_compute.py checks that it is set; an extension without grace has no such setting).
+if [ "$(q postgres "SELECT count(*) FROM pg_settings WHERE name = 'pg_cache.stale_retention'")" = 1 ]; then
+    q postgres "ALTER DATABASE pg_cache_py SET pg_cache.stale_retention = 10" || setup_failed "pg_cache.stale_retention"
+fi
 
 # --- pytest --------------------------------------------------------------------------------------
 # run_pytest NAME ARGS...: adds the counts of its JUnit report to passed/failed.

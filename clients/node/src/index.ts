@@ -52,6 +52,52 @@ export interface KeyvPgCacheOptions {
   notify?: boolean;
 }
 
+/** Options of `getOrCompute`; durations in milliseconds. */
+export interface GetOrComputeOptions {
+  /** The entry's ttl, as for `set` (none, or 0: it never expires). */
+  ttl?: number;
+  /** How long the caller that computes holds the key before another caller gets it (default 10 s). */
+  leaseTtl?: number;
+  /**
+   * The longest wait for another caller's computation (default 10 s), spent in the server; then
+   * this caller computes without a lease. 0: never wait.
+   */
+  wait?: number;
+  /**
+   * Serve an entry that expired less than this ago, at once, while another caller computes the
+   * new value (needs a pg_cache with `grace`; ignored by one without).
+   */
+  grace?: number;
+  /** XFetch: how eagerly a hit shortly before the expiry is turned into an early refresh (default 1; 0: never). */
+  beta?: number;
+}
+
+/** A value getOrCompute computes: a string (stored as UTF-8) or bytes. */
+export type Computed = string | Buffer;
+
+interface LeaseFeatures {
+  leases: boolean;
+  grace: boolean;
+}
+
+interface ComputeSettings {
+  ttl: number | undefined;
+  leaseTtl: number;
+  wait: number;
+  grace: number | undefined;
+  beta: number;
+}
+
+function duration(name: string, value: number | undefined, fallback: number, zeroOk: boolean): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (value === 0 && !zeroOk)) {
+    throw new TypeError(`${name} must be a ${zeroOk ? 'non-negative' : 'positive'} number of milliseconds, got ${value}`);
+  }
+  return value;
+}
+
+const now = () => performance.now();
+
 type StoreOpts = KeyvPgCacheOptions & { dialect: 'postgres'; url: string; [other: string]: unknown };
 
 interface SharedPool {
@@ -92,6 +138,27 @@ const SQL = {
   ttl: `SELECT CASE WHEN t > interval '1000000 years' THEN 'Infinity'::float8
                     ELSE extract(epoch FROM t) * 1000 END AS ms
         FROM cache_ttl($1) AS t`,
+  add: `SELECT cache_add($1, $2::bytea, ttl => $3::interval, sliding => $4::interval, tags => $5::text[],
+                         expires_at => $6::timestamptz) AS added`,
+  // Stampede protection (pg_cache 0.3.0, preloaded). The server waits for a fill only under READ
+  // COMMITTED (it raises 0A000 otherwise): under a stricter default_transaction_isolation the
+  // statement asks without waiting, and says so (no_wait). The lease travels as text.
+  lease: `SELECT l.status, l.value, l.lease::text AS lease, s.no_wait
+      FROM (SELECT current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') AS no_wait) AS s,
+           LATERAL cache_get_or_lease($1, lease_ttl => $2::interval,
+                                      wait => CASE WHEN s.no_wait THEN interval '0' ELSE $3::interval END,
+                                      beta => $4::float8) AS l`,
+  leaseGrace: `SELECT l.status, l.value, l.lease::text AS lease, s.no_wait
+      FROM (SELECT current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') AS no_wait) AS s,
+           LATERAL cache_get_or_lease($1, lease_ttl => $2::interval,
+                                      wait => CASE WHEN s.no_wait THEN interval '0' ELSE $3::interval END,
+                                      beta => $4::float8, grace => $5::interval) AS l`,
+  fill: `SELECT cache_fill($1, $2::bytea, $3::uuid, ttl => $4::interval, sliding => $5::interval, tags => $6::text[],
+                         expires_at => $7::timestamptz) AS filled`,
+  release: 'SELECT cache_release($1, $2::uuid) AS released',
+  leaseFeatures: `SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_get_or_lease') AS leases,
+                         EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_get_or_lease'
+                                                         AND 'grace' = ANY (proargnames)) AS grace`,
   // pg_cache 0.3.0 (router 0.2.0) brought both cache_incr's create_missing and infinite expiry:
   // the catalog shows the first.
   infiniteExpiry: `SELECT EXISTS (SELECT 1 FROM pg_proc
@@ -142,6 +209,19 @@ function chunks<T>(items: T[], size = MAX_BATCH): T[][] {
   return out;
 }
 
+/** A getOrCompute call's result as another caller sees it: its value, 'failed', or 'timeout' after ms. */
+async function within(flight: Promise<string>, ms: number): Promise<{ value: string } | 'failed' | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([flight.then((value) => ({ value }), () => 'failed' as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * A Keyv storage adapter on pg_cache. Values are Keyv's serialized strings, stored as UTF-8
  * bytes; a ttl becomes the entry's expiry in PostgreSQL, so pg_cache's eviction worker removes
@@ -162,6 +242,9 @@ export class KeyvPgCache extends EventEmitter {
   private readonly slidingInterval: string | null;
   private feed: InvalidationFeed | undefined;
   private infiniteExpiryProbe: Promise<boolean> | undefined;
+  private leaseProbe: Promise<LeaseFeatures> | undefined;
+  /** getOrCompute calls in progress, by key: concurrent calls for a key share one. */
+  private flights = new Map<string, Promise<string>>();
   private feedListeners = new Set<InvalidationListener>();
   private disconnected = false;
 
@@ -405,6 +488,149 @@ export class KeyvPgCache extends EventEmitter {
       }
       client.release(broken);
     }
+  }
+
+  /**
+   * The value of `key`; on a miss, `compute()`'s, stored with `options.ttl`, and computed by one
+   * caller at a time across every process (pg_cache's leases: `cache_get_or_lease`, `cache_fill`,
+   * `cache_release`):
+   *
+   * - a hit resolves to the stored string (one round trip);
+   * - a miss gets this caller the lease: it runs `compute()`, stores the value with `cache_fill` and
+   *   resolves to it, also when the fill is refused (the key was written since, or the lease expired
+   *   and went to another caller: their value stays). When `compute()` throws, the lease is released
+   *   (the next caller computes at once) and the error propagates;
+   * - another caller holding the lease: this one waits in the server until its fill (then gets the
+   *   value) or until the lease is released or expires (then gets the lease). After `wait` it
+   *   computes **without a lease** and stores the value with `cache_add` (a value filled meanwhile
+   *   stays): `compute` may then run more than once;
+   * - early refresh (XFetch, `beta`): shortly before the expiry one caller may be picked to compute
+   *   the next value while the others keep hitting; it resolves to the new value (to the live one
+   *   if `compute()` throws then);
+   * - `grace`: an entry that expired less than `grace` ago is served at once while one caller
+   *   computes.
+   *
+   * Concurrent calls for a key on this store share one call (they take no connection while they
+   * wait). Keys are used as given (no Keyv namespace) and values are stored as given (no Keyv
+   * serialization). Without the lease functions (pg_cache 0.2.0, or pg_cache not in
+   * `shared_preload_libraries`) this is a plain get, compute and set, with no protection.
+   */
+  async getOrCompute(key: string, compute: () => Computed | Promise<Computed>, options: GetOrComputeOptions = {}): Promise<string> {
+    const settings: ComputeSettings = {
+      ttl: options.ttl,
+      leaseTtl: duration('leaseTtl', options.leaseTtl, 10_000, false),
+      wait: duration('wait', options.wait, 10_000, true),
+      grace: options.grace === undefined ? undefined : duration('grace', options.grace, 0, true),
+      beta: options.beta ?? 1,
+    };
+    if (typeof settings.beta !== 'number' || !Number.isFinite(settings.beta) || settings.beta < 0) {
+      throw new TypeError(`beta must be a finite number of at least 0, got ${options.beta}`);
+    }
+    const deadline = now() + settings.wait;
+    for (;;) {
+      const flight = this.flights.get(key);
+      if (flight === undefined) {
+        const leading = this.computeWithLease(key, compute, settings, deadline);
+        this.flights.set(key, leading);
+        try {
+          return await leading;
+        } finally {
+          if (this.flights.get(key) === leading) this.flights.delete(key);
+        }
+      }
+      const outcome = await within(flight, deadline - now());
+      if (outcome === 'timeout') return this.computeWithLease(key, compute, settings, deadline);
+      if (outcome !== 'failed') return outcome.value;
+      // its compute() threw: one of the callers that waited for it tries now
+    }
+  }
+
+  /** Whether the server has the lease functions (and grace), asked once. */
+  private leaseFeatures(): Promise<LeaseFeatures> {
+    if (!this.leaseProbe) {
+      const probe = this.run('getOrCompute', undefined, statement('leaseFeatures', [])).then(({ rows }) => ({
+        leases: rows[0].leases === true,
+        grace: rows[0].grace === true,
+      }));
+      probe.catch(() => {
+        if (this.leaseProbe === probe) this.leaseProbe = undefined;
+      });
+      this.leaseProbe = probe;
+    }
+    return this.leaseProbe;
+  }
+
+  private async computeWithLease(
+    key: string,
+    compute: () => Computed | Promise<Computed>,
+    settings: ComputeSettings,
+    deadline: number,
+  ): Promise<string> {
+    const features = await this.leaseFeatures();
+    if (!features.leases) return this.computeUnprotected(key, compute, settings);
+    const grace = features.grace && settings.grace !== undefined ? settings.grace : undefined;
+    for (;;) {
+      const remaining = Math.max(0, deadline - now());
+      const values: unknown[] = [key, `${settings.leaseTtl} milliseconds`, `${remaining} milliseconds`, settings.beta];
+      let row: { status: string; value: string | null; lease: string | null; no_wait: boolean };
+      try {
+        const query = grace === undefined ? binaryStatement('lease', values) : binaryStatement('leaseGrace', [...values, `${grace} milliseconds`]);
+        ({ rows: [row] } = await this.run('getOrCompute', key, query));
+      } catch (error) {
+        const state = (error as PgCacheError).sqlState;
+        if (state === '55000') {
+          // The functions exist, but pg_cache is not in shared_preload_libraries: no leases here.
+          this.leaseProbe = Promise.resolve({ leases: false, grace: false });
+          return this.computeUnprotected(key, compute, settings);
+        }
+        // The lease table is full (pg_cache.max_leases_per_database): no protection this time.
+        if (state === '53400') return this.computeUnleased(key, compute, settings);
+        throw error;
+      }
+      switch (row.status) {
+        case 'hit':
+        case 'stale':
+          return utf8(row.value!);
+        case 'miss':
+        case 'refresh': {
+          let bytes: Buffer;
+          try {
+            bytes = toBytes(key, await compute());
+          } catch (error) {
+            // The next caller computes at once (a failed release: the lease expires after leaseTtl).
+            await this.run('getOrCompute', key, statement('release', [key, row.lease])).catch(() => undefined);
+            if (row.status === 'refresh' && row.value !== null) return utf8(row.value);
+            throw error;
+          }
+          const [ttl, sliding, expiresAt] = this.expiry(settings.ttl, await this.infiniteFor([settings.ttl]));
+          // Refused (false) when the key was written since the lease: that value stays.
+          await this.run('getOrCompute', key, statement('fill', [key, bytes, row.lease, ttl, sliding, this.tagsFor(key), expiresAt]));
+          return bytes.toString('utf8');
+        }
+        case 'wait':
+          if (!row.no_wait && remaining > 0 && now() < deadline) continue; // woken early: ask again
+          return this.computeUnleased(key, compute, settings);
+        default:
+          throw new PgCacheError('getOrCompute', key, new Error(`cache_get_or_lease answered ${JSON.stringify(row.status)}`));
+      }
+    }
+  }
+
+  /** Computes without a lease; stores the value unless one arrived meanwhile (cache_add). */
+  private async computeUnleased(key: string, compute: () => Computed | Promise<Computed>, settings: ComputeSettings): Promise<string> {
+    const bytes = toBytes(key, await compute());
+    const [ttl, sliding, expiresAt] = this.expiry(settings.ttl, await this.infiniteFor([settings.ttl]));
+    await this.run('getOrCompute', key, statement('add', [key, bytes, ttl, sliding, this.tagsFor(key), expiresAt]));
+    return bytes.toString('utf8');
+  }
+
+  /** A server without leases: get, and on a miss compute and set. */
+  private async computeUnprotected(key: string, compute: () => Computed | Promise<Computed>, settings: ComputeSettings): Promise<string> {
+    const found = await this.get(key);
+    if (found !== undefined) return found;
+    const bytes = toBytes(key, await compute());
+    await this.set(key, bytes, settings.ttl);
+    return bytes.toString('utf8');
   }
 
   /** Removes every entry with any of `tags` (all of them with `matchAll`); returns how many live ones. */

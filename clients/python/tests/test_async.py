@@ -95,27 +95,4 @@ def test_concurrent_calls_share_the_pool(url: str, raw: psycopg.Connection) -> N
     run(main())
 
 
-def test_get_or_compute_once(url: str, raw: psycopg.Connection) -> None:
-    calls = []
-
-    async def main() -> list[bytes]:
-        gate = asyncio.Event()
-
-        async def factory() -> bytes:
-            calls.append(1)
-            await gate.wait()
-            return b"computed"
-
-        caches = [AsyncPgCache(url, max_size=1) for _ in range(5)]
-        try:
-            tasks = [asyncio.create_task(c.get_or_compute("agc:k", factory, ttl=60)) for c in caches]
-            while not calls:
-                await asyncio.sleep(0.01)
-            gate.set()
-            return await asyncio.gather(*tasks)
-        finally:
-            for c in caches:
-                await c.close()
-
-    assert run(main()) == [b"computed"] * 5
-    assert len(calls) == 1
+# get_or_compute: tests/test_compute.py

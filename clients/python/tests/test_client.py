@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -318,7 +317,8 @@ def test_features(client: PgCache) -> None:
     # the suite runs against pg_cache 0.3.0: cache_incr has create_missing, expiry can be infinite
     features = client.features()
     assert features.incr_create_missing is True and features.infinite_expiry is True
-    assert isinstance(features.leases, bool)
+    # ... and leases (the suite's cluster preloads pg_cache)
+    assert features.leases is True
 
 
 def test_incr_existing_creates_nothing(client: PgCache, raw: psycopg.Connection) -> None:
@@ -346,63 +346,4 @@ def test_notify_announces_writes(url: str, raw: psycopg.Connection) -> None:
     assert payloads and "notify:k" in payloads[0]
 
 
-# --- get_or_compute ------------------------------------------------------------------------------
-
-def test_get_or_compute_computes_once_across_callers(url: str, raw: psycopg.Connection) -> None:
-    calls = []
-    release = threading.Event()
-
-    def factory() -> bytes:
-        calls.append(1)
-        release.wait(5)  # the others are waiting meanwhile
-        return b"computed"
-
-    results: list[bytes] = []
-    clients = [PgCache(url, max_size=1) for _ in range(6)]
-    try:
-        threads = [threading.Thread(target=lambda c=c: results.append(c.get_or_compute("gc:k", factory, ttl=60)))
-                   for c in clients]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 5
-        while not calls and time.monotonic() < deadline:
-            time.sleep(0.01)
-        # every other caller is waiting on the lock: the key is still absent
-        assert raw.execute("SELECT cache_get('gc:k')").fetchone()[0] is None
-        release.set()
-        for thread in threads:
-            thread.join(10)
-    finally:
-        for c in clients:
-            c.close()
-    assert results == [b"computed"] * 6
-    assert len(calls) == 1
-    assert raw.execute("SELECT cache_ttl('gc:k') > interval '50 s'").fetchone()[0] is True
-    # the lock is gone
-    assert raw.execute("SELECT count(*) FROM cache_keys('pg_cache_client:lock:')").fetchone()[0] == 0
-
-
-def test_get_or_compute_hit_and_failure(client: PgCache, raw: psycopg.Connection) -> None:
-    client.set("gc:hit", b"cached", ttl=60)
-    assert client.get_or_compute("gc:hit", lambda: b"never") == b"cached"
-
-    def failing() -> bytes:
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError):
-        client.get_or_compute("gc:fail", failing, ttl=60)
-    # the lock was released: the next caller computes at once instead of waiting for lock_ttl
-    started = time.monotonic()
-    assert client.get_or_compute("gc:fail", lambda: b"second", ttl=60, wait=30) == b"second"
-    assert time.monotonic() - started < 1
-
-
-def test_get_or_compute_waits_at_most_wait(client: PgCache) -> None:
-    # someone holds the lock and never finishes
-    from pg_cache_client._compute import lock_key
-
-    client.add(lock_key("gc:stuck"), b"other", ttl=60)
-    started = time.monotonic()
-    assert client.get_or_compute("gc:stuck", lambda: b"mine", ttl=60, wait=0.3) == b"mine"
-    assert 0.3 <= time.monotonic() - started < 2
-    assert client.get("gc:stuck") == b"mine"
+# get_or_compute: tests/test_compute.py

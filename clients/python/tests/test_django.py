@@ -212,24 +212,84 @@ def test_database_mode_errors_keep_sqlstate(raw: psycopg.Connection) -> None:
     assert caught.value.sqlstate == "54000" and caught.value.key.endswith("k" * 100)
 
 
-def test_get_or_set_computes_once(raw: psycopg.Connection) -> None:
-    cache = caches["default"]
+def lease_stats(raw: psycopg.Connection) -> tuple[int, int]:
+    """(leases_granted, lease_waits) since the last cache_stats_reset()."""
+    row = raw.execute("SELECT to_jsonb(s) FROM cache_stats() AS s").fetchone()[0]
+    return row["leases_granted"], row["lease_waits"]
+
+
+@pytest.mark.parametrize("alias", ["default", "tx"])
+def test_get_or_set_computes_once(raw: psycopg.Connection, alias: str) -> None:
+    # "default": the pool of LOCATION (POOL_SIZE 4 for 8 threads); "tx": each thread on its own
+    # Django connection, in autocommit (outside an atomic block), so each waits in the server.
+    calls = []
+
+    def slow() -> dict:
+        calls.append(1)
+        time.sleep(0.3)
+        return {"report": 42}
+
+    raw.execute("SELECT cache_stats_reset()")
+    results = []
+    barrier = threading.Barrier(8)
+
+    def call() -> None:
+        try:
+            barrier.wait()
+            results.append(caches[alias].get_or_set("report", slow, 60))
+        finally:
+            connection.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    elapsed = time.monotonic() - started
+    assert results == [{"report": 42}] * 8
+    assert len(calls) == 1
+    assert elapsed < 5, elapsed  # woken by the fill, not by lease_ttl or the wait's end (10 s)
+    assert lease_stats(raw) == (1, 0)
+    assert caches[alias].get("report") == {"report": 42}
+    assert 55 < raw.execute("SELECT extract(epoch FROM cache_ttl(%s))", (stored_key(alias, "report"),)).fetchone()[0] <= 60
+
+
+def stored_key(alias: str, key: str) -> str:
+    return caches[alias].make_key(key)
+
+
+def test_get_or_set_in_an_atomic_block_is_djangos(raw: psycopg.Connection) -> None:
+    # On Django's connection inside atomic(): a fill would end its lease only at the commit, so
+    # this is Django's own get_or_set (get, add, get), with no lease.
+    cache = caches["tx"]
+    raw.execute("SELECT cache_stats_reset()")
+    with transaction.atomic():
+        assert cache.get_or_set("atomic", lambda: "v", 60) == "v"
+    assert cache.get("atomic") == "v"
+    assert lease_stats(raw) == (0, 0)
+
+
+def test_aget_or_set_computes_once(raw: psycopg.Connection) -> None:
     calls = []
 
     def slow() -> str:
         calls.append(1)
-        time.sleep(0.3)
+        time.sleep(0.3)  # blocks the loop: the other tasks wait for the one that computes
         return "report"
 
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get_or_set("report", slow, 60)))
-               for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert results == ["report"] * 4
+    async def main() -> list:
+        cache = caches["default"]
+        try:
+            return list(await asyncio.gather(*(cache.aget_or_set("areport", slow, 60) for _ in range(8))))
+        finally:
+            await cache.async_client.close()
+
+    raw.execute("SELECT cache_stats_reset()")
+    assert asyncio.run(main()) == ["report"] * 8
     assert len(calls) == 1
+    assert lease_stats(raw)[0] == 1
+    assert caches["default"].get("areport") == "report"
 
 
 def test_one_pool_per_process(raw: psycopg.Connection) -> None:

@@ -15,7 +15,7 @@ from ._sync import PgCache
 from ._types import NEVER, CacheStats, KeyInfo, WorkerStatus
 from .l1 import L1Cache, L1Stats
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "PgCache",

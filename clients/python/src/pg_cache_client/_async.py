@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
+import dataclasses
 import json
+import time
+import warnings
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -19,6 +21,16 @@ from ._types import NEVER, CacheStats, Expiry, KeyInfo, Value, WorkerStatus, _Ne
 AsyncSource = str | psycopg.AsyncConnection | AsyncConnectionPool
 
 
+class _Flight:
+    """The calls of get_or_compute for one key on one client: the first asks the server."""
+
+    __slots__ = ("done", "value")
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.value: bytes | None = None  # None when the leading call failed
+
+
 class AsyncPgCache:
     """As PgCache, for asyncio: over a connection string (a pool of the client's, opened on first
     use in the running event loop), an ``AsyncConnectionPool`` or an ``AsyncConnection``."""
@@ -26,6 +38,7 @@ class AsyncPgCache:
     def __init__(self, source: AsyncSource, *, min_size: int = 1, max_size: int = 10, notify: bool = False,
                  connect_kwargs: Mapping[str, Any] | None = None):
         self._features: _ops.Features | None = None
+        self._flights: dict[str, _Flight] = {}
         self._conn: psycopg.AsyncConnection | None = None
         self._pool: AsyncConnectionPool | None = None
         self._owns_pool = False
@@ -230,33 +243,47 @@ class AsyncPgCache:
 
     async def get_or_compute(self, key: str, factory: Callable[[], Value | Awaitable[Value]], *,
                              ttl: Any = None, sliding: Expiry = None, expires_at: datetime | None = None,
-                             tags: Iterable[str] | None = None, lock_ttl: timedelta = timedelta(seconds=30),
-                             wait: float = 10.0) -> bytes:
-        """As PgCache.get_or_compute; factory may be a coroutine function."""
-        options = _compute.ComputeOptions(ttl, sliding, expires_at, tags, lock_ttl, wait)
-        gen = _compute.protocol(key, options, await self.features())
-        reply: Any = None
-        error: BaseException | None = None
+                             tags: Iterable[str] | None = None, lease_ttl: Expiry = timedelta(seconds=10),
+                             wait: Expiry = 10.0, grace: Expiry = None, beta: float = 1.0,
+                             lock_ttl: Expiry = None) -> bytes:
+        """As PgCache.get_or_compute (leases, waiting in the server, computing without a lease
+        once ``wait`` has passed); ``factory`` may be a coroutine function. Concurrent calls for
+        the same key on this client share one call; a caller cancelled while computing releases
+        its lease."""
+        if lock_ttl is not None:
+            warnings.warn("get_or_compute(lock_ttl=...) is now lease_ttl=...", DeprecationWarning, stacklevel=2)
+            lease_ttl = lock_ttl
+        opts = _compute.options(ttl, sliding, expires_at, tags, lease_ttl, wait, grace, beta)
+        deadline = time.monotonic() + opts.wait
         while True:
-            try:
-                step = gen.throw(error) if error is not None else gen.send(reply)
-            except StopIteration as done:
-                return done.value
-            error = None
-            if isinstance(step, _ops.Call):
-                reply = await self._execute(step)
-            elif isinstance(step, _compute.Sleep):
-                await asyncio.sleep(step.seconds)
-                reply = None
-            elif step is _compute.COMPUTE:
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = _Flight()
                 try:
-                    reply = factory()
-                    if inspect.isawaitable(reply):
-                        reply = await reply
-                except BaseException as failure:
-                    error = failure
-            else:
-                raise AssertionError(f"unknown step {step!r}")
+                    value = await self._compute(key, factory, opts, deadline)
+                    flight.value = value
+                    return value
+                finally:
+                    del self._flights[key]
+                    flight.done.set()
+            try:
+                await asyncio.wait_for(flight.done.wait(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                # Waited long enough here: ask the server on our own (it says what to do).
+                return await self._compute(key, factory, opts, deadline)
+            if flight.value is not None:
+                return flight.value
+            # its factory raised (or it was cancelled): one of the waiters tries now
+
+    async def _compute(self, key: str, factory: Callable[[], Any], opts: _compute.ComputeOptions,
+                       deadline: float) -> bytes:
+        gen = _compute.protocol(key, opts, await self.features(), deadline)
+        return await _compute.drive_async(gen, self._execute, factory, self._no_leases)
+
+    def _no_leases(self) -> None:
+        """The lease functions answered 55000 (pg_cache is not preloaded): do without them."""
+        if self._features is not None:
+            self._features = dataclasses.replace(self._features, leases=False, lease_grace=False)
 
     async def _get_for_l1(self, key: str) -> tuple[bytes | None, float | None, list[str] | None]:
         return await self._execute(_ops.get_for_l1(key))

@@ -313,11 +313,17 @@ def get_many_json(keys: Iterable[str]) -> Call:
 
 # --- statistics and maintenance ------------------------------------------------------------------
 
+# The lease counters came with the lease functions (extension 0.3.0): read by name through
+# to_jsonb, so that one statement works with every version (NULL where a column is missing).
+_STATS_SQL = ("SELECT hits, misses, sets, removes, evicted, evicted_for_size, live_bytes, entries, "
+              "total_bytes, since, (to_jsonb(s) ->> 'leases_granted')::bigint, "
+              "(to_jsonb(s) ->> 'lease_waits')::bigint, (to_jsonb(s) ->> 'fills_rejected')::bigint, "
+              "(to_jsonb(s) ->> 'stale_served')::bigint "
+              "FROM cache_stats() AS s")
+
+
 def stats() -> Call:
-    return Call("cache_stats",
-                "SELECT hits, misses, sets, removes, evicted, evicted_for_size, live_bytes, entries, "
-                "total_bytes, since FROM cache_stats()", (),
-                lambda rows: CacheStats(*rows[0]), idempotent=True)
+    return Call("cache_stats", _STATS_SQL, (), lambda rows: CacheStats(*rows[0]), idempotent=True)
 
 
 def stats_reset() -> Call:
@@ -375,12 +381,67 @@ def unlock(lock_key: str, token: bytes) -> Call:
                 (lock_key, token, lock_key), _none, key=lock_key)
 
 
+# --- leases (stampede protection, extension 0.3.0) ----------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LeaseAnswer:
+    """One row of cache_get_or_lease: status 'hit', 'refresh', 'miss', 'wait' or 'stale'."""
+
+    status: str
+    value: bytes | None
+    lease: Any  # uuid.UUID, handed back to cache_fill / cache_release as it came
+    # The transaction is REPEATABLE READ or SERIALIZABLE: the call did not wait (the server
+    # refuses to, 0A000), so 'wait' came at once.
+    could_not_wait: bool
+
+
+# The server waits for a fill only under READ COMMITTED (a longer-lived snapshot could never see
+# it, and it raises 0A000 instead): the statement asks with wait => 0 otherwise, so that a call in
+# a caller's REPEATABLE READ transaction never aborts it, and says that it did.
+_LEASE_SQL = ("SELECT l.status, l.value, l.lease, s.no_wait "
+              "FROM (SELECT current_setting('transaction_isolation') "
+              "NOT IN ('read committed', 'read uncommitted') AS no_wait) AS s, "
+              "LATERAL cache_get_or_lease(%s, lease_ttl => %s, "
+              "wait => CASE WHEN s.no_wait THEN interval '0' ELSE %s END, beta => %s::float8{grace}) AS l")
+_LEASE_SQL_PLAIN = _LEASE_SQL.format(grace="")
+_LEASE_SQL_GRACE = _LEASE_SQL.format(grace=", grace => %s")
+
+
+def _lease_answer(rows: Rows) -> LeaseAnswer:
+    status, value, lease, no_wait = rows[0]
+    return LeaseAnswer(status, _bytes_or_none(value), lease, bool(no_wait))
+
+
+def get_or_lease(key: str, lease_ttl: timedelta, wait: timedelta, beta: float,
+                 grace: timedelta | None = None) -> Call:
+    """cache_get_or_lease, waiting up to `wait` in the server for another caller's fill."""
+    if grace is None:
+        sql, params = _LEASE_SQL_PLAIN, (_key(key), lease_ttl, wait, float(beta))
+    else:
+        sql, params = _LEASE_SQL_GRACE, (_key(key), lease_ttl, wait, float(beta), grace)
+    return Call("cache_get_or_lease", sql, params, _lease_answer, key=key)
+
+
+def fill(key: str, value: Value, lease: Any, ttl: Any = None, sliding: Expiry = None,
+         expires_at: datetime | None = None, tags: Iterable[str] | None = None,
+         infinite_expiry: bool = False) -> Call:
+    """cache_fill: stores the value only while `lease` is the key's lease; whether it did."""
+    names, values = _expiry(ttl, sliding, expires_at, tags, True, infinite_expiry)
+    return Call("cache_fill", _sql("cache_fill", "%s, %s, %s", names),
+                (_key(key), to_bytes(value), lease) + values, _bool, key=key)
+
+
+def release(key: str, lease: Any) -> Call:
+    return Call("cache_release", "SELECT cache_release(%s, %s)", (_key(key), lease), _bool, key=key)
+
+
 # --- what the extension offers -------------------------------------------------------------------
 
 FEATURES_SQL = (
     "SELECT"
     " EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_incr' AND 'create_missing' = ANY (proargnames)),"
-    " EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_get_or_lease')"
+    " EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_get_or_lease'),"
+    " EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_get_or_lease' AND 'grace' = ANY (proargnames))"
 )
 
 
@@ -389,15 +450,20 @@ class Features:
     """Functions of newer extension versions the client uses when present."""
 
     incr_create_missing: bool = False  # cache_incr(..., create_missing => false): live-only increment
-    leases: bool = False               # cache_get_or_lease and friends (stampede protection)
+    # cache_get_or_lease, cache_fill, cache_release (stampede protection). They also need pg_cache
+    # in shared_preload_libraries, which the catalog does not tell: get_or_compute finds out from
+    # its first call (55000) and then sets this to False in the client's copy.
+    leases: bool = False
+    lease_grace: bool = False          # cache_get_or_lease(..., grace => ...): 'stale' answers
     # expires_at => 'infinity'. It came with create_missing (extension 0.3.0, router 0.2.0), so
     # the same catalog probe tells; without it ttl=NEVER is LEGACY_NO_EXPIRY_TTL.
     infinite_expiry: bool = False
 
 
 def _features(rows: Rows) -> Features:
-    create_missing, leases = bool(rows[0][0]), bool(rows[0][1])
-    return Features(incr_create_missing=create_missing, leases=leases, infinite_expiry=create_missing)
+    create_missing, leases, grace = (bool(column) for column in rows[0])
+    return Features(incr_create_missing=create_missing, leases=leases, lease_grace=leases and grace,
+                    infinite_expiry=create_missing)
 
 
 def features() -> Call:

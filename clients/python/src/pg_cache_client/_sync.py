@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -30,6 +32,16 @@ def _configure(notify: bool) -> Callable[[psycopg.Connection], None] | None:
     return configure
 
 
+class _Flight:
+    """The calls of get_or_compute for one key on one client: the first asks the server."""
+
+    __slots__ = ("done", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: bytes | None = None  # None when the leading call failed
+
+
 class PgCache:
     """The pg_cache functions as methods, over one of:
 
@@ -50,6 +62,7 @@ class PgCache:
     def __init__(self, source: Source, *, min_size: int = 1, max_size: int = 10, notify: bool = False,
                  connect_kwargs: Mapping[str, Any] | None = None):
         self._lock = threading.Lock()
+        self._flights: dict[str, _Flight] = {}
         self._features: _ops.Features | None = None
         self._conn: psycopg.Connection | None = None
         self._pool: ConnectionPool | None = None
@@ -255,39 +268,88 @@ class PgCache:
 
     def get_or_compute(self, key: str, factory: Callable[[], Value], *, ttl: Any = None,
                        sliding: Expiry = None, expires_at: datetime | None = None,
-                       tags: Iterable[str] | None = None, lock_ttl: timedelta = timedelta(seconds=30),
-                       wait: float = 10.0) -> bytes:
-        """The value of key; on a miss, factory()'s, stored with the given expiry -- computed by
-        one caller at a time across processes: the others wait for its value (at most ``wait``
-        seconds, then compute themselves). A caller that dies while computing holds the key for
-        at most ``lock_ttl``."""
-        options = _compute.ComputeOptions(ttl, sliding, expires_at, tags, lock_ttl, wait)
-        gen = _compute.protocol(key, options, self.features())
-        return _drive_sync(gen, self._execute, factory)
+                       tags: Iterable[str] | None = None, lease_ttl: Expiry = timedelta(seconds=10),
+                       wait: Expiry = 10.0, grace: Expiry = None, beta: float = 1.0,
+                       lock_ttl: Expiry = None) -> bytes:
+        """The value of key; on a miss, ``factory()``'s, stored with the given expiry, computed by
+        one caller at a time across processes while the others wait for it.
+
+        With the extension's leases (``features().leases``, pg_cache 0.3.0 preloaded):
+
+        - a hit returns the value (one round trip, ``cache_get_or_lease``);
+        - a miss gets this caller the lease: it runs ``factory()`` and stores the value with
+          ``cache_fill``, and returns it even when the fill is refused (the key was written since,
+          or the lease expired and went to another caller: their value stays). When ``factory``
+          raises, the lease is released (``cache_release``), so that the next caller computes at
+          once, and the exception propagates;
+        - another caller holding the lease: this one waits in the server (``wait =>``) until the
+          value is filled -- then returns it -- or the lease is released or expires -- then it
+          gets the lease itself. A holder that dies frees the key after ``lease_ttl``. When
+          ``wait`` runs out first, this caller computes **without a lease**: it runs
+          ``factory()``, stores the value with ``cache_add`` (so a value filled meanwhile is
+          kept) and returns it. So ``factory`` may run more than once when a computation takes
+          longer than ``wait``; with ``wait`` at least ``lease_ttl`` (the defaults: 10 s each) a
+          waiter gets the lease instead whenever the holder takes longer than ``lease_ttl``.
+          ``wait=0`` never waits;
+        - early refresh (XFetch, ``beta`` > 0; 0 turns it off): shortly before a live entry expires
+          the server may pick one caller to recompute it while everyone else keeps hitting; that
+          caller runs ``factory()``, fills, and returns the new value (if ``factory`` raises then,
+          the lease is released and the live value returned);
+        - ``grace``: an entry that expired less than ``grace`` ago is served as it is (at once,
+          without waiting) while one caller computes the new value (a server without ``grace``
+          ignores it, and those callers wait as above).
+
+        Concurrent calls for the same key on this client share one call: one of them asks the
+        server, the others wait for its result in the process (they use no connection). Waiting
+        in the server holds a connection for the wait. On a connection in a REPEATABLE READ or
+        SERIALIZABLE transaction the server cannot wait (such a snapshot never sees the fill): a
+        call finding the key leased computes without a lease at once; a fill in a caller's
+        transaction ends its lease when that transaction commits.
+
+        Without leases (pg_cache 0.2.0, or 0.3.0 not in ``shared_preload_libraries``, found out
+        by the first call) one caller at a time computes under a lock taken with ``cache_add``
+        beside the key (``pg_cache_client:lock:<key>``, held at most ``lease_ttl``); the others
+        poll for the value, at most ``wait`` seconds, then compute themselves.
+
+        ``lease_ttl`` and ``wait`` are timedeltas or seconds. ``lock_ttl`` is the 0.2 name of
+        ``lease_ttl`` (deprecated).
+        """
+        if lock_ttl is not None:
+            warnings.warn("get_or_compute(lock_ttl=...) is now lease_ttl=...", DeprecationWarning, stacklevel=2)
+            lease_ttl = lock_ttl
+        opts = _compute.options(ttl, sliding, expires_at, tags, lease_ttl, wait, grace, beta)
+        deadline = time.monotonic() + opts.wait
+        while True:
+            with self._lock:
+                flight = self._flights.get(key)
+                leading = flight is None
+                if flight is None:
+                    flight = self._flights[key] = _Flight()
+            if leading:
+                try:
+                    value = self._compute(key, factory, opts, deadline)
+                    flight.value = value
+                    return value
+                finally:
+                    with self._lock:
+                        del self._flights[key]
+                    flight.done.set()
+            if flight.done.wait(max(0.0, deadline - time.monotonic())):
+                if flight.value is not None:
+                    return flight.value
+                continue  # its factory raised: one of the waiters tries now
+            # Waited long enough here: ask the server on our own (it says what to do).
+            return self._compute(key, factory, opts, deadline)
+
+    def _compute(self, key: str, factory: Callable[[], Value], opts: _compute.ComputeOptions,
+                 deadline: float) -> bytes:
+        gen = _compute.protocol(key, opts, self.features(), deadline)
+        return _compute.drive_sync(gen, self._execute, factory, self._no_leases)
+
+    def _no_leases(self) -> None:
+        """The lease functions answered 55000 (pg_cache is not preloaded): do without them."""
+        self._features = dataclasses.replace(self.features(), leases=False, lease_grace=False)
 
     def _get_for_l1(self, key: str) -> tuple[bytes | None, float | None, list[str] | None]:
         return self._execute(_ops.get_for_l1(key))
 
-
-def _drive_sync(gen: _compute.Protocol, execute: Callable[[_ops.Call], Any],
-                factory: Callable[[], Value]) -> bytes:
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = gen.throw(error) if error is not None else gen.send(reply)
-        except StopIteration as done:
-            return done.value
-        error = None
-        if isinstance(step, _ops.Call):
-            reply = execute(step)
-        elif isinstance(step, _compute.Sleep):
-            time.sleep(step.seconds)
-            reply = None
-        elif step is _compute.COMPUTE:
-            try:
-                reply = factory()
-            except BaseException as failure:  # handed to the protocol, which re-raises it
-                error = failure
-        else:
-            raise AssertionError(f"unknown step {step!r}")

@@ -72,6 +72,13 @@ class CacheStats:
     entries: int | None
     total_bytes: int | None
     since: datetime | None
+    # Stampede protection (extension 0.3.0; None where the server does not count it): leases
+    # granted (a miss's or an early refresh's), calls answered 'wait', fills refused because their
+    # lease was no longer current, expired values served within their grace ('stale').
+    leases_granted: int | None = None
+    lease_waits: int | None = None
+    fills_rejected: int | None = None
+    stale_served: int | None = None
 
     @property
     def hit_ratio(self) -> float | None:

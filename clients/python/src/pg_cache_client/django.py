@@ -29,16 +29,21 @@ Values: ``int`` (not ``bool``) in the bigint range is stored as its decimal text
 ``decr`` run on the server (``cache_incr``, atomic); everything else is pickled (the pickle's
 protocol byte ``0x80`` tells the two apart). ``TIMEOUT`` None never expires (the server's
 ``expires_at => 'infinity'``; a 1000-year ttl on pg_cache 0.2.0), 0 and negative expire at once.
-``incr`` / ``decr`` of a missing key raise ValueError and create nothing.
+``incr`` / ``decr`` of a missing key raise ValueError and create nothing. ``get_or_set`` /
+``aget_or_set`` with a callable default compute it once across processes
+(``PgCache.get_or_compute``: the server's leases), on Django's connection too outside an atomic
+block.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import pickle
 import re
 import threading
+import time
 import weakref
 from datetime import timedelta
 from typing import Any, Callable, Iterable
@@ -47,7 +52,7 @@ from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
-from . import _ops
+from . import _compute, _ops
 from ._async import AsyncPgCache
 from ._errors import translate
 from ._sync import PgCache as _SyncClient
@@ -279,14 +284,38 @@ class PgCache(BaseCache):
         return True
 
     def get_or_set(self, key: str, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> Any:
-        """With a callable default: computed by one process at a time (the others wait for its
-        value), through PgCache.get_or_compute. Otherwise (and on Django's connection, where a
-        lock would not be seen before commit) as Django's own get_or_set."""
+        """With a callable default: computed by one caller at a time across processes, the others
+        waiting for its value (PgCache.get_or_compute: leases where the server has them). Django's
+        own get_or_set otherwise, and on Django's connection (OPTIONS DATABASE) inside an atomic
+        block or without leases."""
         ttl = self.get_backend_timeout(timeout)
-        if not callable(default) or self._database is not None or ttl is _EXPIRED:
+        if not callable(default) or ttl is _EXPIRED:
+            return super().get_or_set(key, default, timeout=timeout, version=version)
+        if self._database is None:
+            made = self.make_and_validate_key(key, version=version)
+            return loads(self.client.get_or_compute(made, lambda: dumps(default()), ttl=ttl))
+        if not self._leases_on_connection():
             return super().get_or_set(key, default, timeout=timeout, version=version)
         made = self.make_and_validate_key(key, version=version)
-        return loads(self.client.get_or_compute(made, lambda: dumps(default()), ttl=ttl))
+        return loads(self._compute_on_connection(made, lambda: dumps(default()), ttl))
+
+    def _leases_on_connection(self) -> bool:
+        """OPTIONS DATABASE: leases in autocommit only. In an atomic block the fill would commit
+        with the caller's transaction, and every other caller would wait for the rest of it."""
+        from django.db import connections
+
+        return self._features().leases and not connections[self._database].in_atomic_block
+
+    def _compute_on_connection(self, key: str, factory: Callable[[], bytes], ttl: Any) -> bytes:
+        features = self._features()
+        opts = _compute.options(ttl=ttl)
+        gen = _compute.protocol(key, opts, features, time.monotonic() + opts.wait)
+
+        def no_leases() -> None:
+            assert self._database is not None
+            _features_by_alias[self._database] = dataclasses.replace(features, leases=False, lease_grace=False)
+
+        return _compute.drive_sync(gen, self._run, factory, no_leases)
 
     def close(self, **kwargs: Any) -> None:
         """Django calls this after every request: the pool stays open for the next one."""
@@ -354,9 +383,13 @@ class PgCache(BaseCache):
 
     async def aget_or_set(self, key: str, default: Any, timeout: Any = DEFAULT_TIMEOUT,
                           version: Any = None) -> Any:
+        """As get_or_set: on AsyncPgCache.get_or_compute (LOCATION), or the sync get_or_set in a
+        thread (DATABASE)."""
         ttl = self.get_backend_timeout(timeout)
-        if not callable(default) or self._database is not None or ttl is _EXPIRED:
+        if not callable(default) or ttl is _EXPIRED:
             return await super().aget_or_set(key, default, timeout=timeout, version=version)
+        if self._database is not None:
+            return await sync_to_async(self.get_or_set, thread_sensitive=True)(key, default, timeout, version)
         made = self.make_and_validate_key(key, version=version)
         factory: Callable[[], bytes] = lambda: dumps(default())  # noqa: E731
         return loads(await self.async_client.get_or_compute(made, factory, ttl=ttl))
