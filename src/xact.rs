@@ -60,6 +60,11 @@ impl<T: Gathered> PerLevel<T> {
         self.0.iter().map(|(_, gathered)| gathered)
     }
 
+    /// Whether any open level's gathering satisfies `test`.
+    pub fn any(&self, test: impl Fn(&T) -> bool) -> bool {
+        self.0.iter().any(|(_, gathered)| test(gathered))
+    }
+
     /// Everything the transaction gathered, merged, leaving nothing (at its commit or abort).
     pub fn take_all(&mut self) -> T {
         let mut all = T::default();

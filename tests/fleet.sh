@@ -143,5 +143,17 @@ SQL
         test "$over_twice" = 0 -a "${#samples[@]}" -ge 10 -a "$((written * size))" -gt "$((60 * 1000 * 1000))"
 done
 
+# --- Entries that share one expiry (never-expiring ones): the size cap removes only as many as
+# it must, the finite ones (sooner) first, not all of them at once.
+q postgres "ALTER DATABASE db04 SET pg_cache.max_size = '1MB'"
+q db04 "SELECT cache_clear()" >/dev/null
+q db04 "SELECT count(cache_set('finite:' || g, convert_to(repeat('y', 1000), 'UTF8'), ttl => '1 day')) FROM generate_series(1, 10) g" >/dev/null
+q db04 "SELECT count(cache_set('forever:' || g, convert_to(repeat('y', 1000), 'UTF8'), expires_at => 'infinity')) FROM generate_series(1, 1100) g" >/dev/null
+wait_for 15 db04 "SELECT (SELECT live_bytes FROM cache_stats()) < 1024 * 1024 AND (SELECT count(*) FROM pg_cache_entries) < 1110" >/dev/null
+left=$(q db04 "SELECT count(*) FILTER (WHERE key LIKE 'forever:%') || ' ' || count(*) FILTER (WHERE key LIKE 'finite:%') FROM pg_cache_entries")
+echo "1 MB cap over 1,100 never-expiring and 10 one-day entries of 1 kB: left (never-expiring, one-day): $left"
+check "over the cap, never-expiring entries go only as far as needed (700 to 1,000 of 1,100 left) and the one-day ones first ($left)" \
+    awk -v left="$left" 'BEGIN { split(left, n, " "); exit !(n[1] >= 700 && n[1] <= 1000 && n[2] == 0) }'
+
 check "the server log shows no crash" no_crash_in_log "$DATADIR"
 summary fleet

@@ -51,7 +51,7 @@ fn cache_get_or_lease(
     require_leases(FUNCTION);
     // Only a role that may write the entry may be given a lease; checked before anything counts.
     require_write_privileges();
-    let asking = Asking { lease_ttl, wait, beta, grace, full: lease_table_full, cannot_wait };
+    let asking = Asking { lease_ttl, wait, beta, grace, full: lease_table_full, cannot_wait, read_only };
     let row = match leases::get_or_lease(key, &asking) {
         Answer::Hit(hit, refresh) => {
             stats::count_lookup(true);
@@ -194,5 +194,14 @@ fn cannot_wait() -> ! {
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         "cache_get_or_lease: wait needs READ COMMITTED; this transaction's snapshot could never see the fill",
         "Call it with wait => '0' under REPEATABLE READ or SERIALIZABLE, or in a READ COMMITTED transaction."
+    );
+}
+
+fn read_only() -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+        "cache_get_or_lease: a read-only transaction cannot take a lease; it could never fill it",
+        "A hit is answered in a read-only transaction too; a miss needs one that may write."
     );
 }

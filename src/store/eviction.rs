@@ -10,23 +10,40 @@ use pgrx::prelude::*;
 
 /// Deletes up to `max_rows` entries expired by now, skipping rows other sessions hold locked.
 pub fn evict_expired(max_rows: i64) -> i64 {
-    evict_until(now(), max_rows, ItemPointerData::default()).0
+    evict_until(now(), max_rows, ItemPointerData::default()).rows
+}
+
+/// What one batch of [`evict_until`] deleted.
+pub struct Evicted {
+    pub rows: i64,
+    /// The key + value bytes of the rows deleted.
+    pub bytes: i64,
+    /// The last ctid deleted (`after` when none).
+    pub last: ItemPointerData,
 }
 
 /// Deletes up to `max_rows` entries that expire by `cutoff` and are stored after `after` (a
-/// ctid; the default one is before every row), skipping rows other sessions hold locked. How
-/// many, and the last ctid deleted (`after` when none).
-pub fn evict_until(cutoff: TimestampTz, max_rows: i64, after: ItemPointerData) -> (i64, ItemPointerData) {
+/// ctid; the default one is before every row), skipping rows other sessions hold locked.
+pub fn evict_until(cutoff: TimestampTz, max_rows: i64, after: ItemPointerData) -> Evicted {
     ensure_not_in_recovery();
     with_statements(|client, statements| {
         let args = [timestamptz(cutoff).into(), max_rows.into(), after.into()];
         let rows = client.update(&statements.evict, None, &args).expect("evict");
-        let evicted = rows.len() as i64;
-        let last = rows
-            .filter_map(|row| row.get::<ItemPointerData>(1).ok().flatten())
-            .max_by_key(|&ctid| pgrx::itemptr::item_pointer_get_both(ctid))
-            .unwrap_or(after);
-        (evicted, last)
+        let mut evicted = Evicted { rows: rows.len() as i64, bytes: 0, last: after };
+        let mut last = None;
+        for row in rows {
+            evicted.bytes += row.get::<i64>(2).ok().flatten().unwrap_or(0);
+            if let Some(ctid) = row.get::<ItemPointerData>(1).ok().flatten() {
+                let at = pgrx::itemptr::item_pointer_get_both(ctid);
+                if last.is_none_or(|(seen, _)| at > seen) {
+                    last = Some((at, ctid));
+                }
+            }
+        }
+        if let Some((_, ctid)) = last {
+            evicted.last = ctid;
+        }
+        evicted
     })
 }
 

@@ -11,7 +11,7 @@
 use super::{hit, now, Hit, Lookup};
 use crate::shmem::leases::{self as table, End, Grant, KeyId};
 use crate::xact::{Gathered, PerLevel};
-use pgrx::pg_sys::{self, Oid, TimestampTz};
+use pgrx::pg_sys::{self, TimestampTz};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 
@@ -27,14 +27,16 @@ const MAX_REREADS: usize = 16;
 struct Pending {
     changed: Vec<KeyId>,
     /// A write of more keys than [`MAX_NAMED_KEYS`], or by tag or prefix: every lease of the
-    /// table ends.
-    changed_all: Option<Oid>,
+    /// table (that the writer's role could write over) ends. The table's OID and the role.
+    changed_all: Option<(u32, u32)>,
     filled: Vec<(KeyId, [u8; 16])>,
 }
 
 impl Gathered for Pending {
     fn absorb(&mut self, inner: Pending) {
-        self.changed_all = self.changed_all.or(inner.changed_all);
+        if let Some(all) = inner.changed_all {
+            self.note_all(all);
+        }
         self.changed.extend(inner.changed);
         self.filled.extend(inner.filled);
         self.bound();
@@ -42,9 +44,24 @@ impl Gathered for Pending {
 }
 
 impl Pending {
+    fn note_all(&mut self, (table, role): (u32, u32)) {
+        self.changed_all = Some(match self.changed_all {
+            // Written as two roles: every lease of the table.
+            Some((_, other)) if other != role => (table, 0),
+            _ => (table, role),
+        });
+    }
+
+    /// Keeps the named keys few: the same key written many times is named once, and beyond
+    /// [`MAX_NAMED_KEYS`] distinct keys every lease of the table ends instead.
     fn bound(&mut self) {
         if self.changed.len() > MAX_NAMED_KEYS {
-            self.changed_all = self.changed_all.or(self.changed.first().map(|key| Oid::from(key.table)));
+            self.changed.sort_unstable();
+            self.changed.dedup();
+        }
+        if self.changed.len() > MAX_NAMED_KEYS {
+            let first = self.changed[0];
+            self.note_all((first.table, first.role));
             self.changed = Vec::new();
         }
     }
@@ -75,11 +92,10 @@ fn pending(gather: impl FnOnce(&mut Pending)) {
     });
 }
 
-/// A write of `key` in this transaction: its lease ends when the transaction commits. Free when
-/// no lease is held anywhere (a lease granted after this write and before its commit belongs to
-/// a computation that began after the write).
+/// A write of `key` in this transaction: its lease ends when the transaction commits, also a
+/// lease granted after this write and before its commit (its holder could not see the write).
 pub fn changed_key(key: &str) {
-    if table::any_held() {
+    if table::available() {
         let id = KeyId::of(crate::access::table(), key);
         pending(|level| level.changed.push(id));
     }
@@ -88,9 +104,9 @@ pub fn changed_key(key: &str) {
 /// A write of keys this transaction cannot name (by tag or prefix, or all): every lease of the
 /// table ends when it commits.
 pub fn changed_all() {
-    if table::any_held() {
-        let oid = crate::access::table();
-        pending(|level| level.changed_all = Some(oid));
+    if table::available() {
+        let any = KeyId::of(crate::access::table(), "");
+        pending(|level| level.note_all((any.table, any.role)));
     }
 }
 
@@ -155,12 +171,16 @@ fn apply(pending: Pending, committed: bool) {
     for (key, lease) in &pending.filled {
         table::end(key, lease, End::Filled, now);
     }
+    // Nothing to cancel while no lease is held anywhere (the common case: no lock taken).
+    if !table::any_held() {
+        return;
+    }
     // SAFETY: reads a backend global.
     let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
-    if let Some(oid) = pending.changed_all {
-        table::cancel(database, oid.to_u32(), None, now);
+    if let Some((oid, role)) = pending.changed_all {
+        table::cancel(database, oid, role, None, now);
     } else if !pending.changed.is_empty() {
-        table::cancel(database, 0, Some(&pending.changed), now);
+        table::cancel(database, 0, 0, Some(&pending.changed), now);
     }
 }
 
@@ -187,6 +207,8 @@ pub struct Asking {
     pub full: fn(usize, bool) -> !,
     /// Raised when the caller would wait in a transaction that cannot see a fill.
     pub cannot_wait: fn() -> !,
+    /// Raised when a read-only transaction would take a lease it could never fill.
+    pub read_only: fn() -> !,
 }
 
 /// A live entry, or a lease for one caller, the others waiting for its fill (up to `wait`).
@@ -202,6 +224,9 @@ pub fn get_or_lease(key: &str, asking: &Asking) -> Answer {
             if let Some(found) = hit(key, Lookup::Get) {
                 let refresh = early_refresh(&id, &found, asking);
                 return Answer::Hit(found, refresh);
+            }
+            if read_only() {
+                (asking.read_only)();
             }
             let now = now();
             match table::grant(&id, now, read_at, now.saturating_add(asking.lease_ttl), per_database_limit())
@@ -221,6 +246,12 @@ pub fn get_or_lease(key: &str, asking: &Asking) -> Answer {
                     // SAFETY: reads the transaction's isolation level.
                     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
                         (asking.cannot_wait)();
+                    }
+                    // A transaction that wrote entries may hold a row lock the holder's fill
+                    // needs: waiting for that fill could only time out (no deadlock detector
+                    // sees a condition variable).
+                    if wrote_entries() {
+                        return Answer::Wait;
                     }
                     table::prepare_to_wait();
                     // Checked again once prepared, so a fill that ends the lease now is not missed.
@@ -268,11 +299,24 @@ fn early_refresh(id: &KeyId, found: &Hit, asking: &Asking) -> Option<[u8; 16]> {
     if (now as f64) + (delta as f64) * scale < found.expires_at as f64 {
         return None;
     }
+    if read_only() {
+        return None;
+    }
     match table::grant(id, now, TimestampTz::MAX, now.saturating_add(asking.lease_ttl), per_database_limit())
     {
         Grant::Granted(lease) => Some(lease),
         _ => None,
     }
+}
+
+fn read_only() -> bool {
+    // SAFETY: reads a backend-local flag.
+    unsafe { pg_sys::XactReadOnly }
+}
+
+/// Whether this transaction wrote (or filled) entries so far: every write notes its key.
+fn wrote_entries() -> bool {
+    PENDING.with_borrow(|levels| levels.any(|level| !level.is_empty()))
 }
 
 fn per_database_limit() -> usize {
@@ -315,12 +359,12 @@ pub fn fill(
     if !is_current(key, &lease) {
         return false;
     }
-    let stored = crate::xact::in_subtransaction(|| {
+    // Noted first: if the write fails, the rollback (of the transaction, or of the savepoint
+    // that catches the error) releases the lease. At commit, a lease no longer current is left
+    // alone.
+    filled(key, lease);
+    crate::xact::in_subtransaction(|| {
         super::set(key, value, policy, now(), tags);
         is_current(key, &lease)
-    });
-    if stored {
-        filled(key, lease);
-    }
-    stored
+    })
 }

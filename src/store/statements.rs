@@ -219,13 +219,15 @@ impl Statements {
             // One batch: lock what nobody else holds after ctid $3 (the next batch goes on where
             // this one ended, skipping the rows of the batches before it; whether that is a TID
             // range scan or a filtered sequential scan is the planner's choice), then delete
-            // exactly those rows by ctid.
+            // exactly those rows by ctid, saying how many key + value bytes each freed.
             evict: prepare_mut(
                 format!(
                     "DELETE FROM {table} WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \
                      SELECT ctid FROM {table} WHERE ctid OPERATOR(pg_catalog.>) $3 \
                      AND expires_at OPERATOR(pg_catalog.<=) $1 \
-                     LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING ctid"
+                     LIMIT $2 FOR UPDATE SKIP LOCKED)) \
+                     RETURNING ctid, pg_catalog.octet_length(key)::pg_catalog.int8 OPERATOR(pg_catalog.+) \
+                     pg_catalog.octet_length(value)::pg_catalog.int8"
                 ),
                 &[timestamptz(), PgBuiltInOids::INT8OID.oid(), tid()],
             ),

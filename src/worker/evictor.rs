@@ -179,7 +179,7 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
     };
     // Expired entries stay for pg_cache.stale_retention, to be served stale (cache_get_or_lease).
     let retention = crate::gucs::stale_retention_micros();
-    let outcome = evict_up_to(slot, store::now().saturating_sub(retention), false).and_then(|gone| {
+    let outcome = evict_up_to(slot, store::now().saturating_sub(retention), None).and_then(|(gone, _)| {
         if gone {
             return Ok(Sweep::ExtensionGone);
         }
@@ -197,7 +197,12 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
             let incoming = slot.written_since_measured().clamp(0, cap / 2);
             let to_free = (measured.live_bytes - cap / 10 * 9 + incoming).min(measured.live_bytes);
             let cutoff = size_cutoff(to_free, measured.live_bytes)?;
-            evict_up_to(slot, cutoff, true)?;
+            // The entries that expire before the cutoff first, then as many of those expiring
+            // at it as the bytes still to free need (never-expiring entries all share one).
+            let (gone, freed) = evict_up_to(slot, cutoff.saturating_sub(1), Some(to_free))?;
+            if !gone && freed < to_free {
+                evict_up_to(slot, cutoff, Some(to_free - freed))?;
+            }
             measured.live_bytes -= to_free;
         }
         let next_due = measured.next_expiry.saturating_add(retention);
@@ -222,32 +227,41 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
     outcome
 }
 
-/// Deletes entries expiring by `cutoff` in batches while batches come back full, counting them
-/// (as removed for size when `for_size`); true when the extension is gone.
-fn evict_up_to(slot: &Slot, cutoff: TimestampTz, for_size: bool) -> Result<bool, String> {
-    // For size, batches ten times larger: writes are outrunning the worker, and each batch is a
-    // transaction and a scan of its own.
-    let batch_size = i64::from(EVICTION_BATCH_SIZE.get()) * if for_size { 10 } else { 1 };
+/// Deletes entries expiring by `cutoff` in batches while batches come back full, counting them;
+/// for the size cap (`for_size`: the bytes to free), only until that many key + value bytes are
+/// freed, so entries that share one expiry (never-expiring ones, a batch set together) go only
+/// as far as needed, not all at once. Whether the extension is gone, and the bytes freed.
+fn evict_up_to(slot: &Slot, cutoff: TimestampTz, for_size: Option<i64>) -> Result<(bool, i64), String> {
+    // For size, batches up to ten times larger: writes are outrunning the worker, and each batch
+    // is a transaction and a scan of its own. They start small and grow with what a row frees.
+    let most = i64::from(EVICTION_BATCH_SIZE.get()) * if for_size.is_some() { 10 } else { 1 };
+    let mut batch_size = if for_size.is_some() { most.min(100) } else { most };
     let mut after = pg_sys::ItemPointerData::default();
+    let mut freed = 0;
     loop {
         let batch = || {
-            let (evicted, last) =
+            let evicted =
                 bgw::as_table_owner(access::table(), || store::evict_until(cutoff, batch_size, after));
             // In the transaction: finding the statistics slot may read the catalog.
             // SAFETY: reads a backend global set at connection.
-            stats::count_evicted(unsafe { pg_sys::MyDatabaseId }, evicted);
-            (evicted, last)
+            stats::count_evicted(unsafe { pg_sys::MyDatabaseId }, evicted.rows);
+            evicted
         };
-        let evicted = match in_transaction(|| extension_exists().then(batch))? {
-            Some((evicted, last)) => {
-                after = last;
-                evicted
+        let Some(evicted) = in_transaction(|| extension_exists().then(batch))? else {
+            return Ok((true, freed));
+        };
+        after = evicted.last;
+        freed += evicted.bytes;
+        slot.add_evicted(evicted.rows, for_size.is_some());
+        if evicted.rows < batch_size || shutdown_requested() || database_wanted_exclusively() {
+            return Ok((false, freed));
+        }
+        if let Some(to_free) = for_size {
+            if freed >= to_free {
+                return Ok((false, freed));
             }
-            None => return Ok(true),
-        };
-        slot.add_evicted(evicted, for_size);
-        if evicted < batch_size || shutdown_requested() || database_wanted_exclusively() {
-            return Ok(false);
+            let per_row = (evicted.bytes / evicted.rows.max(1)).max(1);
+            batch_size = ((to_free - freed) / per_row + 1).clamp(1, (batch_size * 10).min(most));
         }
     }
 }

@@ -67,3 +67,52 @@ SELECT statement, regress_error(statement) FROM (VALUES
 
 SELECT cache_remove_prefix('lease:') >= 0 AS cleaned_up;
 RESET pg_cache.refresh_granularity;
+
+-- a read-only transaction gets no lease: it could never fill it (25006); a hit is fine
+SELECT cache_set('lease:d', 'live', ttl => '1 hour');
+BEGIN READ ONLY;
+SELECT status FROM cache_get_or_lease('lease:d', beta => 0);
+SELECT regress_error($$SELECT * FROM cache_get_or_lease('lease:read only', beta => 0)$$) AS read_only_miss;
+ROLLBACK;
+
+-- a fill whose write fails releases its lease at once (here a trigger refuses the row)
+CREATE FUNCTION regress_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;
+CREATE TRIGGER regress_refuse BEFORE INSERT OR UPDATE ON pg_cache_entries
+    FOR EACH ROW WHEN (NEW.key LIKE 'lease:refused%') EXECUTE FUNCTION regress_refuse();
+CREATE TEMP TABLE refused AS SELECT lease FROM cache_get_or_lease('lease:refused', lease_ttl => '1 hour', beta => 0);
+SELECT regress_error($$SELECT cache_fill('lease:refused', 'v', (SELECT lease FROM refused))$$) AS failed_fill;
+SELECT status FROM cache_get_or_lease('lease:refused', beta => 0) AS after_failed_fill;
+-- ... also when an exception block catches the error (its rollback releases the lease), and the
+-- work after it commits
+DO $$
+DECLARE granted uuid;
+BEGIN
+    SELECT lease INTO granted FROM cache_get_or_lease('lease:refused again', lease_ttl => '1 hour', beta => 0);
+    BEGIN
+        PERFORM cache_fill('lease:refused again', 'v', granted);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'caught: %', SQLERRM;
+    END;
+    PERFORM cache_set('lease:after the catch', 'kept');
+END
+$$;
+SELECT convert_from(cache_get('lease:after the catch'), 'UTF8') AS work_after_the_catch;
+SELECT status AS released_by_the_catch FROM cache_get_or_lease('lease:refused again', beta => 0);
+DROP TRIGGER regress_refuse ON pg_cache_entries;
+DROP FUNCTION regress_refuse();
+
+-- a transaction that has written does not wait for another caller's fill (it may hold a lock
+-- the fill needs): it answers wait at once
+CREATE TEMP TABLE other_holder AS SELECT lease FROM cache_get_or_lease('lease:held', lease_ttl => '1 hour', beta => 0);
+BEGIN;
+SET LOCAL statement_timeout = '3s';
+SELECT cache_remove('lease:held');
+SELECT status FROM cache_get_or_lease('lease:held', wait => '1 hour', beta => 0) AS writer_does_not_wait;
+ROLLBACK;
+
+-- one key written 10,001 times in a transaction names one key: other keys' leases stay
+CREATE TEMP TABLE unrelated AS SELECT lease FROM cache_get_or_lease('lease:unrelated', lease_ttl => '1 hour', beta => 0);
+SELECT count(cache_incr('lease:counter')) AS increments FROM generate_series(1, 10001);
+SELECT cache_fill('lease:unrelated', 'v', (SELECT lease FROM unrelated)) AS unrelated_fill;
+
+SELECT cache_remove_prefix('lease:') >= 0 AS cleaned_up;
