@@ -10,6 +10,9 @@ use pgrx::{PgSqlErrorCode, PgTryBuilder};
 /// The last microsecond timestamptz can hold (PostgreSQL's END_TIMESTAMP, exclusive).
 const TIMESTAMPTZ_END: TimestampTz = 9_223_371_331_200_000_000;
 
+/// The latest finite timestamptz.
+pub const LAST_FINITE: TimestampTz = TIMESTAMPTZ_END - 1;
+
 /// The expiry of an entry that never expires: timestamptz `'infinity'` (DT_NOEND). Every
 /// comparison with a finite time holds it live; only the size cap or a removal ends it.
 pub const NEVER: TimestampTz = i64::MAX;

@@ -199,7 +199,8 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
             let cutoff = size_cutoff(to_free, measured.live_bytes)?;
             // The entries that expire before the cutoff first, then as many of those expiring
             // at it as the bytes still to free need (never-expiring entries all share one).
-            let (gone, freed) = evict_up_to(slot, cutoff.saturating_sub(1), Some(to_free))?;
+            let before = if cutoff == crate::expiry::NEVER { crate::expiry::LAST_FINITE } else { cutoff - 1 };
+            let (gone, freed) = evict_up_to(slot, before, Some(to_free))?;
             if !gone && freed < to_free {
                 evict_up_to(slot, cutoff, Some(to_free - freed))?;
             }
