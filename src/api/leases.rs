@@ -51,7 +51,8 @@ fn cache_get_or_lease(
     require_leases(FUNCTION);
     // Only a role that may write the entry may be given a lease; checked before anything counts.
     require_write_privileges();
-    let asking = Asking { lease_ttl, wait, beta, grace, full: lease_table_full, cannot_wait, read_only };
+    let asking =
+        Asking { lease_ttl, wait, beta, grace, full: lease_table_full, cannot_wait, read_only, cannot_lease };
     let row = match leases::get_or_lease(key, &asking) {
         Answer::Hit(hit, refresh) => {
             stats::count_lookup(true);
@@ -154,6 +155,14 @@ fn require_leases(function: &str) {
             "The lease table lives in shared memory, which only a preloaded library can have."
         );
     }
+    if crate::shmem::leases::row_security_enforced(crate::access::table()) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{function}: leases are not available to a role under row-level security"),
+            "Row security decides per row what a role sees; a lease is per key and shared by every role."
+        );
+    }
 }
 
 /// 42501 unless the role may insert and update entries (what a fill does).
@@ -203,5 +212,14 @@ fn read_only() -> ! {
         PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
         "cache_get_or_lease: a read-only transaction cannot take a lease; it could never fill it",
         "A hit is answered in a read-only transaction too; a miss needs one that may write."
+    );
+}
+
+fn cannot_lease() -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "cache_get_or_lease: a lease needs READ COMMITTED; a value computed from this transaction's snapshot could predate a write committed before the lease",
+        "Hits, stale values and waits are answered under REPEATABLE READ and SERIALIZABLE; take the lease in a READ COMMITTED transaction."
     );
 }

@@ -28,18 +28,15 @@ pub const CAPACITY: usize = 8192;
 const CROWDED: usize = CAPACITY * 3 / 4;
 
 /// A key of a cache table, as the lease table knows it.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct KeyId {
     pub database: u32,
     pub table: u32,
     pub hash: [u64; 2],
-    /// With row-level security enforced on the table for the caller, the caller's role: tenants
-    /// that cannot see each other's rows do not share leases either. 0 otherwise.
-    pub role: u32,
 }
 
 impl KeyId {
-    /// The id of `key` in `table` of the current database, for the current role.
+    /// The id of `key` in `table` of the current database.
     pub fn of(table: Oid, key: &str) -> KeyId {
         // SipHash with fixed keys: every backend runs the same library, so the same key hashes
         // alike in all of them.
@@ -54,17 +51,7 @@ impl KeyId {
             database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
             table: table.to_u32(),
             hash: [hash(0x7067_5f63_6163_6865), hash(0x6c65_6173_6573_2121)],
-            role: rls_role(table),
         }
-    }
-
-    /// Whether a committed write of `self` (by its role) ends the lease of `held`: the same key,
-    /// and either side not confined by row-level security, or the same role.
-    fn written_over(&self, held: &KeyId) -> bool {
-        self.database == held.database
-            && self.table == held.table
-            && self.hash == held.hash
-            && (self.role == 0 || held.role == 0 || self.role == held.role)
     }
 
     fn home(&self) -> usize {
@@ -72,18 +59,14 @@ impl KeyId {
     }
 }
 
-/// The current role when row-level security is enforced on `table` for it, else 0.
-fn rls_role(table: Oid) -> u32 {
+/// Whether row-level security is enforced on `table` for the current role: then what the role
+/// may see depends on the row, which a lease per key cannot follow.
+pub fn row_security_enforced(table: Oid) -> bool {
     // SAFETY: a catalog lookup of the table's row-security flags and the role's attributes, in a
     // transaction; with noError, no error is raised.
     unsafe {
-        if pg_sys::check_enable_rls(table, pg_sys::InvalidOid, true)
+        pg_sys::check_enable_rls(table, pg_sys::InvalidOid, true)
             == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
-        {
-            pg_sys::GetUserId().to_u32()
-        } else {
-            0
-        }
     }
 }
 
@@ -113,7 +96,7 @@ struct Slot {
 
 impl Slot {
     const FREE: Slot = Slot {
-        key: KeyId { database: 0, table: 0, hash: [0, 0], role: 0 },
+        key: KeyId { database: 0, table: 0, hash: [0, 0] },
         state: State::Free,
         lease: [0; 16],
         holder: 0,
@@ -335,6 +318,13 @@ pub fn is_current(key: &KeyId, lease: &[u8; 16], now: TimestampTz) -> bool {
     found && table.slots[index].held_at(now) && table.slots[index].lease == *lease
 }
 
+/// The deadline of the lease held on `key` at `now`, if one is.
+pub fn held_until(key: &KeyId, now: TimestampTz) -> Option<TimestampTz> {
+    let table = TABLE.share();
+    let (index, found) = table.find(key);
+    (found && table.slots[index].held_at(now)).then(|| table.slots[index].deadline)
+}
+
 /// The microseconds the last fill of `key` took, when known, and whether a lease on it is held.
 pub fn recompute_time(key: &KeyId, now: TimestampTz) -> (Option<i64>, bool) {
     let table = TABLE.share();
@@ -380,10 +370,14 @@ pub fn end(key: &KeyId, lease: &[u8; 16], how: End, now: TimestampTz) -> bool {
     ended
 }
 
-/// A committed write of `keys` (all keys of `table_oid` when `keys` is `None`), by `writer`
-/// (a role confined by row-level security, or 0): the leases it writes over end, and their fills
-/// will be refused. Wakes the waiters.
-pub fn cancel(database: u32, table_oid: u32, writer: u32, keys: Option<&[KeyId]>, now: TimestampTz) {
+/// A committed write of `keys` (all keys of `table_oid` when `keys` is `None`): their leases
+/// end, and their fills will be refused. Wakes the waiters.
+pub fn cancel<'a>(
+    database: u32,
+    table_oid: u32,
+    keys: Option<impl Iterator<Item = &'a KeyId>>,
+    now: TimestampTz,
+) {
     let mut cancelled = false;
     {
         let mut table = TABLE.exclusive();
@@ -400,24 +394,18 @@ pub fn cancel(database: u32, table_oid: u32, writer: u32, keys: Option<&[KeyId]>
         match keys {
             Some(keys) => {
                 for key in keys {
-                    // Every role's slot of the key is in the probe run from the key's home.
-                    let mut index = key.home();
-                    while table.slots[index].state != State::Free {
-                        if key.written_over(&table.slots[index].key) {
-                            cancel_at(&mut table, index);
-                        }
-                        index = (index + 1) % CAPACITY;
+                    let (index, found) = table.find(key);
+                    if found {
+                        cancel_at(&mut table, index);
                     }
                 }
             }
             None => {
                 for index in 0..CAPACITY {
-                    let held = table.slots[index].key;
-                    let ours = writer == 0 || held.role == 0 || held.role == writer;
-                    if table.slots[index].state != State::Free
-                        && held.database == database
-                        && held.table == table_oid
-                        && ours
+                    let slot = &table.slots[index];
+                    if slot.state != State::Free
+                        && slot.key.database == database
+                        && slot.key.table == table_oid
                     {
                         cancel_at(&mut table, index);
                     }
@@ -468,7 +456,7 @@ mod probing {
     use super::*;
 
     fn key(home: usize, tag: u64) -> KeyId {
-        KeyId { database: 1, table: 2, hash: [home as u64, tag], role: 0 }
+        KeyId { database: 1, table: 2, hash: [home as u64, tag] }
     }
 
     fn insert(table: &mut Table, key: KeyId) {

@@ -16,7 +16,8 @@ pub fn evict_expired(max_rows: i64) -> i64 {
 /// What one batch of [`evict_until`] deleted.
 pub struct Evicted {
     pub rows: i64,
-    /// The key + value bytes of the rows deleted.
+    /// The key + value bytes of the live rows deleted (expired ones kept for
+    /// `pg_cache.stale_retention` were not counted as live).
     pub bytes: i64,
     /// The last ctid deleted (`after` when none).
     pub last: ItemPointerData,
@@ -31,8 +32,13 @@ pub fn evict_until(cutoff: TimestampTz, max_rows: i64, after: ItemPointerData) -
         let rows = client.update(&statements.evict, None, &args).expect("evict");
         let mut evicted = Evicted { rows: rows.len() as i64, bytes: 0, last: after };
         let mut last = None;
+        let now = now();
         for row in rows {
-            evicted.bytes += row.get::<i64>(2).ok().flatten().unwrap_or(0);
+            let expires_at: Option<TimestampTz> =
+                row.get::<TimestampWithTimeZone>(3).ok().flatten().map(Into::into);
+            if expires_at.is_some_and(|at| at > now) {
+                evicted.bytes += row.get::<i64>(2).ok().flatten().unwrap_or(0);
+            }
             if let Some(ctid) = row.get::<ItemPointerData>(1).ok().flatten() {
                 let at = pgrx::itemptr::item_pointer_get_both(ctid);
                 if last.is_none_or(|(seen, _)| at > seen) {

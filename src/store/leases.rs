@@ -14,6 +14,7 @@ use crate::xact::{Gathered, PerLevel};
 use pgrx::pg_sys::{self, TimestampTz};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 
 /// A transaction's writes naming more keys than this cancel every lease of the table instead.
 const MAX_NAMED_KEYS: usize = 10_000;
@@ -25,18 +26,17 @@ const MAX_REREADS: usize = 16;
 /// What a transaction level did that leases care about.
 #[derive(Default)]
 struct Pending {
-    changed: Vec<KeyId>,
+    /// The keys written, each once.
+    changed: HashSet<KeyId>,
     /// A write of more keys than [`MAX_NAMED_KEYS`], or by tag or prefix: every lease of the
-    /// table (that the writer's role could write over) ends. The table's OID and the role.
-    changed_all: Option<(u32, u32)>,
+    /// table (its OID) ends.
+    changed_all: Option<u32>,
     filled: Vec<(KeyId, [u8; 16])>,
 }
 
 impl Gathered for Pending {
     fn absorb(&mut self, inner: Pending) {
-        if let Some(all) = inner.changed_all {
-            self.note_all(all);
-        }
+        self.changed_all = self.changed_all.or(inner.changed_all);
         self.changed.extend(inner.changed);
         self.filled.extend(inner.filled);
         self.bound();
@@ -44,25 +44,11 @@ impl Gathered for Pending {
 }
 
 impl Pending {
-    fn note_all(&mut self, (table, role): (u32, u32)) {
-        self.changed_all = Some(match self.changed_all {
-            // Written as two roles: every lease of the table.
-            Some((_, other)) if other != role => (table, 0),
-            _ => (table, role),
-        });
-    }
-
-    /// Keeps the named keys few: the same key written many times is named once, and beyond
-    /// [`MAX_NAMED_KEYS`] distinct keys every lease of the table ends instead.
+    /// Beyond [`MAX_NAMED_KEYS`] distinct keys, every lease of the table ends instead.
     fn bound(&mut self) {
         if self.changed.len() > MAX_NAMED_KEYS {
-            self.changed.sort_unstable();
-            self.changed.dedup();
-        }
-        if self.changed.len() > MAX_NAMED_KEYS {
-            let first = self.changed[0];
-            self.note_all((first.table, first.role));
-            self.changed = Vec::new();
+            self.changed_all = self.changed_all.or(self.changed.iter().next().map(|key| key.table));
+            self.changed = HashSet::new();
         }
     }
 
@@ -97,7 +83,9 @@ fn pending(gather: impl FnOnce(&mut Pending)) {
 pub fn changed_key(key: &str) {
     if table::available() {
         let id = KeyId::of(crate::access::table(), key);
-        pending(|level| level.changed.push(id));
+        pending(|level| {
+            level.changed.insert(id);
+        });
     }
 }
 
@@ -105,8 +93,8 @@ pub fn changed_key(key: &str) {
 /// table ends when it commits.
 pub fn changed_all() {
     if table::available() {
-        let any = KeyId::of(crate::access::table(), "");
-        pending(|level| level.note_all((any.table, any.role)));
+        let table = crate::access::table().to_u32();
+        pending(|level| level.changed_all = Some(table));
     }
 }
 
@@ -177,10 +165,10 @@ fn apply(pending: Pending, committed: bool) {
     }
     // SAFETY: reads a backend global.
     let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
-    if let Some((oid, role)) = pending.changed_all {
-        table::cancel(database, oid, role, None, now);
+    if let Some(oid) = pending.changed_all {
+        table::cancel(database, oid, None::<std::iter::Empty<&KeyId>>, now);
     } else if !pending.changed.is_empty() {
-        table::cancel(database, 0, 0, Some(&pending.changed), now);
+        table::cancel(database, 0, Some(pending.changed.iter()), now);
     }
 }
 
@@ -209,63 +197,84 @@ pub struct Asking {
     pub cannot_wait: fn() -> !,
     /// Raised when a read-only transaction would take a lease it could never fill.
     pub read_only: fn() -> !,
+    /// Raised when a transaction whose snapshot may predate a write would take a lease.
+    pub cannot_lease: fn() -> !,
 }
 
 /// A live entry, or a lease for one caller, the others waiting for its fill (up to `wait`).
+/// A transaction that cannot fill (read-only) or whose snapshot may predate a write committed
+/// before the lease (REPEATABLE READ, SERIALIZABLE) is given no lease; it is answered `stale` or
+/// `wait` while another caller holds one.
 pub fn get_or_lease(key: &str, asking: &Asking) -> Answer {
     let oid = crate::access::table();
     let id = KeyId::of(oid, key);
     let give_up_at = now().saturating_add(asking.wait);
-    let waiting = asking.wait > 0;
+    let may_lease = !read_only() && !snapshot_per_transaction();
     let answer = (|| {
         let mut rereads = 0;
         loop {
             let read_at = now();
             if let Some(found) = hit(key, Lookup::Get) {
-                let refresh = early_refresh(&id, &found, asking);
+                let refresh = if may_lease { early_refresh(&id, &found, asking) } else { None };
                 return Answer::Hit(found, refresh);
             }
-            if read_only() {
-                (asking.read_only)();
-            }
             let now = now();
-            match table::grant(&id, now, read_at, now.saturating_add(asking.lease_ttl), per_database_limit())
-            {
-                Grant::Granted(lease) => return Answer::Miss(lease, stale(key, asking.grace)),
-                Grant::ChangedSince if rereads < MAX_REREADS => rereads += 1,
-                Grant::ChangedSince => return Answer::Wait,
-                Grant::Full { limit, per_database } => (asking.full)(limit, per_database),
-                Grant::Held { deadline } => {
-                    // Stale while another caller revalidates: at once, without waiting.
-                    if let Some(value) = stale(key, asking.grace) {
-                        return Answer::Stale(value);
+            let held = if may_lease {
+                match table::grant(
+                    &id,
+                    now,
+                    read_at,
+                    now.saturating_add(asking.lease_ttl),
+                    per_database_limit(),
+                ) {
+                    Grant::Granted(lease) => return Answer::Miss(lease, stale(key, asking.grace)),
+                    Grant::ChangedSince if rereads < MAX_REREADS => {
+                        rereads += 1;
+                        continue;
                     }
-                    if !waiting || now >= give_up_at {
-                        return Answer::Wait;
-                    }
-                    // SAFETY: reads the transaction's isolation level.
-                    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
-                        (asking.cannot_wait)();
-                    }
-                    // A transaction that wrote entries may hold a row lock the holder's fill
-                    // needs: waiting for that fill could only time out (no deadlock detector
-                    // sees a condition variable).
-                    if wrote_entries() {
-                        return Answer::Wait;
-                    }
-                    table::prepare_to_wait();
-                    // Checked again once prepared, so a fill that ends the lease now is not missed.
-                    let (_, still_held) = table::recompute_time(&id, now);
-                    if still_held {
-                        table::wait_until(deadline.min(give_up_at), now);
-                    }
-                    table::stop_waiting();
+                    Grant::ChangedSince => return Answer::Wait,
+                    Grant::Full { limit, per_database } => (asking.full)(limit, per_database),
+                    Grant::Held { deadline } => deadline,
                 }
+            } else {
+                match table::held_until(&id, now) {
+                    Some(deadline) => deadline,
+                    None if read_only() => (asking.read_only)(),
+                    None => (asking.cannot_lease)(),
+                }
+            };
+            // Stale while another caller revalidates: at once, without waiting.
+            if let Some(value) = stale(key, asking.grace) {
+                return Answer::Stale(value);
             }
+            if asking.wait == 0 || now >= give_up_at {
+                return Answer::Wait;
+            }
+            if snapshot_per_transaction() {
+                (asking.cannot_wait)();
+            }
+            // A transaction that wrote entries may hold a row lock the holder's fill needs:
+            // waiting for that fill could only time out (no deadlock detector sees a condition
+            // variable).
+            if wrote_entries() {
+                return Answer::Wait;
+            }
+            table::prepare_to_wait();
+            // Checked again once prepared, so a fill that ends the lease now is not missed.
+            if table::held_until(&id, now).is_some() {
+                table::wait_until(held.min(give_up_at), now);
+            }
+            table::stop_waiting();
         }
     })();
     table::stop_waiting();
     answer
+}
+
+/// REPEATABLE READ or SERIALIZABLE: one snapshot for the whole transaction.
+fn snapshot_per_transaction() -> bool {
+    // SAFETY: reads the transaction's isolation level.
+    unsafe { pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 }
 }
 
 /// The value of `key`'s entry if it expired less than `grace` ago (still stored: see
@@ -297,9 +306,6 @@ fn early_refresh(id: &KeyId, found: &Hit, asking: &Asking) -> Option<[u8; 16]> {
         return None;
     };
     if (now as f64) + (delta as f64) * scale < found.expires_at as f64 {
-        return None;
-    }
-    if read_only() {
         return None;
     }
     match table::grant(id, now, TimestampTz::MAX, now.saturating_add(asking.lease_ttl), per_database_limit())

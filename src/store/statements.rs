@@ -227,7 +227,7 @@ impl Statements {
                      AND expires_at OPERATOR(pg_catalog.<=) $1 \
                      LIMIT $2 FOR UPDATE SKIP LOCKED)) \
                      RETURNING ctid, pg_catalog.octet_length(key)::pg_catalog.int8 OPERATOR(pg_catalog.+) \
-                     pg_catalog.octet_length(value)::pg_catalog.int8"
+                     pg_catalog.octet_length(value)::pg_catalog.int8, expires_at"
                 ),
                 &[timestamptz(), PgBuiltInOids::INT8OID.oid(), tid()],
             ),

@@ -140,19 +140,27 @@ const SQL = {
         FROM cache_ttl($1) AS t`,
   add: `SELECT cache_add($1, $2::bytea, ttl => $3::interval, sliding => $4::interval, tags => $5::text[],
                          expires_at => $6::timestamptz) AS added`,
-  // Stampede protection (pg_cache 0.3.0, preloaded). The server waits for a fill only under READ
-  // COMMITTED (it raises 0A000 otherwise): under a stricter default_transaction_isolation the
-  // statement asks without waiting, and says so (no_wait). The lease travels as text.
+  // Stampede protection (pg_cache 0.3.0, preloaded). The server grants leases and waits for
+  // fills only under READ COMMITTED (it raises 0A000 otherwise): under a stricter
+  // default_transaction_isolation the statement only reads (cache_get) and says so (no_wait): a
+  // miss there is 'wait', computed without a lease. The lease travels as text.
   lease: `SELECT l.status, l.value, l.lease::text AS lease, s.no_wait
       FROM (SELECT current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') AS no_wait) AS s,
-           LATERAL cache_get_or_lease($1, lease_ttl => $2::interval,
-                                      wait => CASE WHEN s.no_wait THEN interval '0' ELSE $3::interval END,
-                                      beta => $4::float8) AS l`,
+           LATERAL (SELECT g.status, g.value, g.lease
+                      FROM cache_get_or_lease($1, lease_ttl => $2::interval, wait => $3::interval, beta => $4::float8) AS g
+                     WHERE NOT s.no_wait
+                    UNION ALL
+                    SELECT CASE WHEN v IS NULL THEN 'wait' ELSE 'hit' END, v, NULL::uuid
+                      FROM cache_get($1) AS v WHERE s.no_wait) AS l`,
   leaseGrace: `SELECT l.status, l.value, l.lease::text AS lease, s.no_wait
       FROM (SELECT current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') AS no_wait) AS s,
-           LATERAL cache_get_or_lease($1, lease_ttl => $2::interval,
-                                      wait => CASE WHEN s.no_wait THEN interval '0' ELSE $3::interval END,
-                                      beta => $4::float8, grace => $5::interval) AS l`,
+           LATERAL (SELECT g.status, g.value, g.lease
+                      FROM cache_get_or_lease($1, lease_ttl => $2::interval, wait => $3::interval, beta => $4::float8,
+                                              grace => $5::interval) AS g
+                     WHERE NOT s.no_wait
+                    UNION ALL
+                    SELECT CASE WHEN v IS NULL THEN 'wait' ELSE 'hit' END, v, NULL::uuid
+                      FROM cache_get($1) AS v WHERE s.no_wait) AS l`,
   fill: `SELECT cache_fill($1, $2::bytea, $3::uuid, ttl => $4::interval, sliding => $5::interval, tags => $6::text[],
                          expires_at => $7::timestamptz) AS filled`,
   release: 'SELECT cache_release($1, $2::uuid) AS released',

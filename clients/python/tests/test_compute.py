@@ -231,8 +231,8 @@ def test_in_a_read_committed_transaction_it_waits(url: str, raw: psycopg.Connect
 
 
 def test_in_a_repeatable_read_transaction_it_neither_waits_nor_fails(url: str, raw: psycopg.Connection) -> None:
-    # The server refuses to wait there (0A000, which would abort the caller's transaction): the
-    # client asks without waiting and computes.
+    # The server neither grants leases nor waits there (0A000, which would abort the caller's
+    # transaction): the client only reads, and computes.
     hold_lease(raw, "rr")
     with psycopg.connect(url) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -244,6 +244,22 @@ def test_in_a_repeatable_read_transaction_it_neither_waits_nor_fails(url: str, r
         assert conn.execute("SELECT 1").fetchone() == (1,)  # the transaction goes on
         conn.commit()
     assert raw.execute("SELECT cache_get('rr')").fetchone()[0] == b"mine"
+
+
+def test_a_cold_key_in_a_repeatable_read_transaction_is_computed_without_a_lease(
+        url: str, raw: psycopg.Connection) -> None:
+    # The server grants no lease there (0A000: a value computed from the transaction's snapshot
+    # could predate a committed write): the client only reads, computes, and the transaction goes
+    # on.
+    with psycopg.connect(url) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        cache = PgCache(conn)
+        conn.execute("SELECT 1")
+        assert cache.get_or_compute("rr-cold", lambda: b"mine", ttl=60) == b"mine"
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        conn.commit()
+    assert raw.execute("SELECT cache_get('rr-cold')").fetchone()[0] == b"mine"
+    assert raw.execute("SELECT status FROM cache_get_or_lease('rr-cold')").fetchone()[0] == "hit"
 
 
 # --- early refresh (XFetch) --------------------------------------------------------------------

@@ -39,6 +39,8 @@ SELECT leases_granted >= 4 AS granted, lease_waits >= 1 AS waits, fills_rejected
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT status FROM cache_get_or_lease('lease:a', beta => 0);
 SELECT regress_error($$SELECT * FROM cache_get_or_lease('lease:a', wait => '1 s', beta => 0)$$) AS repeatable_read_wait;
+-- nor take a lease: a value computed from its snapshot could predate a write committed before it
+SELECT regress_error($$SELECT * FROM cache_get_or_lease('lease:rr cold', beta => 0)$$) AS repeatable_read_miss;
 ROLLBACK;
 
 -- bad input: 22004 for NULLs, 22023 for intervals out of range or a bad beta
@@ -68,10 +70,15 @@ SELECT statement, regress_error(statement) FROM (VALUES
 SELECT cache_remove_prefix('lease:') >= 0 AS cleaned_up;
 RESET pg_cache.refresh_granularity;
 
--- a read-only transaction gets no lease: it could never fill it (25006); a hit is fine
+-- a read-only transaction gets no lease: it could never fill it (25006); a hit is fine, and so
+-- is a stale value while another caller recomputes
 SELECT cache_set('lease:d', 'live', ttl => '1 hour');
+SELECT cache_set('lease:ro stale', 'old', expires_at => clock_timestamp() + interval '1 ms');
+SELECT pg_sleep(0.01);
+SELECT status FROM cache_get_or_lease('lease:ro stale', lease_ttl => '1 hour', beta => 0);
 BEGIN READ ONLY;
 SELECT status FROM cache_get_or_lease('lease:d', beta => 0);
+SELECT status, convert_from(value, 'UTF8') AS value FROM cache_get_or_lease('lease:ro stale', grace => '1 hour', beta => 0);
 SELECT regress_error($$SELECT * FROM cache_get_or_lease('lease:read only', beta => 0)$$) AS read_only_miss;
 ROLLBACK;
 

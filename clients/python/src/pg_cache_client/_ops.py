@@ -390,19 +390,23 @@ class LeaseAnswer:
     status: str
     value: bytes | None
     lease: Any  # uuid.UUID, handed back to cache_fill / cache_release as it came
-    # The transaction is REPEATABLE READ or SERIALIZABLE: the call did not wait (the server
-    # refuses to, 0A000), so 'wait' came at once.
+    # The transaction is REPEATABLE READ or SERIALIZABLE: the call only read (the server grants
+    # no lease and does not wait there), so 'wait' means a miss.
     could_not_wait: bool
 
 
-# The server waits for a fill only under READ COMMITTED (a longer-lived snapshot could never see
-# it, and it raises 0A000 instead): the statement asks with wait => 0 otherwise, so that a call in
-# a caller's REPEATABLE READ transaction never aborts it, and says that it did.
+# The server grants leases and waits for fills only under READ COMMITTED (a longer-lived snapshot
+# could compute a value older than a write, or never see the fill; it raises 0A000 instead): under
+# REPEATABLE READ or SERIALIZABLE the statement only reads (cache_get), so that a call in a
+# caller's transaction never aborts it, and says so ('wait' on a miss: compute without a lease).
 _LEASE_SQL = ("SELECT l.status, l.value, l.lease, s.no_wait "
               "FROM (SELECT current_setting('transaction_isolation') "
               "NOT IN ('read committed', 'read uncommitted') AS no_wait) AS s, "
-              "LATERAL cache_get_or_lease(%s, lease_ttl => %s, "
-              "wait => CASE WHEN s.no_wait THEN interval '0' ELSE %s END, beta => %s::float8{grace}) AS l")
+              "LATERAL (SELECT g.status, g.value, g.lease "
+              "FROM cache_get_or_lease(%s, lease_ttl => %s, wait => %s, beta => %s::float8{grace}) AS g "
+              "WHERE NOT s.no_wait "
+              "UNION ALL SELECT CASE WHEN v IS NULL THEN 'wait' ELSE 'hit' END, v, NULL::uuid "
+              "FROM cache_get(%s) AS v WHERE s.no_wait) AS l")
 _LEASE_SQL_PLAIN = _LEASE_SQL.format(grace="")
 _LEASE_SQL_GRACE = _LEASE_SQL.format(grace=", grace => %s")
 
@@ -416,9 +420,9 @@ def get_or_lease(key: str, lease_ttl: timedelta, wait: timedelta, beta: float,
                  grace: timedelta | None = None) -> Call:
     """cache_get_or_lease, waiting up to `wait` in the server for another caller's fill."""
     if grace is None:
-        sql, params = _LEASE_SQL_PLAIN, (_key(key), lease_ttl, wait, float(beta))
+        sql, params = _LEASE_SQL_PLAIN, (_key(key), lease_ttl, wait, float(beta), _key(key))
     else:
-        sql, params = _LEASE_SQL_GRACE, (_key(key), lease_ttl, wait, float(beta), grace)
+        sql, params = _LEASE_SQL_GRACE, (_key(key), lease_ttl, wait, float(beta), grace, _key(key))
     return Call("cache_get_or_lease", sql, params, _lease_answer, key=key)
 
 
