@@ -781,8 +781,9 @@ mod tests {
 
     #[pg_test]
     fn finds_an_entry_set_earlier_in_the_same_transaction() {
-        Spi::run("SELECT cache_set('probe', 'v', sliding => '5 min', ttl => '1 hour')").unwrap();
-        let row = found("probe", true).expect("the entry is found");
+        Spi::run("SELECT cache_set('probe:same transaction', 'v', sliding => '5 min', ttl => '1 hour')")
+            .unwrap();
+        let row = found("probe:same transaction", true).expect("the entry is found");
         assert_eq!(row.value.as_deref(), Some(&b"v"[..]));
         assert_eq!(row.sliding.map(|window| window.as_micros()), Some(300_000_000));
         assert!(row.absolute_expires_at.is_some_and(|cap| cap > row.expires_at));
@@ -790,8 +791,8 @@ mod tests {
 
     #[pg_test]
     fn reads_the_value_only_when_asked() {
-        Spi::run("SELECT cache_set('probe', 'v')").unwrap();
-        assert!(found("probe", false).expect("the entry is found").value.is_none());
+        Spi::run("SELECT cache_set('probe:value when asked', 'v')").unwrap();
+        assert!(found("probe:value when asked", false).expect("the entry is found").value.is_none());
     }
 
     fn new_row(value: &[u8]) -> NewRow<'_> {
@@ -812,37 +813,37 @@ mod tests {
 
     #[pg_test]
     fn write_inserts_a_new_key_and_replaces_an_existing_row() {
-        assert!(matches!(write("probe", &new_row(b"first"), Existing::Replace), Direct::Done(true)));
-        assert_eq!(found("probe", true).expect("inserted").value.as_deref(), Some(&b"first"[..]));
-        Spi::run("SELECT cache_set('probe', 'old', sliding => '5 min')").unwrap();
-        assert!(matches!(write("probe", &new_row(b"new"), Existing::Replace), Direct::Done(true)));
-        let stored = found("probe", true).expect("the entry is found");
+        assert!(matches!(write("probe:write", &new_row(b"first"), Existing::Replace), Direct::Done(true)));
+        assert_eq!(found("probe:write", true).expect("inserted").value.as_deref(), Some(&b"first"[..]));
+        Spi::run("SELECT cache_set('probe:write', 'old', sliding => '5 min')").unwrap();
+        assert!(matches!(write("probe:write", &new_row(b"new"), Existing::Replace), Direct::Done(true)));
+        let stored = found("probe:write", true).expect("the entry is found");
         assert_eq!(stored.value.as_deref(), Some(&b"new"[..]));
         assert!(stored.sliding.is_none());
         assert_eq!(stored.absolute_expires_at, Some(i64::MAX / 2));
-        assert_eq!(stored_count("probe"), 1);
+        assert_eq!(stored_count("probe:write"), 1);
         // Every index has the inserted row: an index-only count through the primary key agrees.
         Spi::run("SET LOCAL enable_seqscan = off").unwrap();
-        assert_eq!(stored_count("probe"), 1);
+        assert_eq!(stored_count("probe:write"), 1);
     }
 
     #[pg_test]
     fn write_keeps_a_stored_row_when_asked() {
-        Spi::run("INSERT INTO pg_cache_entries (key, value, expires_at) VALUES ('probe', 'old', now() - interval '1 s')").unwrap();
-        assert!(matches!(write("probe", &new_row(b"new"), Existing::Keep), Direct::Done(false)));
-        assert_eq!(found("probe", true).expect("still stored").value.as_deref(), Some(&b"old"[..]));
+        Spi::run("INSERT INTO pg_cache_entries (key, value, expires_at) VALUES ('probe:keep', 'old', now() - interval '1 s')").unwrap();
+        assert!(matches!(write("probe:keep", &new_row(b"new"), Existing::Keep), Direct::Done(false)));
+        assert_eq!(found("probe:keep", true).expect("still stored").value.as_deref(), Some(&b"old"[..]));
         assert!(matches!(write("fresh", &new_row(b"new"), Existing::Keep), Direct::Done(true)));
     }
 
     #[pg_test]
     fn delete_removes_the_row_and_returns_what_it_held() {
-        Spi::run("SELECT cache_set('probe', 'v', ttl => '1 hour')").unwrap();
-        let Direct::Done(Some(deleted)) = delete("probe", true) else {
+        Spi::run("SELECT cache_set('probe:delete', 'v', ttl => '1 hour')").unwrap();
+        let Direct::Done(Some(deleted)) = delete("probe:delete", true) else {
             panic!("the direct delete removes an existing row");
         };
         assert_eq!(deleted.value.as_deref(), Some(&b"v"[..]));
-        assert!(found("probe", false).is_none());
-        assert!(matches!(delete("probe", false), Direct::Done(None)));
+        assert!(found("probe:delete", false).is_none());
+        assert!(matches!(delete("probe:delete", false), Direct::Done(None)));
     }
 
     #[pg_test]
@@ -852,25 +853,31 @@ mod tests {
 
     #[pg_test]
     fn declines_once_the_table_is_altered() {
-        Spi::run("SELECT cache_set('probe', 'v')").unwrap();
+        // The table lock first: two tests altering the table, each holding the RowExclusiveLock
+        // of its own write while it waits for the other's, would deadlock (tests run at once).
+        Spi::run("LOCK TABLE pg_cache_entries IN ACCESS EXCLUSIVE MODE").unwrap();
+        Spi::run("SELECT cache_set('probe:altered', 'v')").unwrap();
         Spi::run("ALTER TABLE pg_cache_entries ADD COLUMN extra int").unwrap();
-        assert!(matches!(find("probe", true), Direct::Declined));
-        assert!(matches!(write("probe", &new_row(b"new"), Existing::Replace), Direct::Declined));
-        assert!(matches!(delete("probe", false), Direct::Declined));
+        assert!(matches!(find("probe:altered", true), Direct::Declined));
+        assert!(matches!(write("probe:altered", &new_row(b"new"), Existing::Replace), Direct::Declined));
+        assert!(matches!(delete("probe:altered", false), Direct::Declined));
     }
 
     #[pg_test]
     fn declines_when_a_trigger_or_row_security_is_added() {
-        Spi::run("SELECT cache_set('probe', 'v')").unwrap();
+        // The table lock first: two tests altering the table, each holding the RowExclusiveLock
+        // of its own write while it waits for the other's, would deadlock (tests run at once).
+        Spi::run("LOCK TABLE pg_cache_entries IN ACCESS EXCLUSIVE MODE").unwrap();
+        Spi::run("SELECT cache_set('probe:trigger', 'v')").unwrap();
         Spi::run("ALTER TABLE pg_cache_entries ENABLE ROW LEVEL SECURITY").unwrap();
-        assert!(matches!(find("probe", true), Direct::Declined));
+        assert!(matches!(find("probe:trigger", true), Direct::Declined));
         Spi::run("ALTER TABLE pg_cache_entries DISABLE ROW LEVEL SECURITY").unwrap();
-        assert!(matches!(find("probe", true), Direct::Done(Some(_))));
+        assert!(matches!(find("probe:trigger", true), Direct::Done(Some(_))));
         Spi::run(
             "CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'; \
              CREATE TRIGGER noop BEFORE UPDATE ON pg_cache_entries FOR EACH ROW EXECUTE FUNCTION noop()",
         )
         .unwrap();
-        assert!(matches!(find("probe", true), Direct::Declined));
+        assert!(matches!(find("probe:trigger", true), Direct::Declined));
     }
 }
