@@ -17,8 +17,8 @@ fi
 if [ "${QUICK:-0}" = 1 ]; then DURATION=3; else DURATION=${DURATION:-6}; fi
 KEYS=10000
 DATA=${BENCH_DATADIR:-${PG_CACHE_DATA_ROOT:-/tmp/pg_cache}/bench}-router
-ROUTER_PORT=$((5470 + ${PG_CACHE_PORT_OFFSET:-0}))
-SHARD_PORTS=($((5471 + ${PG_CACHE_PORT_OFFSET:-0})) $((5472 + ${PG_CACHE_PORT_OFFSET:-0})) $((5473 + ${PG_CACHE_PORT_OFFSET:-0})) $((5474 + ${PG_CACHE_PORT_OFFSET:-0})))
+ROUTER_PORT=$((5465 + ${PG_CACHE_PORT_OFFSET:-0}))
+SHARD_PORTS=($((5466 + ${PG_CACHE_PORT_OFFSET:-0})) $((5467 + ${PG_CACHE_PORT_OFFSET:-0})) $((5468 + ${PG_CACHE_PORT_OFFSET:-0})) $((5469 + ${PG_CACHE_PORT_OFFSET:-0})))
 export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGUSER=postgres
 mkdir -p results
 OUT=results/router-$(date -u +%Y%m%dT%H%M%SZ).txt

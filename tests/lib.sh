@@ -8,8 +8,9 @@ PG_CACHE_PORT_OFFSET=${PG_CACHE_PORT_OFFSET:-0}
 export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGUSER=postgres
 
 # The base port of each cluster the scripts start; port_for NAME adds PG_CACHE_PORT_OFFSET. Every
-# port a test script uses comes from here (python.sh and node.sh, and the Makefile's `make run`
-# cluster, still spell theirs out: they are listed so that no other cluster takes them).
+# port a test script uses comes from here (python.sh and node.sh, the Makefile's `make run`
+# cluster and the benchmarks' clusters still spell theirs out: they are listed so that no other
+# cluster takes them; a benchmark left running must not stop a test from starting).
 declare -A PG_CACHE_BASE_PORTS=(
     [python]=5450 [node]=5460
     [isolation]=5474 [hostile]=5475 [leases]=5476
@@ -18,6 +19,8 @@ declare -A PG_CACHE_BASE_PORTS=(
     [feed]=5488 [fleet]=5490 [upgrade]=5491 [safety]=5492
     [reliability-standby]=5493 [reliability]=5494
     [live-no-preload]=5496 [live]=5497 [regress]=5498 [run]=5499
+    [bench-router]=5465 [bench-router-shard1]=5466 [bench-router-shard2]=5467
+    [bench-router-shard3]=5468 [bench-router-shard4]=5469 [bench-django]=5477 [bench]=5495
 )
 # port_for NAME: the port of the cluster NAME (a key of PG_CACHE_BASE_PORTS), offset.
 port_for() {
