@@ -69,8 +69,8 @@ def main():
         conn.execute("SELECT cache_set_json(%s, %s::jsonb, ttl => %s)",
                      ("example:python:doc", json.dumps(document), timedelta(minutes=1)))
         stored = bytes(conn.execute("SELECT cache_get(%s)", ("example:python:doc",)).fetchone()[0])
-        expect(stored[:3] == b"\xd9\xd9\xf7", "self-described CBOR (tag 55799)")
-        expect(cbor2.loads(stored) == document, "cbor2 decodes what cache_set_json stored")
+        decoded = cbor2.loads(stored)  # plain CBOR (pg_cache 0.2.0 wrapped it in tag 55799)
+        expect(type(decoded) is dict and decoded == document, "cbor2 decodes what cache_set_json stored as a dict")
         written = {"written": "by python", "n": [1, 2.5, None, True]}
         conn.execute("SELECT cache_set(%s, %s, ttl => %s)",
                      ("example:python:cbor", cbor2.dumps(written), timedelta(minutes=1)))

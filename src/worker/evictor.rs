@@ -179,43 +179,46 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
     };
     // Expired entries stay for pg_cache.stale_retention, to be served stale (cache_get_or_lease).
     let retention = crate::gucs::stale_retention_micros();
-    let outcome = evict_up_to(slot, store::now().saturating_sub(retention), None).and_then(|(gone, _)| {
-        if gone {
-            return Ok(Sweep::ExtensionGone);
-        }
-        let cap = MAX_SIZE.get() as i64 * 1024;
-        slot.set_size_cap(cap);
-        // Writes committed from here on may not be in the measure: they stay counted.
-        let written_before = slot.written_since_measured();
-        let mut measured = measure()?;
-        // Over the cap: remove the entries that expire soonest until below 90% of it, less what
-        // was written during the last sweep (as much will come in before the next one can act;
-        // at most half the cap). The next sweep measures again; until then the live bytes are
-        // what the sample says is left.
-        let capped = cap > 0 && measured.live_bytes > cap;
-        if capped {
-            let incoming = slot.written_since_measured().clamp(0, cap / 2);
-            let to_free = (measured.live_bytes - cap / 10 * 9 + incoming).min(measured.live_bytes);
-            let cutoff = size_cutoff(to_free, measured.live_bytes)?;
-            // The entries that expire before the cutoff first, then as many of those expiring
-            // at it as the bytes still to free need (never-expiring entries all share one).
-            let before = if cutoff == crate::expiry::NEVER { crate::expiry::LAST_FINITE } else { cutoff - 1 };
-            let (gone, freed) = evict_up_to(slot, before, Some(to_free))?;
-            if !gone && freed < to_free {
-                evict_up_to(slot, cutoff, Some(to_free - freed))?;
+    let outcome =
+        evict_up_to(slot, store::now().saturating_sub(retention), false, None).and_then(|(gone, _)| {
+            if gone {
+                return Ok(Sweep::ExtensionGone);
             }
-            measured.live_bytes -= to_free;
-        }
-        let next_due = measured.next_expiry.saturating_add(retention);
-        slot.finish_sweep(next_due, Some(measured.live_bytes), written_before, store::now());
-        pgrx::debug1!(
-            "pg_cache: swept, next expiry in {} ms, {} live bytes, due in {} ms",
-            measured.next_expiry.saturating_sub(store::now()) / 1000,
-            measured.live_bytes,
-            slot.due_at().saturating_sub(store::now()) / 1000
-        );
-        Ok(Sweep::Done { capped })
-    });
+            let cap = MAX_SIZE.get() as i64 * 1024;
+            slot.set_size_cap(cap);
+            // Writes committed from here on may not be in the measure: they stay counted.
+            let written_before = slot.written_since_measured();
+            let mut measured = measure()?;
+            // Over the cap: remove the entries that expire soonest until below 90% of it, less what
+            // was written during the last sweep (as much will come in before the next one can act;
+            // at most half the cap). The next sweep measures again; until then the live bytes are
+            // what the sample says is left.
+            let capped = cap > 0 && measured.live_bytes > cap;
+            if capped {
+                let incoming = slot.written_since_measured().clamp(0, cap / 2);
+                let to_free = (measured.live_bytes - cap / 10 * 9 + incoming).min(measured.live_bytes);
+                let cutoff = size_cutoff(to_free, measured.live_bytes)?;
+                // The entries that expire before the cutoff, then only as many of those expiring at
+                // it as the bytes still to free need: entries that share one expiry (never-expiring
+                // ones, a batch set together) would otherwise all go at once.
+                let before =
+                    if cutoff == crate::expiry::NEVER { crate::expiry::LAST_FINITE } else { cutoff - 1 };
+                let (gone, freed) = evict_up_to(slot, before, true, None)?;
+                if !gone && freed < to_free {
+                    evict_up_to(slot, cutoff, true, Some(to_free - freed))?;
+                }
+                measured.live_bytes -= to_free;
+            }
+            let next_due = measured.next_expiry.saturating_add(retention);
+            slot.finish_sweep(next_due, Some(measured.live_bytes), written_before, store::now());
+            pgrx::debug1!(
+                "pg_cache: swept, next expiry in {} ms, {} live bytes, due in {} ms",
+                measured.next_expiry.saturating_sub(store::now()) / 1000,
+                measured.live_bytes,
+                slot.due_at().saturating_sub(store::now()) / 1000
+            );
+            Ok(Sweep::Done { capped })
+        });
     if outcome.is_err() {
         slot.retry_at(store::now() + interval_micros());
     }
@@ -228,15 +231,20 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
     outcome
 }
 
-/// Deletes entries expiring by `cutoff` in batches while batches come back full, counting them;
-/// for the size cap (`for_size`: the bytes to free), only until that many key + value bytes are
-/// freed, so entries that share one expiry (never-expiring ones, a batch set together) go only
-/// as far as needed, not all at once. Whether the extension is gone, and the bytes freed.
-fn evict_up_to(slot: &Slot, cutoff: TimestampTz, for_size: Option<i64>) -> Result<(bool, i64), String> {
+/// Deletes entries expiring by `cutoff` in batches while batches come back full, counting them
+/// (as removed for size when `for_size`); with a `budget`, only until that many live key + value
+/// bytes are freed. Whether the extension is gone, and the live bytes freed.
+fn evict_up_to(
+    slot: &Slot,
+    cutoff: TimestampTz,
+    for_size: bool,
+    budget: Option<i64>,
+) -> Result<(bool, i64), String> {
     // For size, batches up to ten times larger: writes are outrunning the worker, and each batch
-    // is a transaction and a scan of its own. They start small and grow with what a row frees.
-    let most = i64::from(EVICTION_BATCH_SIZE.get()) * if for_size.is_some() { 10 } else { 1 };
-    let mut batch_size = if for_size.is_some() { most.min(100) } else { most };
+    // is a transaction and a scan of its own. With a budget they start small and grow with what
+    // a row frees.
+    let most = i64::from(EVICTION_BATCH_SIZE.get()) * if for_size { 10 } else { 1 };
+    let mut batch_size = if budget.is_some() { most.min(100) } else { most };
     let mut after = pg_sys::ItemPointerData::default();
     let mut freed = 0;
     loop {
@@ -253,11 +261,11 @@ fn evict_up_to(slot: &Slot, cutoff: TimestampTz, for_size: Option<i64>) -> Resul
         };
         after = evicted.last;
         freed += evicted.bytes;
-        slot.add_evicted(evicted.rows, for_size.is_some());
+        slot.add_evicted(evicted.rows, for_size);
         if evicted.rows < batch_size || shutdown_requested() || database_wanted_exclusively() {
             return Ok((false, freed));
         }
-        if let Some(to_free) = for_size {
+        if let Some(to_free) = budget {
             if freed >= to_free {
                 return Ok((false, freed));
             }

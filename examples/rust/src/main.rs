@@ -87,8 +87,10 @@ async fn main() -> Result<(), Error> {
         .execute("SELECT cache_set_json($1, $2::text::jsonb, ttl => '1 minute')", &[&"example:rust:doc", &json])
         .await?;
     let stored = get(&client, "example:rust:doc").await?.unwrap_or_default();
-    let Value::Tag(55799, document) = ciborium::from_reader::<Value, _>(&stored[..])? else {
-        return Err("unexpected: not self-described CBOR".into());
+    // Plain CBOR (pg_cache 0.2.0 wrapped it in the self-described tag 55799).
+    let document = match ciborium::from_reader::<Value, _>(&stored[..])? {
+        Value::Tag(55799, inner) => *inner,
+        plain => plain,
     };
     let user = document.as_map().and_then(|entries| {
         entries.iter().find(|(key, _)| key.as_text() == Some("user")).map(|(_, value)| value.clone())
