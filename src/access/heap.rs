@@ -66,7 +66,7 @@ pub struct Row {
 }
 
 /// Whether the current role holds every privilege in `modes` on the table itself.
-fn has_privileges(table: Oid, modes: u32) -> bool {
+pub fn has_privileges(table: Oid, modes: u32) -> bool {
     let modes = modes as pg_sys::AclMode;
     // SAFETY: a catalog lookup of the table's ACL for the current user, in a transaction.
     unsafe {

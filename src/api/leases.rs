@@ -2,7 +2,7 @@
 //! and computes the value; the others wait for its fill (or get `wait`), and XFetch picks one
 //! caller to refresh a hot entry shortly before it expires. See docs/leases.md.
 
-use super::{checked_key, checked_value, entry_tags};
+use super::{checked_key, checked_value, entry_tags, require_privileges};
 use crate::error;
 use crate::expiry::Policy;
 use crate::shmem::stats::{self, Counter};
@@ -50,7 +50,7 @@ fn cache_get_or_lease(
     let grace = duration(FUNCTION, "grace", grace, true);
     require_leases(FUNCTION);
     // Only a role that may write the entry may be given a lease; checked before anything counts.
-    require_write_privileges();
+    require_privileges(pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
     let asking =
         Asking { lease_ttl, wait, beta, grace, full: lease_table_full, cannot_wait, read_only, cannot_lease };
     let row = match leases::get_or_lease(key, &asking) {
@@ -107,7 +107,7 @@ fn cache_fill(
     let now = store::now();
     let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
     require_leases(FUNCTION);
-    require_write_privileges();
+    require_privileges(pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
     let stored = leases::fill(key, value, lease, policy, tags.as_deref());
     stats::count(if stored { Counter::Sets } else { Counter::FillsRejected }, 1);
     stored
@@ -121,7 +121,7 @@ fn cache_release(key: Option<&str>, lease: Option<Uuid>) -> bool {
     let key = checked_key(FUNCTION, "key", key);
     let lease = checked_lease(FUNCTION, lease);
     require_leases(FUNCTION);
-    require_write_privileges();
+    require_privileges(pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
     leases::release(key, &lease)
 }
 
@@ -162,24 +162,6 @@ fn require_leases(function: &str) {
             format!("{function}: leases are not available to a role under row-level security"),
             "Row security decides per row what a role sees; a lease is per key and shared by every role."
         );
-    }
-}
-
-/// 42501 unless the role may insert and update entries (what a fill does).
-fn require_write_privileges() {
-    let table = crate::access::table();
-    // SAFETY: catalog lookups of the table's ACL and name, in a transaction; aclcheck_error raises an ERROR.
-    unsafe {
-        let modes = (pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) as pg_sys::AclMode;
-        let result =
-            pg_sys::pg_class_aclmask(table, pg_sys::GetUserId(), modes, pg_sys::AclMaskHow::ACLMASK_ALL);
-        if result != modes {
-            pg_sys::aclcheck_error(
-                pg_sys::AclResult::ACLCHECK_NO_PRIV,
-                pg_sys::ObjectType::OBJECT_TABLE,
-                pg_sys::get_rel_name(table),
-            );
-        }
     }
 }
 

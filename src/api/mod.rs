@@ -18,6 +18,7 @@ mod tags;
 
 use crate::error::{self, required};
 use pgrx::datum::Array;
+use pgrx::pg_sys;
 use std::collections::HashSet;
 
 /// Keys longer than this are rejected: the primary-key index cannot hold much larger ones.
@@ -125,4 +126,19 @@ fn checked_tags(function: &str, tags: &Array<&str>) -> Vec<String> {
 fn entry_tags(function: &str, tags: Option<Array<&str>>) -> Option<Vec<String>> {
     let tags = checked_tags(function, &tags?);
     (!tags.is_empty()).then_some(tags)
+}
+
+/// 42501 naming the table unless the current role holds every privilege in `modes` on it.
+fn require_privileges(modes: u32) {
+    let table = crate::access::table();
+    if !crate::access::has_privileges(table, modes) {
+        // SAFETY: a catalog lookup of the table's name, in a transaction; aclcheck_error raises an ERROR.
+        unsafe {
+            pg_sys::aclcheck_error(
+                pg_sys::AclResult::ACLCHECK_NO_PRIV,
+                pg_sys::ObjectType::OBJECT_TABLE,
+                pg_sys::get_rel_name(table),
+            );
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Statistics: this database's counters since the server started or the last reset.
 
+use super::require_privileges;
 use crate::access;
 use crate::shmem::slots as registry;
 use crate::shmem::stats::{self, Counter};
@@ -19,8 +20,8 @@ pub(super) struct Report {
 }
 
 pub(super) fn report() -> Report {
+    require_privileges(pg_sys::ACL_SELECT);
     let table = access::table();
-    require_privilege(table, pg_sys::ACL_SELECT);
     let (entries, total_bytes) = Spi::get_two_with_args::<i64, i64>(
         "SELECT pg_catalog.pg_stat_get_live_tuples($1), pg_catalog.pg_total_relation_size($1)",
         &[table.into()],
@@ -93,18 +94,8 @@ fn cache_stats_with_leases() -> TableIterator<
 /// Zeroes this database's counters; needs the privilege `cache_clear` needs (DELETE).
 #[pg_extern(volatile, parallel_unsafe)]
 fn cache_stats_reset() {
-    require_privilege(access::table(), pg_sys::ACL_DELETE);
+    require_privileges(pg_sys::ACL_DELETE);
     stats::reset();
-}
-
-fn require_privilege(table: pg_sys::Oid, mode: u32) {
-    // SAFETY: catalog lookups of the table's ACL and name, in a transaction; aclcheck_error raises an ERROR.
-    unsafe {
-        let result = pg_sys::pg_class_aclcheck(table, pg_sys::GetUserId(), mode as pg_sys::AclMode);
-        if result != pg_sys::AclResult::ACLCHECK_OK {
-            pg_sys::aclcheck_error(result, pg_sys::ObjectType::OBJECT_TABLE, pg_sys::get_rel_name(table));
-        }
-    }
 }
 
 fn timestamp(micros: pg_sys::TimestampTz) -> Option<TimestampWithTimeZone> {

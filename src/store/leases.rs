@@ -329,18 +329,6 @@ fn per_database_limit() -> usize {
     crate::gucs::MAX_LEASES_PER_DATABASE.get() as usize
 }
 
-/// Whether `lease` is `key`'s current lease.
-pub fn is_current(key: &str, lease: &[u8; 16]) -> bool {
-    table::is_current(&KeyId::of(crate::access::table(), key), lease, now())
-}
-
-/// A fill of `key` under `lease` was written in this transaction: the lease ends when it
-/// commits, or is released if it rolls back.
-fn filled(key: &str, lease: [u8; 16]) {
-    let id = KeyId::of(crate::access::table(), key);
-    pending(|level| level.filled.push((id, lease)));
-}
-
 /// Gives up `lease` on `key` at once; true when it was the key's current lease.
 pub fn release(key: &str, lease: &[u8; 16]) -> bool {
     table::end(&KeyId::of(crate::access::table(), key), lease, End::Released, now())
@@ -362,15 +350,16 @@ pub fn fill(
     policy: crate::expiry::Policy,
     tags: super::Tags,
 ) -> bool {
-    if !is_current(key, &lease) {
+    let id = KeyId::of(crate::access::table(), key);
+    if !table::is_current(&id, &lease, now()) {
         return false;
     }
     // Noted first: if the write fails, the rollback (of the transaction, or of the savepoint
     // that catches the error) releases the lease. At commit, a lease no longer current is left
     // alone.
-    filled(key, lease);
+    pending(|level| level.filled.push((id, lease)));
     crate::xact::in_subtransaction(|| {
         super::set(key, value, policy, now(), tags);
-        is_current(key, &lease)
+        table::is_current(&id, &lease, now())
     })
 }
