@@ -3,8 +3,9 @@
 -- wait for a row lock, bounded JSON numbers, write accounting per subtransaction), stores entries
 -- that never expire (expires_at => 'infinity') and writes JSON values as untagged CBOR. The SQL
 -- objects of 0.2.0 keep their C symbols, except cache_incr, which gains create_missing, and
--- cache_stats, which gains the lease counters. Leases: cache_get_or_lease, cache_fill,
--- cache_release.
+-- cache_stats, which gains the lease and touch counters. Leases: cache_get_or_lease, cache_fill,
+-- cache_release. Sliding hits no longer write: pg_cache_pending_expiry lets the library's
+-- statements see the hits not yet written.
 \echo Use "ALTER EXTENSION pg_cache UPDATE" to load this file. \quit
 
 -- A new argument: dropped and created again (an overload would make calls without it ambiguous).
@@ -42,11 +43,14 @@ CREATE  FUNCTION "cache_stats"() RETURNS TABLE (
 	"leases_granted" bigint,  /* Option < i64 > */
 	"stale_served" bigint,  /* Option < i64 > */
 	"lease_waits" bigint,  /* Option < i64 > */
-	"fills_rejected" bigint  /* Option < i64 > */
+	"fills_rejected" bigint,  /* Option < i64 > */
+	"touches_recorded" bigint,  /* Option < i64 > */
+	"touches_applied" bigint,  /* Option < i64 > */
+	"touch_fallbacks" bigint  /* Option < i64 > */
 )
 STRICT VOLATILE PARALLEL SAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'cache_stats_with_leases_wrapper';
+AS 'MODULE_PATHNAME', 'cache_stats_with_leases_and_touches_wrapper';
 
 CREATE  FUNCTION "cache_get_or_lease"(
 	"key" TEXT, /* Option < & str > */
@@ -84,3 +88,13 @@ CREATE  FUNCTION "cache_release"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cache_release_wrapper';
+
+-- Internal: what the library's statements call to see sliding hits not yet written.
+CREATE  FUNCTION "pg_cache_pending_expiry"(
+	"cache_table" oid, /* pgrx_pg_sys::submodules::oids::Oid */
+	"key" TEXT, /* &str */
+	"expires_at" timestamp with time zone /* pgrx::datum::time_stamp_with_timezone::TimestampWithTimeZone */
+) RETURNS timestamp with time zone /* pgrx::datum::time_stamp_with_timezone::TimestampWithTimeZone */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pg_cache_pending_expiry_wrapper';

@@ -42,6 +42,9 @@ pub static STALE_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Leases one database may hold at once (the lease table holds 8,191 across the server).
 pub static MAX_LEASES_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
+/// Pending touches (deferred slides) one database may have at once.
+pub static MAX_TOUCHES_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(8192);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"pg_cache.default_sliding_expiration",
@@ -154,6 +157,17 @@ pub fn init() {
         &MAX_LEASES_PER_DATABASE,
         1,
         8191,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_cache.max_touches_per_database",
+        c"Sliding hits one database may have pending at once, waiting for the worker to write them.",
+        c"A sliding hit records its new expiry in shared memory (32,768 across the server) and the \
+          eviction worker writes it; past this many in one database a hit slides the row itself.",
+        &MAX_TOUCHES_PER_DATABASE,
+        0,
+        32_768,
         GucContext::Sighup,
         GucFlags::default(),
     );

@@ -38,6 +38,7 @@ pub extern "C-unwind" fn _PG_init() {
         shmem::slots::init();
         feed::relay::init();
         shmem::leases::init();
+        shmem::touches::init();
         worker::register_launcher();
     }
 }

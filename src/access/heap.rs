@@ -74,6 +74,20 @@ pub fn has_privileges(table: Oid, modes: u32) -> bool {
     }
 }
 
+/// Raises the error a statement raises without a privilege on `table` (42501).
+pub fn refuse_privilege(table: Oid) -> ! {
+    // SAFETY: a catalog lookup of the table's name, in a transaction; aclcheck_error raises an
+    // ERROR and does not return.
+    unsafe {
+        pg_sys::aclcheck_error(
+            pg_sys::AclResult::ACLCHECK_NO_PRIV,
+            pg_sys::ObjectType::OBJECT_TABLE,
+            pg_sys::get_rel_name(table),
+        );
+    }
+    unreachable!("aclcheck_error raises an ERROR")
+}
+
 /// Whether the open table is exactly as a released pg_cache made it, so that writing a row
 /// version by hand does all the statement would.
 unsafe fn is_as_released(table: pg_sys::Relation) -> bool {
@@ -520,33 +534,44 @@ unsafe fn insert_row(opened: &Opened, tuple: pg_sys::HeapTuple) -> Direct<bool> 
     }
 }
 
-/// Writes the row version in `slot` again with `column` set to `value` (every other column as it
-/// was: a TOASTed value keeps its TOAST pointer), as [`update_row`] does.
-unsafe fn update_column(
+/// Writes the row version in `slot` again with each of `columns` set to its value (every other
+/// column as it was: a TOASTed value keeps its TOAST pointer), as [`update_row`] does; the
+/// outcome, and where the new version went.
+unsafe fn update_columns(
     table: pg_sys::Relation,
     slot: *mut pg_sys::TupleTableSlot,
-    column: usize,
-    value: pg_sys::Datum,
+    columns: &[(usize, pg_sys::Datum)],
     wait: bool,
-) -> pg_sys::TM_Result::Type {
+) -> (pg_sys::TM_Result::Type, ItemPointerData) {
     // SAFETY: `slot` holds a row version of `table`, which the caller holds open and locked RowExclusive; the
     // new tuple is formed with the table's descriptor.
     unsafe {
         let mut should_free = false;
         let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut should_free);
-        let mut columns = [column as i32];
-        let mut values = [value];
-        let mut nulls = [false];
+        let mut numbers: Vec<i32> = columns.iter().map(|(column, _)| *column as i32).collect();
+        let mut values: Vec<pg_sys::Datum> = columns.iter().map(|(_, value)| *value).collect();
+        let mut nulls = vec![false; columns.len()];
         let new = pg_sys::heap_modify_tuple_by_cols(
             old,
             (*table).rd_att,
-            1,
-            columns.as_mut_ptr(),
+            columns.len() as i32,
+            numbers.as_mut_ptr(),
             values.as_mut_ptr(),
             nulls.as_mut_ptr(),
         );
-        update_row(table, (*slot).tts_tid, new, wait)
+        let result = update_row(table, (*slot).tts_tid, new, wait);
+        (result, (*new).t_self)
     }
+}
+
+/// Which version of a row a slide looks at.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The exact version at the ctid, whatever became of it since (the reader just read it).
+    Read,
+    /// The version at the ctid only while the current snapshot sees it (the worker, writing a
+    /// touch recorded earlier: the ctid may since hold anything).
+    Visible,
 }
 
 /// Moves the expiry of the row version of `key` at `ctid`, read by [`find`] in this call with
@@ -560,37 +585,76 @@ pub fn slide(
     read_expiry: TimestampTz,
     expires_at: TimestampTz,
 ) -> Direct<bool> {
+    match slide_version(ctid, Version::Read, |stored| stored == key, read_expiry, expires_at) {
+        Direct::Done(slid) => Direct::Done(matches!(slid, Slid::Written(_))),
+        Direct::Declined => Direct::Declined,
+    }
+}
+
+/// What [`slide_version`] did.
+#[derive(Clone, Copy, Debug)]
+pub enum Slid {
+    /// Wrote the new expiry as the version now at this ctid.
+    Written(ItemPointerData),
+    /// Nothing: the row changed, is gone, or holds another key or expiry.
+    Unchanged,
+    /// Nothing: another session holds the row (locked, or changing it) and a slide never waits.
+    Busy,
+}
+
+/// [`slide`] of the row at `ctid` in `version`, when its key is one `is_key` accepts and its
+/// expiry is still `read_expiry`.
+pub fn slide_version(
+    ctid: ItemPointerData,
+    version: Version,
+    is_key: impl FnOnce(&str) -> bool,
+    read_expiry: TimestampTz,
+    expires_at: TimestampTz,
+) -> Direct<Slid> {
     with_opened(Needs::Write(pg_sys::ACL_SELECT | pg_sys::ACL_UPDATE), |opened| {
         // SAFETY: the table is open and locked RowExclusive (`with_opened`); the slot made here
-        // is dropped before returning, and the version it holds is checked before it is written.
+        // is dropped before returning, and the version it holds is checked before it is written;
+        // a snapshot pushed here is popped before returning.
         unsafe {
             let mut tid = ctid;
             let slot = pg_sys::table_slot_create(opened.table, std::ptr::null_mut());
-            // The exact version read, whatever became of it since; heap_update then decides.
-            let fetched = pg_sys::table_tuple_fetch_row_version(
-                opened.table,
-                &mut tid,
-                &raw mut pg_sys::SnapshotAnyData,
-                slot,
-            );
+            let snapshot = match version {
+                Version::Read => &raw mut pg_sys::SnapshotAnyData,
+                Version::Visible => push_read_snapshot(),
+            };
+            // heap_update then decides whether that version is still the latest.
+            let fetched = pg_sys::table_tuple_fetch_row_version(opened.table, &mut tid, snapshot, slot);
             // The version at ctid is still the one read: the statement's guard.
             let same_row = fetched && {
                 pg_sys::slot_getsomeattrs_int(slot, EXPIRES_AT as i32);
                 let stored_key =
                     <&str>::from_polymorphic_datum(*(*slot).tts_values.add(KEY - 1), false, pg_sys::TEXTOID);
-                stored_key == Some(key)
+                stored_key.is_some_and(is_key)
                     && (*(*slot).tts_values.add(EXPIRES_AT - 1)).value() as TimestampTz == read_expiry
             };
-            let moved = same_row && {
+            let slid = if same_row {
                 // A hit never waits: a row another session holds (locked or changing) keeps its
                 // expiry.
-                let result =
-                    update_column(opened.table, slot, EXPIRES_AT, pg_sys::Datum::from(expires_at), false);
+                let (result, written) = update_columns(
+                    opened.table,
+                    slot,
+                    &[(EXPIRES_AT, pg_sys::Datum::from(expires_at))],
+                    false,
+                );
                 refuse_concurrent_change(result);
-                result == pg_sys::TM_Result::TM_Ok
+                match result {
+                    pg_sys::TM_Result::TM_Ok => Slid::Written(written),
+                    pg_sys::TM_Result::TM_BeingModified => Slid::Busy,
+                    _ => Slid::Unchanged,
+                }
+            } else {
+                Slid::Unchanged
             };
             pg_sys::ExecDropSingleTupleTableSlot(slot);
-            Direct::Done(moved)
+            if version == Version::Visible {
+                pg_sys::PopActiveSnapshot();
+            }
+            Direct::Done(slid)
         }
     })
 }
@@ -683,15 +747,17 @@ fn write_opened(opened: &Opened, key: &str, row: &NewRow, existing: Existing) ->
     }
 }
 
-/// Rewrites the value of the live entry under `key` (one whose expiry is after `now`) to what
-/// `rewrite` makes of it, keeping everything else: the statements `SELECT value … FOR UPDATE` then
-/// `UPDATE t SET value = $2 WHERE ctid = $1`, with the version read standing in for the lock.
-/// `Done(false)`, nothing written, when there is no live entry, `rewrite` declines, or another
-/// session changed the entry since it was read (in REPEATABLE READ and SERIALIZABLE that is a
-/// serialization failure, as for the statements): the caller then runs them.
+/// Rewrites the value of the live entry under `key` to what `rewrite` makes of it, keeping
+/// everything else: the statements `SELECT value … FOR UPDATE` then `UPDATE t SET value = $2
+/// WHERE ctid = $1`, with the version read standing in for the lock. `live_until` says, from the
+/// row read, until when the entry is live (`None`: expired); an expiry other than the stored one
+/// (a pending touch) is written with the value. `Done(false)`, nothing written, when there is no
+/// live entry, `rewrite` declines, or another session changed the entry since it was read (in
+/// REPEATABLE READ and SERIALIZABLE that is a serialization failure, as for the statements): the
+/// caller then runs them.
 pub fn rewrite_value(
     key: &str,
-    now: TimestampTz,
+    live_until: impl FnOnce(&Row) -> Option<TimestampTz>,
     rewrite: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
 ) -> Direct<bool> {
     with_opened(Needs::Write(pg_sys::ACL_SELECT | pg_sys::ACL_UPDATE), |opened| {
@@ -700,13 +766,17 @@ pub fn rewrite_value(
         let written = unsafe {
             probe(opened, text_datum(key), |slot| {
                 let row = read_row(slot, true);
-                let Some(value) =
-                    row.value.filter(|_| row.expires_at > now).and_then(|value| rewrite(&value))
-                else {
+                let Some(expires_at) = live_until(&row) else {
                     return false;
                 };
-                let datum = value.as_slice().into_datum().expect("a bytea datum");
-                let result = update_column(opened.table, slot, VALUE, datum, true);
+                let Some(value) = row.value.and_then(|value| rewrite(&value)) else {
+                    return false;
+                };
+                let mut columns = vec![(VALUE, value.as_slice().into_datum().expect("a bytea datum"))];
+                if expires_at != row.expires_at {
+                    columns.push((EXPIRES_AT, pg_sys::Datum::from(expires_at)));
+                }
+                let (result, _) = update_columns(opened.table, slot, &columns, true);
                 refuse_concurrent_change(result);
                 result == pg_sys::TM_Result::TM_Ok
             })

@@ -5,4 +5,6 @@ pub mod heap;
 pub mod table;
 
 pub use heap::*;
-pub use table::{lookup_table, qualified_table_name, table};
+pub use table::{
+    has_pending_expiry_function, lookup_table, qualified_pending_expiry, qualified_table_name, table,
+};

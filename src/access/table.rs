@@ -104,3 +104,62 @@ pub fn qualified_table_name(table: Oid) -> String {
         CStr::from_ptr(name).to_string_lossy().into_owned()
     }
 }
+
+thread_local! {
+    /// The OID of `pg_cache_pending_expiry(oid, text, timestamptz)` once found.
+    static PENDING_EXPIRY: Cell<Option<Oid>> = const { Cell::new(None) };
+}
+
+/// Whether the extension's schema has `pg_cache_pending_expiry(oid, text, timestamptz)`, which
+/// the kept statements call to see pending touches: the SQL of a version before 0.3.0, before
+/// `ALTER EXTENSION pg_cache UPDATE`, has not, and then no hit is deferred.
+pub fn has_pending_expiry_function(table: Oid) -> bool {
+    let cached = PENDING_EXPIRY.get().filter(|function| {
+        // SAFETY: a catalog-cache existence check by OID, in a transaction.
+        unsafe {
+            pg_sys::SearchSysCacheExists(
+                pg_sys::SysCacheIdentifier::PROCOID as i32,
+                (*function).into(),
+                0.into(),
+                0.into(),
+                0.into(),
+            )
+        }
+    });
+    if cached.is_some() {
+        return true;
+    }
+    // SAFETY: catalog lookups by OID and by name, argument types and schema, in a transaction;
+    // the argument vector is palloc'd in the current memory context.
+    let found = unsafe {
+        let schema = pg_sys::get_rel_namespace(table);
+        let arguments = [pg_sys::OIDOID, pg_sys::TEXTOID, pg_sys::TIMESTAMPTZOID];
+        let vector = pg_sys::buildoidvector(arguments.as_ptr(), arguments.len() as i32);
+        pg_sys::GetSysCacheOid(
+            pg_sys::SysCacheIdentifier::PROCNAMEARGSNSP as i32,
+            pg_sys::Anum_pg_proc_oid as pg_sys::AttrNumber,
+            pg_sys::Datum::from(c"pg_cache_pending_expiry".as_ptr()),
+            pg_sys::Datum::from(vector),
+            schema.into(),
+            0.into(),
+        )
+    };
+    if found == pg_sys::InvalidOid {
+        return false;
+    }
+    PENDING_EXPIRY.set(Some(found));
+    true
+}
+
+/// `pg_cache_pending_expiry` of the table's schema, quoted for SQL.
+pub fn qualified_pending_expiry(table: Oid) -> String {
+    // SAFETY: catalog lookups of the namespace name by OID, in a transaction; the quoted name is
+    // copied before returning.
+    unsafe {
+        let name = pg_sys::quote_qualified_identifier(
+            pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table)),
+            c"pg_cache_pending_expiry".as_ptr(),
+        );
+        CStr::from_ptr(name).to_string_lossy().into_owned()
+    }
+}

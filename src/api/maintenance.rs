@@ -1,17 +1,43 @@
 //! Whole-cache operations: listing and removing by prefix, clearing, evicting expired entries.
 
+use crate::access;
 use crate::error::{self, required};
 use crate::shmem::stats::{self, Counter};
 use crate::store;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-/// Deletes up to max_rows expired entries in one batch and returns how many; call it again
+/// Writes the pending touches of sliding hits (when the role may update the table), then
+/// deletes up to max_rows expired entries in one batch and returns how many; call it again
 /// while it returns max_rows.
 #[pg_extern(volatile, parallel_unsafe)]
 fn cache_evict_expired(max_rows: default!(Option<i32>, 10000)) -> i64 {
     let max_rows = checked_max_rows("cache_evict_expired", max_rows);
+    if access::may_update_expiry(access::table()) {
+        // Not needed for the deletes (they look at pending touches), but they make the stored
+        // expiries what a reader sees.
+        store::apply_touches();
+    }
     store::evict_expired(i64::from(max_rows))
+}
+
+/// The expiry of the entry of `cache_table` stored under `key` with the expiry `expires_at`,
+/// moved by its pending touch (a sliding hit not yet written), if any: what the kept
+/// statements compare with the time. Internal; it reads shared memory only.
+#[pg_extern(volatile, parallel_safe, strict)]
+fn pg_cache_pending_expiry(
+    cache_table: pg_sys::Oid,
+    key: &str,
+    expires_at: TimestampWithTimeZone,
+) -> TimestampWithTimeZone {
+    // A touch says a key was read: only for roles that may read the table.
+    if !access::has_privileges(cache_table, pg_sys::ACL_SELECT) {
+        access::refuse_privilege(cache_table);
+    }
+    let stored: pg_sys::TimestampTz = expires_at.into();
+    let pending = store::pending_expiry(cache_table, key, stored);
+    TimestampWithTimeZone::try_from(pending).unwrap_or(expires_at)
 }
 
 fn checked_max_rows(function: &str, max_rows: Option<i32>) -> i32 {

@@ -18,7 +18,6 @@ mod tags;
 
 use crate::error::{self, required};
 use pgrx::datum::Array;
-use pgrx::pg_sys;
 use std::collections::HashSet;
 
 /// Keys longer than this are rejected: the primary-key index cannot hold much larger ones.
@@ -132,13 +131,6 @@ fn entry_tags(function: &str, tags: Option<Array<&str>>) -> Option<Vec<String>> 
 fn require_privileges(modes: u32) {
     let table = crate::access::table();
     if !crate::access::has_privileges(table, modes) {
-        // SAFETY: a catalog lookup of the table's name, in a transaction; aclcheck_error raises an ERROR.
-        unsafe {
-            pg_sys::aclcheck_error(
-                pg_sys::AclResult::ACLCHECK_NO_PRIV,
-                pg_sys::ObjectType::OBJECT_TABLE,
-                pg_sys::get_rel_name(table),
-            );
-        }
+        crate::access::refuse_privilege(table);
     }
 }

@@ -17,6 +17,7 @@ pub(super) struct Report {
     pub total_bytes: Option<i64>,
     pub since: Option<TimestampWithTimeZone>,
     pub leases: [Option<i64>; 4],
+    pub touches: [Option<i64>; 3],
 }
 
 pub(super) fn report() -> Report {
@@ -41,6 +42,7 @@ pub(super) fn report() -> Report {
         since,
         leases: [Counter::LeasesGranted, Counter::StaleServed, Counter::Waits, Counter::FillsRejected]
             .map(counter),
+        touches: [Counter::TouchesRecorded, Counter::TouchesApplied, Counter::TouchFallbacks].map(counter),
     }
 }
 
@@ -48,10 +50,12 @@ pub(super) fn report() -> Report {
 /// evicted, and the table's size: `entries` is the statistics system's estimate of the rows
 /// stored (expired ones not yet evicted included), `total_bytes` the table's exact size with
 /// TOAST and index; then the leases granted (`miss` and `refresh`), the `stale` and `wait`
-/// answers, and the fills refused. Without the library preloaded the counters are NULL.
+/// answers, and the fills refused; then the sliding hits recorded as touches, the touches the
+/// worker wrote, and the hits that slid their row themselves because the touch table was full.
+/// Without the library preloaded the counters are NULL.
 #[allow(clippy::type_complexity)]
 #[pg_extern(name = "cache_stats", volatile, parallel_safe)]
-fn cache_stats_with_leases() -> TableIterator<
+fn cache_stats_with_leases_and_touches() -> TableIterator<
     'static,
     (
         name!(hits, Option<i64>),
@@ -68,11 +72,15 @@ fn cache_stats_with_leases() -> TableIterator<
         name!(stale_served, Option<i64>),
         name!(lease_waits, Option<i64>),
         name!(fills_rejected, Option<i64>),
+        name!(touches_recorded, Option<i64>),
+        name!(touches_applied, Option<i64>),
+        name!(touch_fallbacks, Option<i64>),
     ),
 > {
     let r = report();
     let [hits, misses, sets, removes, evicted] = r.counters;
     let [granted, stale, waits, rejected] = r.leases;
+    let [recorded, applied, fallbacks] = r.touches;
     TableIterator::once((
         hits,
         misses,
@@ -88,6 +96,9 @@ fn cache_stats_with_leases() -> TableIterator<
         stale,
         waits,
         rejected,
+        recorded,
+        applied,
+        fallbacks,
     ))
 }
 

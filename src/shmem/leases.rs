@@ -14,6 +14,7 @@
 //! a lease. The table is open addressing with linear probing under one lock; misses, fills and
 //! writes of keys that may have a lease take it, hits never do.
 
+use super::probing::{Keyed, Probed};
 use pgrx::atomics::PgAtomic;
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys::{self, Oid, TimestampTz};
@@ -53,10 +54,6 @@ impl KeyId {
             hash: [hash(0x7067_5f63_6163_6865), hash(0x6c65_6173_6573_2121)],
         }
     }
-
-    fn home(&self) -> usize {
-        (self.hash[0] % CAPACITY as u64) as usize
-    }
 }
 
 /// Whether row-level security is enforced on `table` for the current role: then what the role
@@ -93,7 +90,7 @@ struct Slot {
     recompute: i64,
 }
 
-impl Slot {
+impl Keyed for Slot {
     const FREE: Slot = Slot {
         key: KeyId { database: 0, table: 0, hash: [0, 0] },
         state: State::Free,
@@ -104,14 +101,19 @@ impl Slot {
         recompute: 0,
     };
 
+    fn key(&self) -> Option<&KeyId> {
+        (self.state != State::Free).then_some(&self.key)
+    }
+}
+
+impl Slot {
     fn held_at(&self, now: TimestampTz) -> bool {
         self.state == State::Held && self.deadline > now
     }
 }
 
 pub struct Table {
-    slots: [Slot; CAPACITY],
-    taken: usize,
+    entries: Probed<Slot, CAPACITY>,
     /// Fills, releases and cancellations wake the sessions waiting for a key here.
     changed: pg_sys::ConditionVariable,
 }
@@ -125,7 +127,7 @@ impl Default for Table {
             pg_sys::ConditionVariableInit(changed.as_mut_ptr());
             changed.assume_init()
         };
-        Table { slots: [Slot::FREE; CAPACITY], taken: 0, changed }
+        Table { entries: Probed::EMPTY, changed }
     }
 }
 
@@ -162,68 +164,8 @@ fn held_count() -> &'static AtomicI64 {
 }
 
 impl Table {
-    /// The slot of `key`, or the free slot where it would go.
-    fn find(&self, key: &KeyId) -> (usize, bool) {
-        let mut index = key.home();
-        loop {
-            let slot = &self.slots[index];
-            if slot.state == State::Free {
-                return (index, false);
-            }
-            if slot.key == *key {
-                return (index, true);
-            }
-            index = (index + 1) % CAPACITY;
-        }
-    }
-
-    /// Frees slot `index`, moving later slots of the same probe run back (no tombstones).
-    fn remove_at(&mut self, mut index: usize) {
-        if self.slots[index].state == State::Held {
-            held_count().fetch_sub(1, Ordering::Relaxed);
-        }
-        self.taken -= 1;
-        loop {
-            self.slots[index] = Slot::FREE;
-            let mut next = index;
-            loop {
-                next = (next + 1) % CAPACITY;
-                if self.slots[next].state == State::Free {
-                    return;
-                }
-                let home = self.slots[next].key.home();
-                // The slot at `next` may move to `index` unless its home lies cyclically in
-                // (index, next].
-                let stays =
-                    if index <= next { index < home && home <= next } else { index < home || home <= next };
-                if !stays {
-                    self.slots[index] = self.slots[next];
-                    index = next;
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Frees every slot `drop` picks.
-    fn remove_where(&mut self, drop: impl Fn(&Slot) -> bool) {
-        let mut index = 0;
-        let mut visited = 0;
-        // A removal may move a later slot into `index`: look at it again. Every slot is seen at
-        // least once in at most CAPACITY + removals steps.
-        while visited < 2 * CAPACITY && index < CAPACITY {
-            visited += 1;
-            let slot = &self.slots[index];
-            if slot.state != State::Free && drop(slot) {
-                self.remove_at(index);
-            } else {
-                index += 1;
-            }
-        }
-    }
-
     fn held_in_database(&self, database: u32, now: TimestampTz) -> usize {
-        self.slots.iter().filter(|slot| slot.key.database == database && slot.held_at(now)).count()
+        self.entries.slots.iter().filter(|slot| slot.key.database == database && slot.held_at(now)).count()
     }
 }
 
@@ -251,9 +193,9 @@ pub fn grant(
     per_database: usize,
 ) -> Grant {
     let mut table = TABLE.exclusive();
-    let (mut index, found) = table.find(key);
+    let (mut index, found) = table.entries.find(key);
     if found {
-        let slot = table.slots[index];
+        let slot = table.entries.slots[index];
         if slot.held_at(now) {
             return Grant::Held { deadline: slot.deadline };
         }
@@ -261,11 +203,18 @@ pub fn grant(
             return Grant::ChangedSince;
         }
     } else {
-        if table.taken >= CROWDED {
-            table.remove_where(|slot| !slot.held_at(now));
-            index = table.find(key).0;
+        if table.entries.taken >= CROWDED {
+            table.entries.remove_where(
+                |slot| !slot.held_at(now),
+                |removed| {
+                    if removed.state == State::Held {
+                        held_count().fetch_sub(1, Ordering::Relaxed);
+                    }
+                },
+            );
+            index = table.entries.find(key).0;
         }
-        if table.taken >= CAPACITY - 1 {
+        if table.entries.taken >= CAPACITY - 1 {
             return Grant::Full { limit: CAPACITY - 1, per_database: false };
         }
     }
@@ -273,15 +222,15 @@ pub fn grant(
         return Grant::Full { limit: per_database, per_database: true };
     }
     let lease = new_lease();
-    let was = table.slots[index];
+    let was = table.entries.slots[index];
     if was.state == State::Held {
         // An expired lease of the same key, replaced: its holder's fill will be refused.
         held_count().fetch_sub(1, Ordering::Relaxed);
     }
     if was.state == State::Free {
-        table.taken += 1;
+        table.entries.taken += 1;
     }
-    table.slots[index] = Slot {
+    table.entries.slots[index] = Slot {
         key: *key,
         state: State::Held,
         lease,
@@ -310,25 +259,25 @@ fn new_lease() -> [u8; 16] {
 /// Whether `lease` is the current lease of `key`, unexpired at `now`.
 pub fn is_current(key: &KeyId, lease: &[u8; 16], now: TimestampTz) -> bool {
     let table = TABLE.share();
-    let (index, found) = table.find(key);
-    found && table.slots[index].held_at(now) && table.slots[index].lease == *lease
+    let (index, found) = table.entries.find(key);
+    found && table.entries.slots[index].held_at(now) && table.entries.slots[index].lease == *lease
 }
 
 /// The deadline of the lease held on `key` at `now`, if one is.
 pub fn held_until(key: &KeyId, now: TimestampTz) -> Option<TimestampTz> {
     let table = TABLE.share();
-    let (index, found) = table.find(key);
-    (found && table.slots[index].held_at(now)).then(|| table.slots[index].deadline)
+    let (index, found) = table.entries.find(key);
+    (found && table.entries.slots[index].held_at(now)).then(|| table.entries.slots[index].deadline)
 }
 
 /// The microseconds the last fill of `key` took, when known, and whether a lease on it is held.
 pub fn recompute_time(key: &KeyId, now: TimestampTz) -> (Option<i64>, bool) {
     let table = TABLE.share();
-    let (index, found) = table.find(key);
+    let (index, found) = table.entries.find(key);
     if !found {
         return (None, false);
     }
-    let slot = &table.slots[index];
+    let slot = &table.entries.slots[index];
     ((slot.recompute > 0).then_some(slot.recompute), slot.held_at(now))
 }
 
@@ -345,8 +294,8 @@ pub enum End {
 pub fn end(key: &KeyId, lease: &[u8; 16], how: End, now: TimestampTz) -> bool {
     let ended = {
         let mut table = TABLE.exclusive();
-        let (index, found) = table.find(key);
-        let slot = &mut table.slots[index];
+        let (index, found) = table.entries.find(key);
+        let slot = &mut table.entries.slots[index];
         if found && slot.state == State::Held && slot.lease == *lease {
             slot.state = State::Memo;
             slot.lease = [0; 16];
@@ -378,7 +327,7 @@ pub fn cancel<'a>(
     {
         let mut table = TABLE.exclusive();
         let mut cancel_at = |table: &mut Table, index: usize| {
-            let slot = &mut table.slots[index];
+            let slot = &mut table.entries.slots[index];
             if slot.state == State::Held {
                 held_count().fetch_sub(1, Ordering::Relaxed);
                 cancelled = true;
@@ -390,7 +339,7 @@ pub fn cancel<'a>(
         match keys {
             Some(keys) => {
                 for key in keys {
-                    let (index, found) = table.find(key);
+                    let (index, found) = table.entries.find(key);
                     if found {
                         cancel_at(&mut table, index);
                     }
@@ -398,7 +347,7 @@ pub fn cancel<'a>(
             }
             None => {
                 for index in 0..CAPACITY {
-                    let slot = &table.slots[index];
+                    let slot = &table.entries.slots[index];
                     if slot.state != State::Free
                         && slot.key.database == database
                         && slot.key.table == table_oid
@@ -448,58 +397,11 @@ pub fn stop_waiting() {
 }
 
 #[cfg(test)]
-mod probing {
-    use super::*;
-
-    fn key(home: usize, tag: u64) -> KeyId {
-        KeyId { database: 1, table: 2, hash: [home as u64, tag] }
-    }
-
-    fn insert(table: &mut Table, key: KeyId) {
-        let (index, found) = table.find(&key);
-        assert!(!found);
-        table.slots[index] = Slot { key, state: State::Memo, ..Slot::FREE };
-        table.taken += 1;
-    }
-
-    fn table() -> Box<Table> {
-        // Without a server: a zeroed condition variable is never used here.
-        // SAFETY: Table is plain data, and all-zero slots are free slots.
-        let mut table: Box<Table> = unsafe { Box::new_zeroed().assume_init() };
-        table.taken = 0;
-        table
-    }
+mod layout {
+    use super::Slot;
 
     #[test]
     fn a_slot_takes_80_bytes() {
         assert_eq!(std::mem::size_of::<Slot>(), 80);
-    }
-
-    #[test]
-    fn removal_keeps_every_other_key_reachable() {
-        let mut table = table();
-        // A run that wraps around the end of the table, with keys of several homes.
-        let keys: Vec<KeyId> = (0..12).map(|i| key((CAPACITY - 4 + i / 3) % CAPACITY, i as u64)).collect();
-        keys.iter().for_each(|key| insert(&mut table, *key));
-        for (removed, key) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
-            let (index, found) = table.find(key);
-            assert!(found, "key {removed} present before its removal");
-            table.remove_at(index);
-        }
-        for (i, key) in keys.iter().enumerate() {
-            assert_eq!(table.find(key).1, i % 2 == 1, "key {i}");
-        }
-        assert_eq!(table.taken, 6);
-    }
-
-    #[test]
-    fn remove_where_drops_exactly_what_it_picks() {
-        let mut table = table();
-        let keys: Vec<KeyId> = (0..40).map(|i| key((CAPACITY - 10 + i / 4) % CAPACITY, i as u64)).collect();
-        keys.iter().for_each(|key| insert(&mut table, *key));
-        table.remove_where(|slot| slot.key.hash[1] % 3 == 0);
-        for (i, key) in keys.iter().enumerate() {
-            assert_eq!(table.find(key).1, i % 3 != 0, "key {i}");
-        }
     }
 }

@@ -28,8 +28,14 @@ pub enum Counter {
     StaleServed,
     Waits,
     FillsRejected,
+    /// Sliding hits recorded as pending touches instead of written.
+    TouchesRecorded,
+    /// Pending touches the worker (or `cache_evict_expired`) wrote to the table.
+    TouchesApplied,
+    /// Sliding hits written directly because the touch table had no room for them.
+    TouchFallbacks,
 }
-pub const COUNTERS: usize = 9;
+pub const COUNTERS: usize = 12;
 
 /// Databases known at once; the launcher forgets dropped ones. More databases than this are
 /// not swept (the launcher says so in the log, once).
@@ -71,6 +77,10 @@ pub struct Slot {
     evicted_total: AtomicI64,
     evicted_for_size: AtomicI64,
     failing: AtomicBool,
+    /// Touches of this database pending in `touches` (see `pg_cache.max_touches_per_database`).
+    touches: AtomicI64,
+    /// When the pending touches are to be written by; i64::MAX when none is pending.
+    touches_due_at: AtomicI64,
     /// The statistics counters of `stats`, and since when they count.
     counters: [AtomicI64; COUNTERS],
     counting_since: AtomicI64,
@@ -97,6 +107,8 @@ impl Slot {
             evicted_total: AtomicI64::new(0),
             evicted_for_size: AtomicI64::new(0),
             failing: AtomicBool::new(false),
+            touches: AtomicI64::new(0),
+            touches_due_at: AtomicI64::new(i64::MAX),
             counters: Default::default(),
             counting_since: AtomicI64::new(0),
             last_error_at: 0,
@@ -166,6 +178,31 @@ impl Slot {
         self.due_at.fetch_min(earliest_expiry, Ordering::Relaxed);
         self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.writes.fetch_add(entries, Ordering::Relaxed);
+    }
+
+    /// A touch is pending, to be written by `at`.
+    pub fn due_by_touches(&self, at: TimestampTz) {
+        self.touches_due_at.fetch_min(at, Ordering::Relaxed);
+    }
+
+    pub fn touches_due_at(&self) -> TimestampTz {
+        self.touches_due_at.load(Ordering::Relaxed)
+    }
+
+    /// The worker is about to write the pending touches: touches recorded from now on make the
+    /// database due again.
+    pub fn begin_applying_touches(&self) {
+        self.touches_due_at.store(i64::MAX, Ordering::Relaxed);
+    }
+
+    /// Touches of this database pending in the touch table.
+    pub fn touches(&self) -> i64 {
+        self.touches.load(Ordering::Relaxed)
+    }
+
+    /// `change` more (or fewer) touches pending.
+    pub fn add_touches(&self, change: i64) {
+        self.touches.fetch_add(change, Ordering::Relaxed);
     }
 
     /// Entries written since the last sweep began.

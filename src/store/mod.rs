@@ -6,10 +6,12 @@
 mod eviction;
 pub mod leases;
 mod statements;
+mod touches;
 
 pub use eviction::{evict_expired, evict_until, measure, size_cutoff};
+pub use touches::{apply_pending as apply_touches, pending_expiry};
 
-use crate::access::{self, Direct, Existing, NewRow, Row};
+use crate::access::{self, Direct, Existing, NewRow, Row, Slid};
 use crate::expiry::Policy;
 use crate::feed::{self, Change};
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
@@ -109,7 +111,8 @@ pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
 pub fn expired_value(key: &str, since: TimestampTz) -> Option<Vec<u8>> {
     ensure_not_in_recovery();
     let row = find(key, true)?;
-    (row.expires_at <= now() && row.expires_at > since).then_some(row.value).flatten()
+    let expires_at = touches::expiry(key, row.expires_at);
+    (expires_at <= now() && expires_at > since).then_some(row.value).flatten()
 }
 
 /// [`hit`] for several keys, read in one pass (each hit slides as `hit` slides it).
@@ -123,28 +126,43 @@ pub fn hit_many(keys: &[&str]) -> Vec<Option<Hit>> {
     keys.iter().zip(rows).map(|(key, row)| live(key, row?, Lookup::Get)).collect()
 }
 
-/// What a lookup of `row`, stored under `key`, gives: nothing when it expired, else the hit,
-/// slid as `lookup` says.
+/// What a lookup of `row`, stored under `key`, gives: nothing when it expired (pending touches
+/// included), else the hit, slid as `lookup` says.
 fn live(key: &str, row: Row, lookup: Lookup) -> Option<Hit> {
-    let now = now();
-    if row.expires_at <= now {
-        return None;
-    }
     // A read-only transaction still reads; it just does not slide. So does a get by a role that
     // may read but not update the table (cache_refresh, whose point is the slide, raises 42501).
     // SAFETY: reads a backend-local flag.
     let read_only = unsafe { pg_sys::XactReadOnly };
-    let may_not_slide = lookup == Lookup::Get && !access::may_update_expiry(access::table());
-    if lookup == Lookup::Peek || read_only || may_not_slide {
-        return Some(Hit { value: row.value, expires_at: row.expires_at });
+    let table = access::table();
+    let may_not_slide = lookup != Lookup::Peek && !read_only && !access::may_update_expiry(table);
+    if may_not_slide && lookup == Lookup::Refresh {
+        // As the slide's UPDATE would: privileges before anything is recorded.
+        access::refuse_privilege(table);
     }
+    let slides = !(lookup == Lookup::Peek || read_only || may_not_slide);
     let policy = Policy::from_columns(row.sliding, row.absolute_expires_at);
-    let next = policy.slide(now, row.expires_at, crate::gucs::refresh_granularity_micros());
-    let expires_at = match next {
-        Some(next) if slide(key, &row, next) => next,
-        _ => row.expires_at,
-    };
+    let expires_at = touches::live_until(key, &row, policy, slides)?;
     Some(Hit { value: row.value, expires_at })
+}
+
+/// Writes a pending touch of the row version at `ctid`, read with the expiry `guard`, as the
+/// expiry `next`, through the kept statement (where the direct path declines). The statement
+/// finds the key's touch through `pg_cache_pending_expiry`, which also checks the key.
+fn slide_touched(ctid: ItemPointerData, guard: TimestampTz, next: TimestampTz) -> Slid {
+    with_statements(|client, statements| {
+        let Some(apply_touch) = &statements.apply_touch else {
+            return Slid::Unchanged;
+        };
+        let args = [ctid.into(), timestamptz(guard).into(), timestamptz(next).into()];
+        let rows = client.update(apply_touch, None, &args).expect("apply touch");
+        if rows.is_empty() {
+            return Slid::Unchanged;
+        }
+        match rows.first().get::<ItemPointerData>(1).ok().flatten() {
+            Some(written) => Slid::Written(written),
+            None => Slid::Unchanged,
+        }
+    })
 }
 
 /// The tags of an entry: `None` for none (the column is NULL then).
@@ -235,13 +253,13 @@ fn delete(key: &str, with_value: bool) -> Option<(TimestampTz, Option<Vec<u8>>)>
 
 /// Deletes `key`; true when the deleted entry was live.
 pub fn remove(key: &str) -> bool {
-    delete(key, false).is_some_and(|(expires_at, _)| expires_at > now())
+    delete(key, false).is_some_and(|(expires_at, _)| touches::is_live(key, expires_at, now()))
 }
 
 /// Deletes `key` and returns its value when the entry was live.
 pub fn take(key: &str) -> Option<Vec<u8>> {
     let (expires_at, value) = delete(key, true)?;
-    (expires_at > now()).then_some(value).flatten()
+    touches::is_live(key, expires_at, now()).then_some(value).flatten()
 }
 
 /// Sets `key` only when no live entry has it (an expired one is replaced); true when it set.
@@ -285,7 +303,9 @@ pub enum Counter {
 /// `create` is `None`).
 fn incr_directly(key: &str, delta: i64, create: Option<Policy>, now: TimestampTz) -> Option<Counter> {
     let mut next = None;
-    let rewritten = access::rewrite_value(key, now, |stored| {
+    // A pending touch is written with the counter: the new row version is not the one touched.
+    let live_until = |row: &Row| Some(touches::expiry(key, row.expires_at)).filter(|at| *at > now);
+    let rewritten = access::rewrite_value(key, live_until, |stored| {
         next = parse_counter(stored)?.checked_add(delta);
         next.map(|next| next.to_string().into_bytes())
     });
@@ -362,14 +382,16 @@ fn incr_locked(key: &str, delta: i64, create: Option<Policy>, now: TimestampTz) 
         }
         let row = rows.first();
         let ctid = row.get::<ItemPointerData>(1).expect("ctid").expect("a stored row has a ctid");
-        let expires_at: Option<TimestampTz> =
-            row.get::<TimestampWithTimeZone>(3).expect("expires_at").map(Into::into);
-        if expires_at.is_none_or(|at| at <= now) {
+        let expires_at: Option<TimestampTz> = row
+            .get::<TimestampWithTimeZone>(3)
+            .expect("expires_at")
+            .map(|stored| touches::expiry(key, stored.into()));
+        let Some(expires_at) = expires_at.filter(|at| *at > now) else {
             if !fresh(client, statements, Some(ctid)) {
                 return Counter::Absent;
             }
             return Counter::Written(delta);
-        }
+        };
         let stored = row.get::<&[u8]>(2).expect("value").unwrap_or_default();
         let Some(current) = parse_counter(stored) else {
             return Counter::NotAnInteger;
@@ -377,7 +399,9 @@ fn incr_locked(key: &str, delta: i64, create: Option<Policy>, now: TimestampTz) 
         let Some(next) = current.checked_add(delta) else {
             return Counter::Overflow;
         };
-        let args = [ctid.into(), next.to_string().into_bytes().as_slice().into()];
+        // A pending touch is written with the counter: the new row version is not the one touched.
+        let args =
+            [ctid.into(), next.to_string().into_bytes().as_slice().into(), timestamptz(expires_at).into()];
         client.update(&statements.write_value, None, &args).expect("write counter");
         return Counter::Written(next);
     })
@@ -450,12 +474,17 @@ pub fn list(prefix: &str, max_rows: i64) -> Vec<Listed> {
             None => client.update(&statements.list_from, None, &[prefix.into(), now.into(), max_rows.into()]),
         }
         .expect("list");
-        rows.map(|row| Listed {
-            key: row.get::<String>(1).expect("key").expect("a key"),
-            expires_at: row.get(2).expect("expires_at").expect("an expiry"),
-            sliding: row.get(3).expect("sliding"),
-            absolute_expires_at: row.get(4).expect("absolute_expires_at"),
-            value_bytes: row.get(5).expect("value_bytes").unwrap_or(0),
+        rows.map(|row| {
+            let key = row.get::<String>(1).expect("key").expect("a key");
+            let stored: TimestampWithTimeZone = row.get(2).expect("expires_at").expect("an expiry");
+            let expires_at = timestamptz(touches::expiry(&key, stored.into()));
+            Listed {
+                key,
+                expires_at,
+                sliding: row.get(3).expect("sliding"),
+                absolute_expires_at: row.get(4).expect("absolute_expires_at"),
+                value_bytes: row.get(5).expect("value_bytes").unwrap_or(0),
+            }
         })
         .collect()
     })

@@ -34,6 +34,49 @@ pub(super) struct Statements {
     pub(super) evict: OwnedPreparedStatement,
     pub(super) measure: OwnedPreparedStatement,
     pub(super) sample: OwnedPreparedStatement,
+    /// Whether they see pending touches (`pg_cache_pending_expiry` exists).
+    touches_seen: bool,
+    /// A pending touch written where the direct path declines; `None` when touches are not seen.
+    pub(super) apply_touch: Option<OwnedPreparedStatement>,
+}
+
+/// How the statements decide that a row is live: by its stored expiry, and by its pending touch
+/// when the stored expiry has passed (through `pg_cache_pending_expiry`, once it exists).
+struct Liveness {
+    /// `schema.pg_cache_pending_expiry('table'::oid, ` when touches are seen.
+    touched: Option<String>,
+}
+
+impl Liveness {
+    fn new(table_oid: pg_sys::Oid, touches_seen: bool) -> Liveness {
+        Liveness {
+            touched: touches_seen.then(|| {
+                format!(
+                    "{}('{}'::pg_catalog.oid, ",
+                    access::qualified_pending_expiry(table_oid),
+                    table_oid.to_u32()
+                )
+            }),
+        }
+    }
+
+    /// The expiry of the row `alias` (`e.` or empty), its pending touch included.
+    fn expiry(&self, alias: &str) -> String {
+        match &self.touched {
+            Some(call) => format!("{call}{alias}key, {alias}expires_at)"),
+            None => format!("{alias}expires_at"),
+        }
+    }
+
+    /// Whether the row `alias` is live at `at` (a parameter); the touch is looked up only once
+    /// the stored expiry has passed.
+    fn live(&self, alias: &str, at: &str) -> String {
+        let stored = format!("{alias}expires_at OPERATOR(pg_catalog.>) {at}");
+        match self.touched {
+            Some(_) => format!("({stored} OR {} OPERATOR(pg_catalog.>) {at})", self.expiry(alias)),
+            None => stored,
+        }
+    }
 }
 
 pub(super) struct TagStatements {
@@ -59,31 +102,31 @@ fn upsert_sql(table: &str, tagged: bool, condition: &str) -> String {
 /// were live at $2. By key, with the condition again: a row another session updated while we
 /// waited for its lock is deleted in its new version (by ctid, the old version's snapshot would
 /// not see it).
-fn remove_by_tag_sql(table: &str, overlap: &str) -> String {
+fn remove_by_tag_sql(table: &str, overlap: &str, live_at_2: &str) -> String {
     let condition = format!("tags OPERATOR(pg_catalog.{overlap}) $1");
     format!(
         "DELETE FROM {table} WHERE key OPERATOR(pg_catalog.=) ANY (ARRAY( \
          SELECT key FROM {table} WHERE {condition} ORDER BY key FOR UPDATE)) AND {condition} \
-         RETURNING expires_at OPERATOR(pg_catalog.>) $2"
+         RETURNING {live_at_2}"
     )
 }
 
 /// `SELECT` of live entries with keys from $1 on, `bound` narrowing the range; at most $3 rows.
-fn list_sql(table: &str, bound: &str) -> String {
+fn list_sql(table: &str, bound: &str, live_at_2: &str) -> String {
     format!(
         "SELECT key, expires_at, sliding, absolute_expires_at, pg_catalog.octet_length(value) FROM {table} \
-         WHERE key OPERATOR(pg_catalog.>=) $1 {bound} AND expires_at OPERATOR(pg_catalog.>) $2 \
+         WHERE key OPERATOR(pg_catalog.>=) $1 {bound} AND {live_at_2} \
          ORDER BY key LIMIT $3"
     )
 }
 
 /// `DELETE` of every entry with a key from $1 on, `bound` narrowing the range, locked in key order
 /// (by key, so that a row updated while we waited for its lock goes in its new version).
-fn delete_sql(table: &str, bound: &str) -> String {
+fn delete_sql(table: &str, bound: &str, live_at_2: &str) -> String {
     format!(
         "DELETE FROM {table} WHERE key OPERATOR(pg_catalog.=) ANY (ARRAY( \
          SELECT key FROM {table} WHERE key OPERATOR(pg_catalog.>=) $1 {bound} ORDER BY key FOR UPDATE)) \
-         RETURNING expires_at OPERATOR(pg_catalog.>) $2"
+         RETURNING {live_at_2}"
     )
 }
 
@@ -94,8 +137,10 @@ thread_local! {
 }
 
 impl Statements {
-    fn prepare(client: &SpiClient, table_oid: pg_sys::Oid, tagged: bool) -> Statements {
+    fn prepare(client: &SpiClient, table_oid: pg_sys::Oid, tagged: bool, touches_seen: bool) -> Statements {
         let table = access::qualified_table_name(table_oid);
+        let liveness = Liveness::new(table_oid, touches_seen);
+        let live_at_2 = liveness.live("", "$2");
         let timestamptz = || PgBuiltInOids::TIMESTAMPTZOID.oid();
         let text = || PgBuiltInOids::TEXTOID.oid();
         let bytea = || PgBuiltInOids::BYTEAOID.oid();
@@ -110,14 +155,11 @@ impl Statements {
             table: table_oid,
             tagged: tagged.then(|| TagStatements {
                 tags_of: prepare_mut(
-                    format!(
-                        "SELECT tags FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 \
-                         AND expires_at OPERATOR(pg_catalog.>) $2"
-                    ),
+                    format!("SELECT tags FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 AND {live_at_2}"),
                     &[text(), timestamptz()],
                 ),
-                remove_any: prepare_mut(remove_by_tag_sql(&table, "&&"), &[text_array(), timestamptz()]),
-                remove_all: prepare_mut(remove_by_tag_sql(&table, "@>"), &[text_array(), timestamptz()]),
+                remove_any: prepare_mut(remove_by_tag_sql(&table, "&&", &live_at_2), &[text_array(), timestamptz()]),
+                remove_all: prepare_mut(remove_by_tag_sql(&table, "@>", &live_at_2), &[text_array(), timestamptz()]),
             }),
             // What the direct read does when it declines (see heap_access). Prepared as a
             // mutating statement, so SPI gives it a new snapshot per call, as for the others.
@@ -161,9 +203,10 @@ impl Statements {
                 upsert_sql(&table, tagged, ""),
                 &[text(), bytea(), timestamptz(), interval(), timestamptz(), text_array()],
             ),
-            // cache_add: replaces only an entry expired by $7; RETURNING says whether it wrote.
+            // cache_add: replaces only an entry expired by $7, its pending touch included;
+            // RETURNING says whether it wrote.
             add: prepare_mut(
-                upsert_sql(&table, tagged, "WHERE e.expires_at OPERATOR(pg_catalog.<=) $7 RETURNING true"),
+                upsert_sql(&table, tagged, &format!("WHERE NOT {} RETURNING true", liveness.live("e.", "$7"))),
                 &[text(), bytea(), timestamptz(), interval(), timestamptz(), text_array(), timestamptz()],
             ),
             // cache_incr reads the counter locked, then writes it by ctid: the row cannot change
@@ -174,9 +217,10 @@ impl Statements {
                 ),
                 &[text()],
             ),
+            // The expiry too: it may be a pending touch's, which the new row version ends.
             write_value: prepare_mut(
-                format!("UPDATE {table} SET value = $2 WHERE ctid OPERATOR(pg_catalog.=) $1"),
-                &[tid(), bytea()],
+                format!("UPDATE {table} SET value = $2, expires_at = $3 WHERE ctid OPERATOR(pg_catalog.=) $1"),
+                &[tid(), bytea(), timestamptz()],
             ),
             // A counter started again has no tags, as after a set without them.
             renew: prepare_mut(
@@ -197,7 +241,8 @@ impl Statements {
             expire: prepare_mut(
                 format!(
                     "UPDATE {table} SET expires_at = $2, sliding = $3, absolute_expires_at = $4 \
-                     WHERE key OPERATOR(pg_catalog.=) $1 AND expires_at OPERATOR(pg_catalog.>) $5"
+                     WHERE key OPERATOR(pg_catalog.=) $1 AND {}",
+                    liveness.live("", "$5")
                 ),
                 &[text(), timestamptz(), interval(), timestamptz(), timestamptz()],
             ),
@@ -210,24 +255,34 @@ impl Statements {
                 &[text()],
             ),
             // Live entries in [$1, $2) or from $1 on, in key order: a range of the primary key.
-            list_range: prepare_mut(list_sql(&table, "AND key OPERATOR(pg_catalog.<) $4"), &[text(), timestamptz(), int8(), text()]),
-            list_from: prepare_mut(list_sql(&table, ""), &[text(), timestamptz(), int8()]),
+            list_range: prepare_mut(
+                list_sql(&table, "AND key OPERATOR(pg_catalog.<) $4", &live_at_2),
+                &[text(), timestamptz(), int8(), text()],
+            ),
+            list_from: prepare_mut(list_sql(&table, "", &live_at_2), &[text(), timestamptz(), int8()]),
             // Removals of a range lock its rows in key order (so concurrent batches never
             // deadlock), then delete exactly those; RETURNING says which were live at $2.
-            delete_range: prepare_mut(delete_sql(&table, "AND key OPERATOR(pg_catalog.<) $3"), &[text(), timestamptz(), text()]),
-            delete_from: prepare_mut(delete_sql(&table, ""), &[text(), timestamptz()]),
+            delete_range: prepare_mut(
+                delete_sql(&table, "AND key OPERATOR(pg_catalog.<) $3", &live_at_2),
+                &[text(), timestamptz(), text()],
+            ),
+            delete_from: prepare_mut(delete_sql(&table, "", &live_at_2), &[text(), timestamptz()]),
             // One batch: lock what nobody else holds after ctid $3 (the next batch goes on where
             // this one ended, skipping the rows of the batches before it; whether that is a TID
             // range scan or a filtered sequential scan is the planner's choice), then delete
-            // exactly those rows by ctid, saying how many key + value bytes each freed.
+            // exactly those rows by ctid, saying how many key + value bytes each freed. A row a
+            // pending touch keeps past the cutoff stays: the touch is looked up under the lock a
+            // reader records one under, so a touch recorded before this look keeps the row, and
+            // a reader coming after it finds the entry expired.
             evict: prepare_mut(
                 format!(
                     "DELETE FROM {table} WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \
                      SELECT ctid FROM {table} WHERE ctid OPERATOR(pg_catalog.>) $3 \
-                     AND expires_at OPERATOR(pg_catalog.<=) $1 \
+                     AND NOT {} \
                      LIMIT $2 FOR UPDATE SKIP LOCKED)) \
                      RETURNING ctid, pg_catalog.octet_length(key)::pg_catalog.int8 OPERATOR(pg_catalog.+) \
-                     pg_catalog.octet_length(value)::pg_catalog.int8, expires_at"
+                     pg_catalog.octet_length(value)::pg_catalog.int8, expires_at",
+                    liveness.live("", "$1")
                 ),
                 &[timestamptz(), PgBuiltInOids::INT8OID.oid(), tid()],
             ),
@@ -239,20 +294,39 @@ impl Statements {
                     "SELECT pg_catalog.min(expires_at), \
                      coalesce(pg_catalog.sum(pg_catalog.octet_length(key) OPERATOR(pg_catalog.+) \
                                              pg_catalog.octet_length(value)) \
-                              FILTER (WHERE expires_at OPERATOR(pg_catalog.>) $1), 0)::pg_catalog.int8 FROM {table}"
+                              FILTER (WHERE {}), 0)::pg_catalog.int8 FROM {table}",
+                    liveness.live("", "$1")
                 ),
                 &[timestamptz()],
             ),
-            // Live entries of a sample of the table's pages ($2 percent), soonest expiring first.
+            // Live entries of a sample of the table's pages ($2 percent), soonest expiring first,
+            // by their expiry with pending touches (the hottest entries are the most touched).
             sample: prepare_mut(
                 format!(
-                    "SELECT expires_at, pg_catalog.octet_length(key)::pg_catalog.int8 OPERATOR(pg_catalog.+) \
+                    "SELECT * FROM (SELECT CASE WHEN sliding IS NULL THEN expires_at ELSE {} END AS expiry, \
+                     pg_catalog.octet_length(key)::pg_catalog.int8 OPERATOR(pg_catalog.+) \
                      pg_catalog.octet_length(value)::pg_catalog.int8 \
-                     FROM {table} TABLESAMPLE pg_catalog.system ($2) \
-                     WHERE expires_at OPERATOR(pg_catalog.>) $1 ORDER BY expires_at"
+                     FROM {table} TABLESAMPLE pg_catalog.system ($2)) sampled \
+                     WHERE expiry OPERATOR(pg_catalog.>) $1 ORDER BY expiry",
+                    liveness.expiry("")
                 ),
                 &[timestamptz(), PgBuiltInOids::FLOAT4OID.oid()],
             ),
+            touches_seen,
+            // The key is checked by its touch: the function extends the expiry only for the
+            // touch of this row's key read with this expiry.
+            apply_touch: touches_seen.then(|| {
+                prepare_mut(
+                    format!(
+                        "UPDATE {table} SET expires_at = $3 WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \
+                         SELECT ctid FROM {table} WHERE ctid OPERATOR(pg_catalog.=) $1 \
+                         AND expires_at OPERATOR(pg_catalog.=) $2 AND {} OPERATOR(pg_catalog.>=) $3 \
+                         FOR UPDATE SKIP LOCKED)) RETURNING ctid",
+                        liveness.expiry("")
+                    ),
+                    &[tid(), timestamptz(), timestamptz()],
+                )
+            }),
         }
     }
 }
@@ -268,15 +342,20 @@ pub(super) fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> 
     ensure_not_in_recovery();
     let table = access::table();
     let tagged = access::has_tags_column(table);
+    let touches_seen = access::has_pending_expiry_function(table);
     Spi::connect_mut(|client| {
         let kept = STATEMENTS.with(|cell| {
             cell.borrow()
                 .as_ref()
-                .filter(|prepared| prepared.table == table && prepared.tagged.is_some() == tagged)
+                .filter(|prepared| {
+                    prepared.table == table
+                        && prepared.tagged.is_some() == tagged
+                        && prepared.touches_seen == touches_seen
+                })
                 .cloned()
         });
         let statements = kept.unwrap_or_else(|| {
-            let prepared = Rc::new(Statements::prepare(client, table, tagged));
+            let prepared = Rc::new(Statements::prepare(client, table, tagged, touches_seen));
             STATEMENTS.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&prepared)));
             prepared
         });

@@ -4,7 +4,8 @@
 use super::vacuum::{vacuum_if_bloated, Vacuum};
 use super::vacuum::{VACUUM_PAUSE_WHILE_CAPPED, VACUUM_RETRY_MICROS};
 use super::{
-    interval_micros, is_due, over_size_cap, DATABASE_CHECK_PERIOD, HOLD_OFF_MICROS, MAX_WORKER_LIFE,
+    interval_micros, is_due, over_size_cap, sweep_due, DATABASE_CHECK_PERIOD, HOLD_OFF_MICROS,
+    MAX_WORKER_LIFE,
 };
 use crate::bgw::{
     self, database_wanted_exclusively, extension_exists, in_transaction, reload_config_if_asked,
@@ -57,6 +58,21 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
             slot.hold_off(store::now() + HOLD_OFF_MICROS);
             break;
         }
+        // Only touches to write: no sweep (it reads the whole table to measure it).
+        if !sweep_due(slot, store::now()) {
+            match apply_touches(slot) {
+                Ok(false) => {}
+                Ok(true) => {
+                    slot.set_state(State::Absent);
+                    break;
+                }
+                Err(message) => report_error(&claim, &database_name, "writing sliding hits", &message),
+            }
+            if !stay(slot, database, born, false) {
+                break;
+            }
+            continue;
+        }
         let capped = match sweep(&claim) {
             Ok(Sweep::Done { capped }) => {
                 if slot.set_failing(false) {
@@ -87,16 +103,42 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
         // Stay while the database is due again within the interval and no other one waits;
         // over the size cap, or just brought under it, sweep again at once, other databases
         // waiting or not (the other workers serve them).
-        let pressed = capped || over_size_cap(slot);
-        let pause = if pressed { 0 } else { interval_micros() };
-        let next_sweep = store::now() + pause;
-        let due_again = slot.due_at() <= next_sweep || pressed;
-        if !due_again
-            || born.elapsed() >= MAX_WORKER_LIFE
-            || (!pressed && another_database_waits(database))
-            || !nap_until(next_sweep)
-        {
+        if !stay(slot, database, born, capped || over_size_cap(slot)) {
             break;
+        }
+    }
+}
+
+/// Whether the worker stays for another round, having napped until it: while the database is
+/// due again within the interval and no other one waits; `pressed` (over the size cap, or just
+/// brought under it), at once, other databases waiting or not (the other workers serve them).
+fn stay(slot: &Slot, database: Oid, born: Instant, pressed: bool) -> bool {
+    let pause = if pressed { 0 } else { interval_micros() };
+    let next_round = store::now() + pause;
+    let due_again = slot.due_at().min(slot.touches_due_at()) <= next_round || pressed;
+    due_again
+        && born.elapsed() < MAX_WORKER_LIFE
+        && (pressed || !another_database_waits(database))
+        && nap_until(next_round)
+}
+
+/// Writes the database's pending touches, batch by batch, one transaction each; touches whose
+/// rows other sessions held are tried again an interval later. Whether the extension is gone.
+fn apply_touches(slot: &Slot) -> Result<bool, String> {
+    slot.begin_applying_touches();
+    loop {
+        let batch = || bgw::as_table_owner(access::table(), store::apply_touches);
+        let Some(applied) = in_transaction(|| extension_exists().then(batch))? else {
+            return Ok(true);
+        };
+        if applied.busy {
+            slot.due_by_touches(store::now() + interval_micros());
+        }
+        if !applied.full || applied.written == 0 || shutdown_requested() || database_wanted_exclusively() {
+            if applied.full {
+                slot.due_by_touches(store::now() + interval_micros());
+            }
+            return Ok(false);
         }
     }
 }
@@ -177,10 +219,19 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
             c"evicting expired entries".as_ptr(),
         )
     };
+    // The stored expiries first, as readers see them: the size cap's sample goes by them.
+    let applied = apply_touches(slot);
     // Expired entries stay for pg_cache.stale_retention, to be served stale (cache_get_or_lease).
     let retention = crate::gucs::stale_retention_micros();
-    let outcome =
-        evict_up_to(slot, store::now().saturating_sub(retention), false, None).and_then(|(gone, _)| {
+    let outcome = applied
+        .and_then(|gone| {
+            if gone {
+                Ok((true, 0))
+            } else {
+                evict_up_to(slot, store::now().saturating_sub(retention), false, None)
+            }
+        })
+        .and_then(|(gone, _)| {
             if gone {
                 return Ok(Sweep::ExtensionGone);
             }

@@ -170,6 +170,11 @@ pub extern "C-unwind" fn pg_cache_launcher_main(_arg: pg_sys::Datum) {
 
 /// Whether a database with pg_cache needs a sweep at `clock`.
 pub(super) fn is_due(slot: &Slot, clock: TimestampTz) -> bool {
+    sweep_due(slot, clock) || slot.touches_due_at() <= clock
+}
+
+/// Whether the database is due for a sweep (not only for writing pending touches).
+pub(super) fn sweep_due(slot: &Slot, clock: TimestampTz) -> bool {
     slot.due_at() <= clock
         || slot.writes() > VACUUM_MIN_DEAD_ROWS
         || over_size_cap(slot)

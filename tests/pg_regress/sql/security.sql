@@ -23,6 +23,8 @@ SELECT function, call, regress_error(call) FROM (
                                              WHEN 'bytea[]' THEN $a$ARRAY['overwritten']::bytea[]$a$
                                              WHEN 'jsonb' THEN $a$'{"overwritten": true}'::jsonb$a$
                                              WHEN 'uuid' THEN $a$gen_random_uuid()$a$
+                                             WHEN 'oid' THEN $a$'pg_cache_entries'::regclass::oid$a$
+                                             WHEN 'timestamp with time zone' THEN $a$now()$a$
                                              ELSE format('NULL::%s', format_type(p.proargtypes[i], NULL)) END,
                                          ', ' ORDER BY i)
                        FROM generate_series(0, p.pronargs - p.pronargdefaults - 1) AS i),

@@ -1,0 +1,309 @@
+//! Pending touches, in shared memory (only with the library preloaded): a sliding hit does not
+//! write its new expiry in the reader's transaction; it records here that the key was read, and
+//! the database's eviction worker writes the new expiries in batches of its own. Until then,
+//! every decision on whether an entry is live looks here as well as at the stored expiry.
+//!
+//! A touch is keyed like a lease (database, table, 128-bit hash of the key) and guarded by the
+//! expiry stored when it was read: a write that gives the entry another expiry (a set, an
+//! expire, a removal and a new set) makes the touch moot, so the later write wins and a removed
+//! entry is not brought back. The row's ctid only tells the worker where to look; the worker
+//! checks the key and the guard there before it writes.
+//!
+//! A reader decides whether the entry is live, at the clock's time, under the lock of the key's
+//! partition, and records its touch under it; the evictor checks for touches under the same
+//! lock before it deletes. So a touch recorded before the evictor looks keeps the entry, and a
+//! reader coming after it finds the entry expired: no touch is lost between the two.
+//!
+//! The table is split into partitions, each with its own lock, so that readers of different keys
+//! seldom meet; a restart forgets every touch, as it empties the UNLOGGED table they are for.
+
+use super::leases::KeyId;
+use super::probing::{Keyed, Probed};
+use super::slots::{self as registry, Slot as DatabaseSlot};
+use pgrx::lwlock::PgLwLock;
+use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};
+use pgrx::{pg_guard, pg_shmem_init, PGRXSharedMemory};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Partitions, each under its own lock.
+const PARTITIONS: usize = 16;
+/// Touches per partition (48 bytes each): 32,768 pending at once across the server, in 1.5 MB
+/// of shared memory.
+const PER_PARTITION: usize = 2048;
+/// Above this many touches in a partition, moot ones are dropped before a new one goes in, and
+/// none goes in above it: probes stay short.
+const CROWDED: usize = PER_PARTITION * 7 / 8;
+
+/// A sliding hit not yet written: `key`, read with the stored expiry `guard` in the row version
+/// at (`block`, `offset`), is to expire at `next`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+struct Touch {
+    key: KeyId,
+    guard: TimestampTz,
+    next: TimestampTz,
+    block: u32,
+    offset: u16,
+}
+
+impl Keyed for Touch {
+    const FREE: Touch =
+        Touch { key: KeyId { database: 0, table: 0, hash: [0, 0] }, guard: 0, next: 0, block: 0, offset: 0 };
+
+    fn key(&self) -> Option<&KeyId> {
+        // No database has OID 0.
+        (self.key.database != 0).then_some(&self.key)
+    }
+}
+
+impl Touch {
+    fn ctid(&self) -> ItemPointerData {
+        let mut ctid = ItemPointerData::default();
+        pgrx::itemptr::item_pointer_set_all(&mut ctid, self.block, self.offset);
+        ctid
+    }
+
+    fn set_ctid(&mut self, ctid: ItemPointerData) {
+        (self.block, self.offset) = pgrx::itemptr::item_pointer_get_both(ctid);
+    }
+
+    /// The expiry of the entry whose stored expiry is `stored`, as this touch makes it.
+    fn extends(&self, stored: TimestampTz) -> TimestampTz {
+        if self.guard == stored {
+            stored.max(self.next)
+        } else {
+            stored
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Partition {
+    touches: Probed<Touch, PER_PARTITION>,
+}
+
+impl Default for Partition {
+    fn default() -> Self {
+        Partition { touches: Probed::EMPTY }
+    }
+}
+
+// SAFETY: plain data, valid in shared memory; changed only under the partition's LWLock.
+unsafe impl PGRXSharedMemory for Partition {}
+
+macro_rules! partitions {
+    ($($name:ident = $label:literal),* $(,)?) => {
+        $(
+            // SAFETY: each lock is named once and initialised by pg_shmem_init! in `init`.
+            static $name: PgLwLock<Partition> = unsafe { PgLwLock::new($label) };
+        )*
+        static PARTITION_LOCKS: [&PgLwLock<Partition>; PARTITIONS] = [$(&$name),*];
+
+        fn init_partitions() {
+            $(pg_shmem_init!($name);)*
+        }
+    };
+}
+
+partitions!(
+    P0 = c"pg_cache_touches_0",
+    P1 = c"pg_cache_touches_1",
+    P2 = c"pg_cache_touches_2",
+    P3 = c"pg_cache_touches_3",
+    P4 = c"pg_cache_touches_4",
+    P5 = c"pg_cache_touches_5",
+    P6 = c"pg_cache_touches_6",
+    P7 = c"pg_cache_touches_7",
+    P8 = c"pg_cache_touches_8",
+    P9 = c"pg_cache_touches_9",
+    P10 = c"pg_cache_touches_10",
+    P11 = c"pg_cache_touches_11",
+    P12 = c"pg_cache_touches_12",
+    P13 = c"pg_cache_touches_13",
+    P14 = c"pg_cache_touches_14",
+    P15 = c"pg_cache_touches_15",
+);
+
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// Called from `_PG_init` while the library is being preloaded.
+pub fn init() {
+    init_partitions();
+    PRELOADED.store(true, Ordering::Relaxed);
+}
+
+pub fn available() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
+fn partition(key: &KeyId) -> &'static PgLwLock<Partition> {
+    // The other half of the hash picks the slot inside the partition.
+    PARTITION_LOCKS[(key.hash[1] % PARTITIONS as u64) as usize]
+}
+
+fn clock() -> TimestampTz {
+    // SAFETY: reads the system clock.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// One fewer touch pending in `database`.
+fn forget_one(database: u32) {
+    if let Some(slot) = registry::slot(Oid::from(database)) {
+        slot.add_touches(-1);
+    }
+}
+
+/// Drops the touches of `partition` that no longer extend anything: their new expiry has passed.
+fn drop_moot(partition: &mut Partition, now: TimestampTz) {
+    partition.touches.remove_where(|touch| touch.next <= now, |touch| forget_one(touch.key.database));
+}
+
+/// What a sliding hit found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hit {
+    /// The entry has expired, pending touches included.
+    Expired,
+    /// The entry is live until `expires_at` (a touch recorded now included).
+    Live { expires_at: TimestampTz, recorded: bool },
+    /// The entry is live until `expires_at` and its expiry is due to move to `next`, but no touch
+    /// could be recorded (no room, or a newer read's touch is pending): the caller slides it.
+    NotRecorded { expires_at: TimestampTz, next: TimestampTz },
+}
+
+/// A hit of `key`, read in the row version at `ctid` with the stored expiry `stored`: at the
+/// clock's time, under the partition's lock, whether the entry is live, and, when `next_for`
+/// (given the time and the expiry) says the expiry is due to move, a touch recorded for it.
+/// `newest_read`: the read took a snapshot of its own (READ COMMITTED), so a pending touch of
+/// another row version is older and is replaced. At most `limit` touches of the database.
+pub fn hit(
+    key: &KeyId,
+    ctid: ItemPointerData,
+    stored: TimestampTz,
+    newest_read: bool,
+    database: &DatabaseSlot,
+    limit: i64,
+    next_for: impl FnOnce(TimestampTz, TimestampTz) -> Option<TimestampTz>,
+) -> Hit {
+    let mut partition = partition(key).exclusive();
+    let now = clock();
+    let (mut index, found) = partition.touches.find(key);
+    let pending = found.then(|| partition.touches.slots[index]);
+    let expires_at = pending.map_or(stored, |touch| touch.extends(stored));
+    if expires_at <= now {
+        return Hit::Expired;
+    }
+    let Some(next) = next_for(now, expires_at) else {
+        return Hit::Live { expires_at, recorded: false };
+    };
+    let mut touch = Touch { key: *key, guard: stored, next, ..Touch::FREE };
+    touch.set_ctid(ctid);
+    match pending {
+        Some(old) if old.guard == stored || newest_read => {
+            partition.touches.slots[index] = touch;
+            Hit::Live { expires_at: next, recorded: true }
+        }
+        Some(_) => Hit::NotRecorded { expires_at, next },
+        None => {
+            if partition.touches.taken >= CROWDED {
+                drop_moot(&mut partition, now);
+                index = partition.touches.find(key).0;
+            }
+            if partition.touches.taken >= CROWDED || database.touches() >= limit {
+                return Hit::NotRecorded { expires_at, next };
+            }
+            partition.touches.insert_at(index, touch);
+            database.add_touches(1);
+            Hit::Live { expires_at: next, recorded: true }
+        }
+    }
+}
+
+/// The expiry of `key`'s entry, stored as `stored`, with its pending touch.
+pub fn expiry(key: &KeyId, stored: TimestampTz) -> TimestampTz {
+    let partition = partition(key).share();
+    let (index, found) = partition.touches.find(key);
+    if found {
+        partition.touches.slots[index].extends(stored)
+    } else {
+        stored
+    }
+}
+
+/// A touch waiting to be written.
+#[derive(Clone, Copy, Debug)]
+pub struct Pending {
+    pub key: KeyId,
+    pub ctid: ItemPointerData,
+    pub guard: TimestampTz,
+    pub next: TimestampTz,
+}
+
+/// Up to `max` touches pending for `table` of `database` (moot ones are dropped on the way).
+pub fn pending(database: Oid, table: Oid, max: usize) -> Vec<Pending> {
+    let mut found = Vec::new();
+    let now = clock();
+    for lock in PARTITION_LOCKS {
+        if found.len() >= max {
+            break;
+        }
+        let mut partition = lock.exclusive();
+        drop_moot(&mut partition, now);
+        let wanted =
+            |touch: &&Touch| touch.key.database == database.to_u32() && touch.key.table == table.to_u32();
+        found.extend(partition.touches.slots.iter().filter(wanted).take(max - found.len()).map(|touch| {
+            Pending { key: touch.key, ctid: touch.ctid(), guard: touch.guard, next: touch.next }
+        }));
+    }
+    found
+}
+
+/// After `touch` was written as the expiry `written` in the row version now at `ctid`, or could
+/// not be (`None`: the row is gone, or holds another key or expiry): the touch ends, unless a
+/// later hit of the same version moved it further, which then stays pending for the new version.
+pub fn settle(touch: &Pending, written: Option<(TimestampTz, ItemPointerData)>) {
+    let mut partition = partition(&touch.key).exclusive();
+    let (index, found) = partition.touches.find(&touch.key);
+    if !found || partition.touches.slots[index].guard != touch.guard {
+        // A hit of a newer version replaced it: that one stays.
+        return;
+    }
+    match written {
+        Some((expires_at, ctid)) if partition.touches.slots[index].next > expires_at => {
+            let left = &mut partition.touches.slots[index];
+            left.guard = expires_at;
+            left.set_ctid(ctid);
+        }
+        _ => {
+            partition.touches.remove_at(index);
+            forget_one(touch.key.database);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_touch_takes_48_bytes() {
+        assert_eq!(std::mem::size_of::<Touch>(), 48);
+    }
+
+    #[test]
+    fn a_touch_extends_only_the_expiry_it_was_read_with() {
+        let touch = Touch { guard: 100, next: 500, ..Touch::FREE };
+        assert_eq!(touch.extends(100), 500);
+        // Another write gave the entry another expiry: the later write wins.
+        assert_eq!(touch.extends(200), 200);
+        assert_eq!(touch.extends(900), 900);
+    }
+
+    #[test]
+    fn ctids_round_trip() {
+        let mut touch = Touch::FREE;
+        let mut ctid = ItemPointerData::default();
+        pgrx::itemptr::item_pointer_set_all(&mut ctid, 4_000_000_000, 291);
+        touch.set_ctid(ctid);
+        assert_eq!(pgrx::itemptr::item_pointer_get_both(touch.ctid()), (4_000_000_000, 291));
+    }
+}

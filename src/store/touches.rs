@@ -1,0 +1,143 @@
+//! Sliding hits that do not write: the new expiry of a hit is recorded as a pending touch in
+//! shared memory (`shmem::touches`), and the database's eviction worker writes the touches in
+//! batches of its own ([`apply_pending`]). Every decision on whether an entry is live goes
+//! through [`live_until`] or [`expiry`] here, or through `pg_cache_pending_expiry` in the kept
+//! statements, so an entry read within its sliding window never expires, written or not.
+//!
+//! Without the library preloaded there is no touch table, and before `ALTER EXTENSION pg_cache
+//! UPDATE` the statements cannot see one: then a hit slides the row itself, as before 0.3.0;
+//! so it does when the table (or the database's share of it) is full, and those fallbacks are
+//! counted.
+
+use crate::access::{self, Direct, Row, Slid, Version};
+use crate::expiry::{now, Policy};
+use crate::gucs;
+use crate::shmem::leases::KeyId;
+use crate::shmem::slots as registry;
+use crate::shmem::stats::{self, Counter};
+use crate::shmem::touches::{self, Hit};
+use pgrx::pg_sys::{self, TimestampTz};
+
+/// The longest a recorded touch waits for the worker, and the shortest: applying touches more
+/// often than this costs the worker more than it saves anyone.
+const APPLY_WITHIN_MICROS: (i64, i64) = (100_000, 10_000_000);
+
+/// Touches the worker writes per transaction.
+pub const APPLY_BATCH: usize = 4096;
+
+/// The expiry of `key`'s entry stored with the expiry `stored`, its pending touch included.
+pub fn expiry(key: &str, stored: TimestampTz) -> TimestampTz {
+    if !touches::available() {
+        return stored;
+    }
+    pending_expiry(access::table(), key, stored)
+}
+
+/// [`expiry`] of `key` in `table` (the kept statements name it).
+pub fn pending_expiry(table: pg_sys::Oid, key: &str, stored: TimestampTz) -> TimestampTz {
+    if !touches::available() {
+        return stored;
+    }
+    touches::expiry(&KeyId::of(table, key), stored)
+}
+
+/// Whether `key`'s entry, stored with the expiry `stored`, is live at `now`: a pending touch is
+/// looked for only once the stored expiry has passed (before, it decides nothing).
+pub fn is_live(key: &str, stored: TimestampTz, now: TimestampTz) -> bool {
+    stored > now || expiry(key, stored) > now
+}
+
+/// A hit of `row`, stored under `key`: until when the entry is live (`None`: it has expired),
+/// having moved its expiry as `policy` says when `slide` (recorded as a touch, or written here).
+pub fn live_until(key: &str, row: &Row, policy: Policy, slide: bool) -> Option<TimestampTz> {
+    let sliding = matches!(policy, Policy::Sliding { .. });
+    if !sliding {
+        return (row.expires_at > now()).then_some(row.expires_at);
+    }
+    let granularity = gucs::refresh_granularity_micros();
+    let table = access::table();
+    let database = registry::my_slot().filter(|_| slide && access::has_pending_expiry_function(table));
+    let Some(database) = database.filter(|_| touches::available()) else {
+        // No touch is recorded; one may still be pending (the table or its share was full).
+        let expires_at = expiry(key, row.expires_at);
+        let now = now();
+        if expires_at <= now {
+            return None;
+        }
+        let next = policy.slide(now, expires_at, granularity).filter(|_| slide);
+        return Some(match next {
+            Some(next) if super::slide(key, row, next) => next,
+            _ => expires_at,
+        });
+    };
+    // A read in READ COMMITTED took a snapshot of its own: what it read is the newest version.
+    // SAFETY: reads a backend-local setting.
+    let newest_read = unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32;
+    let limit = i64::from(gucs::MAX_TOUCHES_PER_DATABASE.get());
+    let hit = touches::hit(
+        &KeyId::of(table, key),
+        row.ctid,
+        row.expires_at,
+        newest_read,
+        database,
+        limit,
+        |now, expires_at| policy.slide(now, expires_at, granularity),
+    );
+    match hit {
+        Hit::Expired => None,
+        Hit::Live { expires_at, recorded } => {
+            if recorded {
+                stats::count(Counter::TouchesRecorded, 1);
+                let (soonest, latest) = APPLY_WITHIN_MICROS;
+                database.due_by_touches(now() + granularity.clamp(soonest, latest));
+            }
+            Some(expires_at)
+        }
+        Hit::NotRecorded { expires_at, next } => {
+            stats::count(Counter::TouchFallbacks, 1);
+            Some(if super::slide(key, row, next) { next } else { expires_at })
+        }
+    }
+}
+
+/// What one [`apply_pending`] did.
+pub struct Applied {
+    /// Touches written.
+    pub written: i64,
+    /// Some stay pending: another session held their rows.
+    pub busy: bool,
+    /// It took a whole batch: more may be pending.
+    pub full: bool,
+}
+
+/// Writes up to [`APPLY_BATCH`] pending touches of this database's cache table, each only while
+/// its row still holds the key and the expiry it was read with; those whose row another session
+/// holds stay pending. In a transaction, as a role that may update the table.
+pub fn apply_pending() -> Applied {
+    let table = access::table();
+    // SAFETY: reads a backend global set at connection.
+    let database = unsafe { pg_sys::MyDatabaseId };
+    let pending = touches::pending(database, table, APPLY_BATCH);
+    let mut applied = 0;
+    let mut busy = false;
+    for touch in &pending {
+        pgrx::check_for_interrupts!();
+        let is_key = |key: &str| KeyId::of(table, key) == touch.key;
+        let slid = match access::slide_version(touch.ctid, Version::Visible, is_key, touch.guard, touch.next)
+        {
+            Direct::Done(slid) => slid,
+            // The table is not as a released version made it: the statement checks the same.
+            Direct::Declined => super::slide_touched(touch.ctid, touch.guard, touch.next),
+        };
+        match slid {
+            Slid::Written(ctid) => {
+                applied += 1;
+                touches::settle(touch, Some((touch.next, ctid)));
+            }
+            Slid::Unchanged => touches::settle(touch, None),
+            Slid::Busy => busy = true,
+        }
+    }
+    stats::count(Counter::TouchesApplied, applied);
+    Applied { written: applied, busy, full: pending.len() == APPLY_BATCH }
+}
