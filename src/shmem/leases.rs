@@ -14,12 +14,12 @@
 //! a lease. The table is open addressing with linear probing under one lock; misses, fills and
 //! writes of keys that may have a lease take it, hits never do.
 
+pub use super::probing::KeyId;
 use super::probing::{Keyed, Probed};
 use pgrx::atomics::PgAtomic;
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys::{self, Oid, TimestampTz};
 use pgrx::{pg_guard, pg_shmem_init, PGRXSharedMemory};
-use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 /// Leases and memos held at once across the server (80 bytes each: 640 kB of shared memory).
@@ -27,34 +27,6 @@ pub const CAPACITY: usize = 8192;
 /// Above this many slots taken, memos and expired leases are dropped before a new lease is
 /// granted, so probes stay short.
 const CROWDED: usize = CAPACITY * 3 / 4;
-
-/// A key of a cache table, as the lease table knows it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
-pub struct KeyId {
-    pub database: u32,
-    pub table: u32,
-    pub hash: [u64; 2],
-}
-
-impl KeyId {
-    /// The id of `key` in `table` of the current database.
-    pub fn of(table: Oid, key: &str) -> KeyId {
-        // SipHash with fixed keys: every backend runs the same library, so the same key hashes
-        // alike in all of them.
-        let hash = |seed: u64| {
-            let mut hasher = std::hash::DefaultHasher::new();
-            hasher.write_u64(seed);
-            hasher.write(key.as_bytes());
-            hasher.finish()
-        };
-        KeyId {
-            // SAFETY: reads a backend global set at connection.
-            database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-            table: table.to_u32(),
-            hash: [hash(0x7067_5f63_6163_6865), hash(0x6c65_6173_6573_2121)],
-        }
-    }
-}
 
 /// Whether row-level security is enforced on `table` for the current role: then what the role
 /// may see depends on the row, which a lease per key cannot follow.

@@ -2,7 +2,36 @@
 //! probing from a key's home slot, and removal by backward shift, so no tombstones pile up and a
 //! probe stops at the first free slot.
 
-use super::leases::KeyId;
+use pgrx::pg_sys::{self, Oid};
+use std::hash::Hasher;
+
+/// A key of a cache table, as the tables in shared memory know it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct KeyId {
+    pub database: u32,
+    pub table: u32,
+    pub hash: [u64; 2],
+}
+
+impl KeyId {
+    /// The id of `key` in `table` of the current database.
+    pub fn of(table: Oid, key: &str) -> KeyId {
+        // SipHash with fixed keys: every backend runs the same library, so the same key hashes
+        // alike in all of them.
+        let hash = |seed: u64| {
+            let mut hasher = std::hash::DefaultHasher::new();
+            hasher.write_u64(seed);
+            hasher.write(key.as_bytes());
+            hasher.finish()
+        };
+        KeyId {
+            // SAFETY: reads a backend global set at connection.
+            database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+            table: table.to_u32(),
+            hash: [hash(0x7067_5f63_6163_6865), hash(0x6c65_6173_6573_2121)],
+        }
+    }
+}
 
 /// A slot of a probed table: free, or holding a key.
 pub trait Keyed: Copy {

@@ -17,13 +17,12 @@
 //! The table is split into partitions, each with its own lock, so that readers of different keys
 //! seldom meet; a restart forgets every touch, as it empties the UNLOGGED table they are for.
 
-use super::leases::KeyId;
-use super::probing::{Keyed, Probed};
+use super::probing::{KeyId, Keyed, Probed};
 use super::slots::{self as registry, Slot as DatabaseSlot};
-use pgrx::lwlock::PgLwLock;
+use pgrx::pg_guard;
 use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};
-use pgrx::{pg_guard, pg_shmem_init, PGRXSharedMemory};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 /// Partitions, each under its own lock.
 const PARTITIONS: usize = 16;
@@ -78,67 +77,105 @@ impl Touch {
 }
 
 #[derive(Clone, Copy)]
-pub struct Partition {
+#[repr(C)]
+struct Partition {
     touches: Probed<Touch, PER_PARTITION>,
 }
 
-impl Default for Partition {
-    fn default() -> Self {
-        Partition { touches: Probed::EMPTY }
+/// Every partition, in one piece of shared memory; each partition is guarded by its own lock of
+/// the `pg_cache_touches` tranche.
+#[repr(C)]
+struct Shared {
+    partitions: [Partition; PARTITIONS],
+}
+
+const TRANCHE: &CStr = c"pg_cache_touches";
+
+/// Where this process sees the shared partitions and their locks (set in the postmaster,
+/// inherited by every backend it forks).
+static SHARED: AtomicPtr<Shared> = AtomicPtr::new(std::ptr::null_mut());
+static LOCKS: AtomicPtr<pg_sys::LWLockPadded> = AtomicPtr::new(std::ptr::null_mut());
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+static mut PREVIOUS_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
+static mut PREVIOUS_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
+
+/// Called from `_PG_init` while the library is being preloaded. Not `pg_shmem_init!` with one
+/// `PgLwLock` per partition: sixteen nested startup hooks, each with a partition on its stack,
+/// overflow the postmaster's stack in a debug build.
+pub fn init() {
+    // SAFETY: in _PG_init, while preloading, before any other process exists: the hooks are
+    // chained once, the previous ones kept to be called first.
+    unsafe {
+        PREVIOUS_REQUEST_HOOK = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(request_shared_memory);
+        PREVIOUS_STARTUP_HOOK = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(attach_shared_memory);
+    }
+    PRELOADED.store(true, Ordering::Relaxed);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn request_shared_memory() {
+    // SAFETY: the shmem_request_hook, where these requests belong; the previous hook is a hook.
+    unsafe {
+        if let Some(previous) = PREVIOUS_REQUEST_HOOK {
+            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| previous());
+        }
+        pg_sys::RequestAddinShmemSpace(std::mem::size_of::<Shared>());
+        pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), PARTITIONS as i32);
     }
 }
 
-// SAFETY: plain data, valid in shared memory; changed only under the partition's LWLock.
-unsafe impl PGRXSharedMemory for Partition {}
-
-macro_rules! partitions {
-    ($($name:ident = $label:literal),* $(,)?) => {
-        $(
-            // SAFETY: each lock is named once and initialised by pg_shmem_init! in `init`.
-            static $name: PgLwLock<Partition> = unsafe { PgLwLock::new($label) };
-        )*
-        static PARTITION_LOCKS: [&PgLwLock<Partition>; PARTITIONS] = [$(&$name),*];
-
-        fn init_partitions() {
-            $(pg_shmem_init!($name);)*
+#[pg_guard]
+unsafe extern "C-unwind" fn attach_shared_memory() {
+    // SAFETY: the shmem_startup_hook, under AddinShmemInitLock (MainLWLockArray[21], as pgrx's
+    // PgLwLock takes it): the memory is made (zeroed: every touch free) once, and found by name
+    // after that; the tranche was requested by `request_shared_memory`.
+    unsafe {
+        if let Some(previous) = PREVIOUS_STARTUP_HOOK {
+            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| previous());
         }
-    };
-}
-
-partitions!(
-    P0 = c"pg_cache_touches_0",
-    P1 = c"pg_cache_touches_1",
-    P2 = c"pg_cache_touches_2",
-    P3 = c"pg_cache_touches_3",
-    P4 = c"pg_cache_touches_4",
-    P5 = c"pg_cache_touches_5",
-    P6 = c"pg_cache_touches_6",
-    P7 = c"pg_cache_touches_7",
-    P8 = c"pg_cache_touches_8",
-    P9 = c"pg_cache_touches_9",
-    P10 = c"pg_cache_touches_10",
-    P11 = c"pg_cache_touches_11",
-    P12 = c"pg_cache_touches_12",
-    P13 = c"pg_cache_touches_13",
-    P14 = c"pg_cache_touches_14",
-    P15 = c"pg_cache_touches_15",
-);
-
-static PRELOADED: AtomicBool = AtomicBool::new(false);
-
-/// Called from `_PG_init` while the library is being preloaded.
-pub fn init() {
-    init_partitions();
-    PRELOADED.store(true, Ordering::Relaxed);
+        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
+        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let mut found = false;
+        let shared = pg_sys::ShmemInitStruct(TRANCHE.as_ptr(), std::mem::size_of::<Shared>(), &mut found)
+            .cast::<Shared>();
+        if !found {
+            shared.write_bytes(0, 1);
+        }
+        SHARED.store(shared, Ordering::Relaxed);
+        LOCKS.store(pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr()), Ordering::Relaxed);
+        pg_sys::LWLockRelease(init_lock);
+    }
 }
 
 pub fn available() -> bool {
     PRELOADED.load(Ordering::Relaxed)
 }
 
-fn partition(key: &KeyId) -> &'static PgLwLock<Partition> {
+/// Runs `body` on partition `index` under its lock (exclusive or shared). No Drop guard: an ERROR
+/// or panic in `body` (none is expected) leaves the lock to the transaction's abort, which
+/// releases every LWLock.
+fn with_partition<R>(index: usize, exclusive: bool, body: impl FnOnce(&mut Partition) -> R) -> R {
+    let mode = if exclusive { pg_sys::LWLockMode::LW_EXCLUSIVE } else { pg_sys::LWLockMode::LW_SHARED };
+    // SAFETY: only called when `available()` (preloaded), so the startup hook set both pointers
+    // in the postmaster before this process was forked; `index` < PARTITIONS; the partition is
+    // only touched while its lock is held, and only read under a shared lock (callers passing
+    // `exclusive = false` do not write).
+    unsafe {
+        let lock = &raw mut (*LOCKS.load(Ordering::Relaxed).add(index)).lock;
+        pg_sys::LWLockAcquire(lock, mode);
+        let result = body(&mut (*SHARED.load(Ordering::Relaxed)).partitions[index]);
+        pg_sys::LWLockRelease(lock);
+        result
+    }
+}
+
+/// The partition of `key`.
+fn partition_of(key: &KeyId) -> usize {
     // The other half of the hash picks the slot inside the partition.
-    PARTITION_LOCKS[(key.hash[1] % PARTITIONS as u64) as usize]
+    (key.hash[1] % PARTITIONS as u64) as usize
 }
 
 fn clock() -> TimestampTz {
@@ -165,9 +202,12 @@ pub enum Hit {
     Expired,
     /// The entry is live until `expires_at` (a touch recorded now included).
     Live { expires_at: TimestampTz, recorded: bool },
-    /// The entry is live until `expires_at` and its expiry is due to move to `next`, but no touch
-    /// could be recorded (no room, or a newer read's touch is pending): the caller slides it.
+    /// The entry is live until `expires_at` and its expiry is due to move to `next`, but the
+    /// touch table has no room for the touch: the caller slides it.
     NotRecorded { expires_at: TimestampTz, next: TimestampTz },
+    /// The entry is live until `expires_at`; a touch of another row version is pending, and the
+    /// read (with the snapshot of an earlier statement) may be the older one: no touch.
+    Superseded { expires_at: TimestampTz },
 }
 
 /// A hit of `key`, read in the row version at `ctid` with the stored expiry `stored`: at the
@@ -184,49 +224,51 @@ pub fn hit(
     limit: i64,
     next_for: impl FnOnce(TimestampTz, TimestampTz) -> Option<TimestampTz>,
 ) -> Hit {
-    let mut partition = partition(key).exclusive();
-    let now = clock();
-    let (mut index, found) = partition.touches.find(key);
-    let pending = found.then(|| partition.touches.slots[index]);
-    let expires_at = pending.map_or(stored, |touch| touch.extends(stored));
-    if expires_at <= now {
-        return Hit::Expired;
-    }
-    let Some(next) = next_for(now, expires_at) else {
-        return Hit::Live { expires_at, recorded: false };
-    };
-    let mut touch = Touch { key: *key, guard: stored, next, ..Touch::FREE };
-    touch.set_ctid(ctid);
-    match pending {
-        Some(old) if old.guard == stored || newest_read => {
-            partition.touches.slots[index] = touch;
-            Hit::Live { expires_at: next, recorded: true }
+    with_partition(partition_of(key), true, |partition| {
+        let now = clock();
+        let (mut index, found) = partition.touches.find(key);
+        let pending = found.then(|| partition.touches.slots[index]);
+        let expires_at = pending.map_or(stored, |touch| touch.extends(stored));
+        if expires_at <= now {
+            return Hit::Expired;
         }
-        Some(_) => Hit::NotRecorded { expires_at, next },
-        None => {
-            if partition.touches.taken >= CROWDED {
-                drop_moot(&mut partition, now);
-                index = partition.touches.find(key).0;
+        let Some(next) = next_for(now, expires_at) else {
+            return Hit::Live { expires_at, recorded: false };
+        };
+        let mut touch = Touch { key: *key, guard: stored, next, ..Touch::FREE };
+        touch.set_ctid(ctid);
+        match pending {
+            Some(old) if old.guard == stored || newest_read => {
+                partition.touches.slots[index] = touch;
+                Hit::Live { expires_at: next, recorded: true }
             }
-            if partition.touches.taken >= CROWDED || database.touches() >= limit {
-                return Hit::NotRecorded { expires_at, next };
+            Some(_) => Hit::Superseded { expires_at },
+            None => {
+                if partition.touches.taken >= CROWDED {
+                    drop_moot(partition, now);
+                    index = partition.touches.find(key).0;
+                }
+                if partition.touches.taken >= CROWDED || database.touches() >= limit {
+                    return Hit::NotRecorded { expires_at, next };
+                }
+                partition.touches.insert_at(index, touch);
+                database.add_touches(1);
+                Hit::Live { expires_at: next, recorded: true }
             }
-            partition.touches.insert_at(index, touch);
-            database.add_touches(1);
-            Hit::Live { expires_at: next, recorded: true }
         }
-    }
+    })
 }
 
 /// The expiry of `key`'s entry, stored as `stored`, with its pending touch.
 pub fn expiry(key: &KeyId, stored: TimestampTz) -> TimestampTz {
-    let partition = partition(key).share();
-    let (index, found) = partition.touches.find(key);
-    if found {
-        partition.touches.slots[index].extends(stored)
-    } else {
-        stored
-    }
+    with_partition(partition_of(key), false, |partition| {
+        let (index, found) = partition.touches.find(key);
+        if found {
+            partition.touches.slots[index].extends(stored)
+        } else {
+            stored
+        }
+    })
 }
 
 /// A touch waiting to be written.
@@ -242,17 +284,18 @@ pub struct Pending {
 pub fn pending(database: Oid, table: Oid, max: usize) -> Vec<Pending> {
     let mut found = Vec::new();
     let now = clock();
-    for lock in PARTITION_LOCKS {
+    for index in 0..PARTITIONS {
         if found.len() >= max {
             break;
         }
-        let mut partition = lock.exclusive();
-        drop_moot(&mut partition, now);
-        let wanted =
-            |touch: &&Touch| touch.key.database == database.to_u32() && touch.key.table == table.to_u32();
-        found.extend(partition.touches.slots.iter().filter(wanted).take(max - found.len()).map(|touch| {
-            Pending { key: touch.key, ctid: touch.ctid(), guard: touch.guard, next: touch.next }
-        }));
+        with_partition(index, true, |partition| {
+            drop_moot(partition, now);
+            let wanted =
+                |touch: &&Touch| touch.key.database == database.to_u32() && touch.key.table == table.to_u32();
+            found.extend(partition.touches.slots.iter().filter(wanted).take(max - found.len()).map(
+                |touch| Pending { key: touch.key, ctid: touch.ctid(), guard: touch.guard, next: touch.next },
+            ));
+        });
     }
     found
 }
@@ -261,23 +304,24 @@ pub fn pending(database: Oid, table: Oid, max: usize) -> Vec<Pending> {
 /// not be (`None`: the row is gone, or holds another key or expiry): the touch ends, unless a
 /// later hit of the same version moved it further, which then stays pending for the new version.
 pub fn settle(touch: &Pending, written: Option<(TimestampTz, ItemPointerData)>) {
-    let mut partition = partition(&touch.key).exclusive();
-    let (index, found) = partition.touches.find(&touch.key);
-    if !found || partition.touches.slots[index].guard != touch.guard {
-        // A hit of a newer version replaced it: that one stays.
-        return;
-    }
-    match written {
-        Some((expires_at, ctid)) if partition.touches.slots[index].next > expires_at => {
-            let left = &mut partition.touches.slots[index];
-            left.guard = expires_at;
-            left.set_ctid(ctid);
+    with_partition(partition_of(&touch.key), true, |partition| {
+        let (index, found) = partition.touches.find(&touch.key);
+        if !found || partition.touches.slots[index].guard != touch.guard {
+            // A hit of a newer version replaced it: that one stays.
+            return;
         }
-        _ => {
-            partition.touches.remove_at(index);
-            forget_one(touch.key.database);
+        match written {
+            Some((expires_at, ctid)) if partition.touches.slots[index].next > expires_at => {
+                let left = &mut partition.touches.slots[index];
+                left.guard = expires_at;
+                left.set_ctid(ctid);
+            }
+            _ => {
+                partition.touches.remove_at(index);
+                forget_one(touch.key.database);
+            }
         }
-    }
+    })
 }
 
 #[cfg(test)]

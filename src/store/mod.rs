@@ -11,7 +11,7 @@ mod touches;
 pub use eviction::{evict_expired, evict_until, measure, size_cutoff};
 pub use touches::{apply_pending as apply_touches, pending_expiry};
 
-use crate::access::{self, Direct, Existing, NewRow, Row, Slid};
+use crate::access::{self, Direct, Existing, NewRow, Row};
 use crate::expiry::Policy;
 use crate::feed::{self, Change};
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
@@ -71,34 +71,6 @@ fn find_through_statement(key: &str, with_value: bool) -> Option<Row> {
     })
 }
 
-/// Moves the expiry of the version of `row` that was read to `next`; false when another session
-/// changed the entry meanwhile (its version stands).
-fn slide(key: &str, row: &Row, next: TimestampTz) -> bool {
-    // A read never waits, not even for a table lock a slide's write would need (CREATE INDEX,
-    // a LOCK TABLE … IN SHARE MODE): then the entry keeps its expiry.
-    // SAFETY: a lock request that does not wait; held to the end of the transaction, as the
-    // UPDATE's own would be.
-    let locked =
-        unsafe { pg_sys::ConditionalLockRelationOid(access::table(), pg_sys::RowExclusiveLock as _) };
-    if !locked {
-        return false;
-    }
-    if let Direct::Done(moved) = access::slide(key, row.ctid, row.expires_at, next) {
-        return moved;
-    }
-    let args = [
-        row.ctid.into(),
-        key.into(),
-        timestamptz(next).into(),
-        timestamptz(row.expires_at).into(),
-        row.sliding.into(),
-        row.absolute_expires_at.map(timestamptz).into(),
-    ];
-    with_statements(|client, statements| {
-        client.update(&statements.slide, None, &args).expect("slide").len() == 1
-    })
-}
-
 /// Looks `key` up and, when it is live, does what `lookup` says. Expired entries are never
 /// returned or refreshed, evicted or not.
 pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
@@ -143,26 +115,6 @@ fn live(key: &str, row: Row, lookup: Lookup) -> Option<Hit> {
     let policy = Policy::from_columns(row.sliding, row.absolute_expires_at);
     let expires_at = touches::live_until(key, &row, policy, slides)?;
     Some(Hit { value: row.value, expires_at })
-}
-
-/// Writes a pending touch of the row version at `ctid`, read with the expiry `guard`, as the
-/// expiry `next`, through the kept statement (where the direct path declines). The statement
-/// finds the key's touch through `pg_cache_pending_expiry`, which also checks the key.
-fn slide_touched(ctid: ItemPointerData, guard: TimestampTz, next: TimestampTz) -> Slid {
-    with_statements(|client, statements| {
-        let Some(apply_touch) = &statements.apply_touch else {
-            return Slid::Unchanged;
-        };
-        let args = [ctid.into(), timestamptz(guard).into(), timestamptz(next).into()];
-        let rows = client.update(apply_touch, None, &args).expect("apply touch");
-        if rows.is_empty() {
-            return Slid::Unchanged;
-        }
-        match rows.first().get::<ItemPointerData>(1).ok().flatten() {
-            Some(written) => Slid::Written(written),
-            None => Slid::Unchanged,
-        }
-    })
 }
 
 /// The tags of an entry: `None` for none (the column is NULL then).

@@ -9,14 +9,15 @@
 //! so it does when the table (or the database's share of it) is full, and those fallbacks are
 //! counted.
 
+use super::statements::{timestamptz, with_statements};
 use crate::access::{self, Direct, Row, Slid, Version};
 use crate::expiry::{now, Policy};
 use crate::gucs;
-use crate::shmem::leases::KeyId;
+use crate::shmem::leases::{self, KeyId};
 use crate::shmem::slots as registry;
 use crate::shmem::stats::{self, Counter};
 use crate::shmem::touches::{self, Hit};
-use pgrx::pg_sys::{self, TimestampTz};
+use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
 
 /// The longest a recorded touch waits for the worker, and the shortest: applying touches more
 /// often than this costs the worker more than it saves anyone.
@@ -48,15 +49,19 @@ pub fn is_live(key: &str, stored: TimestampTz, now: TimestampTz) -> bool {
 }
 
 /// A hit of `row`, stored under `key`: until when the entry is live (`None`: it has expired),
-/// having moved its expiry as `policy` says when `slide` (recorded as a touch, or written here).
-pub fn live_until(key: &str, row: &Row, policy: Policy, slide: bool) -> Option<TimestampTz> {
+/// having moved its expiry as `policy` says when it `slides` (recorded as a touch, or written here).
+pub fn live_until(key: &str, row: &Row, policy: Policy, slides: bool) -> Option<TimestampTz> {
     let sliding = matches!(policy, Policy::Sliding { .. });
     if !sliding {
         return (row.expires_at > now()).then_some(row.expires_at);
     }
     let granularity = gucs::refresh_granularity_micros();
     let table = access::table();
-    let database = registry::my_slot().filter(|_| slide && access::has_pending_expiry_function(table));
+    // Under row-level security the slide is the role's own UPDATE, which the policies may
+    // narrow: no touch (the worker writes touches as the table's owner).
+    let database = registry::my_slot().filter(|_| {
+        slides && access::has_pending_expiry_function(table) && !leases::row_security_enforced(table)
+    });
     let Some(database) = database.filter(|_| touches::available()) else {
         // No touch is recorded; one may still be pending (the table or its share was full).
         let expires_at = expiry(key, row.expires_at);
@@ -64,9 +69,9 @@ pub fn live_until(key: &str, row: &Row, policy: Policy, slide: bool) -> Option<T
         if expires_at <= now {
             return None;
         }
-        let next = policy.slide(now, expires_at, granularity).filter(|_| slide);
+        let next = policy.slide(now, expires_at, granularity).filter(|_| slides);
         return Some(match next {
-            Some(next) if super::slide(key, row, next) => next,
+            Some(next) if slide(key, row, next) => next,
             _ => expires_at,
         });
     };
@@ -93,9 +98,10 @@ pub fn live_until(key: &str, row: &Row, policy: Policy, slide: bool) -> Option<T
             }
             Some(expires_at)
         }
+        Hit::Superseded { expires_at } => Some(expires_at),
         Hit::NotRecorded { expires_at, next } => {
             stats::count(Counter::TouchFallbacks, 1);
-            Some(if super::slide(key, row, next) { next } else { expires_at })
+            Some(if slide(key, row, next) { next } else { expires_at })
         }
     }
 }
@@ -127,7 +133,7 @@ pub fn apply_pending() -> Applied {
         {
             Direct::Done(slid) => slid,
             // The table is not as a released version made it: the statement checks the same.
-            Direct::Declined => super::slide_touched(touch.ctid, touch.guard, touch.next),
+            Direct::Declined => slide_touched(touch.ctid, touch.guard, touch.next),
         };
         match slid {
             Slid::Written(ctid) => {
@@ -140,4 +146,52 @@ pub fn apply_pending() -> Applied {
     }
     stats::count(Counter::TouchesApplied, applied);
     Applied { written: applied, busy, full: pending.len() == APPLY_BATCH }
+}
+
+/// Moves the expiry of the version of `row` that was read to `next`; false when another session
+/// changed the entry meanwhile (its version stands).
+fn slide(key: &str, row: &Row, next: TimestampTz) -> bool {
+    // A read never waits, not even for a table lock a slide's write would need (CREATE INDEX,
+    // a LOCK TABLE … IN SHARE MODE): then the entry keeps its expiry.
+    // SAFETY: a lock request that does not wait; held to the end of the transaction, as the
+    // UPDATE's own would be.
+    let locked =
+        unsafe { pg_sys::ConditionalLockRelationOid(access::table(), pg_sys::RowExclusiveLock as _) };
+    if !locked {
+        return false;
+    }
+    if let Direct::Done(moved) = access::slide(key, row.ctid, row.expires_at, next) {
+        return moved;
+    }
+    let args = [
+        row.ctid.into(),
+        key.into(),
+        timestamptz(next).into(),
+        timestamptz(row.expires_at).into(),
+        row.sliding.into(),
+        row.absolute_expires_at.map(timestamptz).into(),
+    ];
+    with_statements(|client, statements| {
+        client.update(&statements.slide, None, &args).expect("slide").len() == 1
+    })
+}
+
+/// Writes a pending touch of the row version at `ctid`, read with the expiry `guard`, as the
+/// expiry `next`, through the kept statement (where the direct path declines). The statement
+/// finds the key's touch through `pg_cache_pending_expiry`, which also checks the key.
+fn slide_touched(ctid: ItemPointerData, guard: TimestampTz, next: TimestampTz) -> Slid {
+    with_statements(|client, statements| {
+        let Some(apply_touch) = &statements.apply_touch else {
+            return Slid::Unchanged;
+        };
+        let args = [ctid.into(), timestamptz(guard).into(), timestamptz(next).into()];
+        let rows = client.update(apply_touch, None, &args).expect("apply touch");
+        if rows.is_empty() {
+            return Slid::Unchanged;
+        }
+        match rows.first().get::<ItemPointerData>(1).ok().flatten() {
+            Some(written) => Slid::Written(written),
+            None => Slid::Unchanged,
+        }
+    })
 }
