@@ -8,8 +8,10 @@
 # owns it. Every trap records who ran it and makes the tenant superuser when a superuser runs it.
 # Meanwhile every statement of the evictor runs (expiry, size cap, vacuum) and the relay sends.
 # Then: the tenant is not superuser, no trap ran as a superuser, and eviction still happened.
-# Also: cache_worker_status() shows other databases only to pg_read_all_stats; a database that
-# stops taking connections keeps its statistics for the sessions still in it.
+# An impostor of the function the statements call to see pending touches (before the update that
+# creates the extension's own) is never called. Also: cache_worker_status() shows other databases
+# only to pg_read_all_stats; a database that stops taking connections keeps its statistics for
+# the sessions still in it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -164,6 +166,32 @@ decoy=$(as tenant tenant "SET search_path = evil, pg_catalog, public;
 check "a caller's search_path with a decoy table and operators reaches the extension's table (got: $decoy)" \
     test "$decoy" = "real 0 1"
 
+# An impostor of the function the statements call to see pending touches: before the update to
+# 0.3.0 the extension has none, and the database owner creates one in public. It is not the
+# extension's: no statement calls it (as the evictor's superuser or as anyone), and hits slide
+# as 0.2.0's did.
+q postgres "CREATE DATABASE impostor OWNER tenant"
+q impostor "CREATE EXTENSION pg_cache VERSION '0.2.0' SCHEMA public;
+            GRANT SELECT, INSERT, UPDATE, DELETE ON pg_cache_entries TO tenant"
+as tenant impostor "CREATE TABLE impostor_calls (by_user name); GRANT INSERT ON impostor_calls TO PUBLIC;
+CREATE FUNCTION public.pg_cache_pending_expiry(oid, text, timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql SET search_path = pg_catalog AS \$\$
+BEGIN
+    INSERT INTO public.impostor_calls VALUES (current_user);
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE tenant SUPERUSER';
+    END IF;
+    RETURN \$3 + interval '100 years';
+END \$\$;"
+as tenant impostor "SET pg_cache.refresh_granularity = 0;
+    SELECT cache_set('pinned?', 'v', sliding => '1 s'); SELECT pg_sleep(0.5); SELECT cache_get('pinned?');
+    SELECT count(*) FROM cache_keys(''); SELECT cache_add('other', 'v', ttl => '1 s')" >/dev/null
+check "an impostor pg_cache_pending_expiry: the entry read once still expires and is evicted" \
+    wait_for 15 impostor "SELECT count(*) = 0 FROM pg_cache_entries WHERE key = 'pinned?'"
+check "an impostor pg_cache_pending_expiry: no session or worker called it" \
+    test "$(q impostor "SELECT count(*) FROM impostor_calls")" = 0
+check "an impostor pg_cache_pending_expiry: the tenant is not superuser" not_escalated
+
 # A trigger on the cache table, once the tenant owns it: run by the evictor as its owner.
 q tenant "ALTER TABLE pg_cache_entries OWNER TO tenant"
 as tenant tenant "CREATE FUNCTION evil.on_delete() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS \$\$
@@ -183,7 +211,7 @@ q postgres "CREATE ROLE nobody LOGIN; CREATE ROLE watcher LOGIN IN ROLE pg_read_
 check "cache_worker_status(): a role without grants sees its own database only" \
     test "$(as nobody tenant "SELECT string_agg(database, ',') FROM cache_worker_status()")" = tenant
 check "cache_worker_status(): a member of pg_read_all_stats sees every database with pg_cache" \
-    test "$(as watcher tenant "SELECT string_agg(database, ',' ORDER BY database) FROM cache_worker_status()")" = other,tenant
+    test "$(as watcher tenant "SELECT string_agg(database, ',' ORDER BY database) FROM cache_worker_status()")" = impostor,other,tenant
 
 # A database that stops taking connections keeps its slot while a session still uses it.
 q postgres "CREATE DATABASE frozen" && q frozen "CREATE EXTENSION pg_cache SCHEMA public"

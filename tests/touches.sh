@@ -72,6 +72,18 @@ check "cache_expire finds the touched entry live" test "$(q "$DB" "SELECT cache_
 check "cache_take returns the touched entry's value" test "$(q "$DB" "SELECT convert_from(cache_take('take me'), 'UTF8')")" = v
 configure pg_cache.eviction_enabled default
 
+# A later write wins even when it stores the same expiry: an absolute entry stored with the
+# expiry a touch was read with is not extended, by any function.
+q "$DB" "SELECT cache_set('same expiry', 'a', sliding => '3 s')" >/dev/null
+sleep 1
+q "$DB" "SELECT cache_get('same expiry')" >/dev/null
+q "$DB" "SELECT cache_set('same expiry', 'b', expires_at => expires_at) FROM pg_cache_entries WHERE key = 'same expiry'" >/dev/null
+sleep 2.3
+check "an absolute entry stored with a touched expiry expires then, for every function" \
+    test "$(q "$DB" "SELECT (cache_get('same expiry') IS NULL)::text || (cache_ttl('same expiry') IS NULL)::text
+                            || (SELECT count(*) FROM cache_keys('same expiry'))::text
+                            || cache_add('same expiry', 'c', ttl => '1 min')::text")" = truetrue0true
+
 # A full touch table: hits slide the row themselves, and say so.
 configure pg_cache.max_touches_per_database 3
 configure pg_cache.eviction_enabled off
@@ -87,10 +99,29 @@ check "past the database's share of 3 touches, 7 hits slide the row themselves" 
     test "$(($(stat touch_fallbacks) - fallbacks_before))" = 7
 check "those hits wrote their rows (7 of 10 rows have new versions)" \
     test "$(diff "$WORK/ctids_before" "$WORK/ctids_after" | grep -c '^>')" = 7
+q "$DB" "BEGIN; SELECT count(*) FROM cache_get_many(ARRAY(SELECT 'full ' || i FROM generate_series(1, 10) i));
+         SELECT pg_current_xact_id_if_assigned() IS NULL; COMMIT" >"$WORK/many"
+check "with the table full, cache_get_many still writes nothing (takes no transaction id)" grep -qx t "$WORK/many"
 check "another database still records touches" \
     test "$(q other "SET pg_cache.refresh_granularity = 0; SELECT cache_set('k', 'v', sliding => '1 hour'); SELECT pg_sleep(0.1); SELECT cache_get('k') IS NOT NULL; SELECT touches_recorded FROM cache_stats()" | tail -1)" = 1
 configure pg_cache.max_touches_per_database default
 configure pg_cache.eviction_enabled default
+
+# The touches of a dropped cache table go with it: after DROP and CREATE EXTENSION the database's
+# share is free again once the worker (here cache_evict_expired) looks.
+configure pg_cache.max_touches_per_database 3
+q "$DB" "SELECT cache_evict_expired()" >/dev/null
+q "$DB" "SELECT count(cache_set('dropped ' || i, 'v', sliding => '10 years')) FROM generate_series(1, 3) i" >/dev/null
+sleep 0.1
+q "$DB" "SELECT count(cache_get('dropped ' || i)) FROM generate_series(1, 3) i" >/dev/null
+q "$DB" "DROP EXTENSION pg_cache; CREATE EXTENSION pg_cache; SELECT cache_evict_expired()" >/dev/null
+q "$DB" "SELECT count(cache_set('again ' || i, 'v', sliding => '1 hour')) FROM generate_series(1, 3) i" >/dev/null
+fallbacks_before=$(stat touch_fallbacks)
+sleep 0.1
+q "$DB" "SELECT count(cache_get('again ' || i)) FROM generate_series(1, 3) i" >/dev/null
+check "after DROP and CREATE EXTENSION the old table's touches no longer take the share" \
+    test "$(stat touch_fallbacks)" = "$fallbacks_before"
+configure pg_cache.max_touches_per_database default
 
 # Nothing is recorded by a read-only transaction or by a role that may only read.
 recorded_before=$(stat touches_recorded)

@@ -625,12 +625,14 @@ pub fn slide_version(
             // heap_update then decides whether that version is still the latest.
             let fetched = pg_sys::table_tuple_fetch_row_version(opened.table, &mut tid, snapshot, slot);
             // The version at ctid is still the one read: the statement's guard.
+            // (A sliding one: an absolute entry stored since with the same expiry is not slid.)
             let same_row = fetched && {
-                pg_sys::slot_getsomeattrs_int(slot, EXPIRES_AT as i32);
+                pg_sys::slot_getsomeattrs_int(slot, SLIDING as i32);
                 let stored_key =
                     <&str>::from_polymorphic_datum(*(*slot).tts_values.add(KEY - 1), false, pg_sys::TEXTOID);
                 stored_key.is_some_and(is_key)
                     && (*(*slot).tts_values.add(EXPIRES_AT - 1)).value() as TimestampTz == read_expiry
+                    && !*(*slot).tts_isnull.add(SLIDING - 1)
             };
             let slid = if same_row {
                 // A hit never waits: a row another session holds (locked or changing) keeps its
@@ -788,6 +790,8 @@ pub fn rewrite_value(
 /// An entry [`delete`] removed.
 pub struct Deleted {
     pub expires_at: TimestampTz,
+    /// It had a sliding window (only those are touched).
+    pub sliding: bool,
     pub value: Option<Vec<u8>>,
 }
 
@@ -817,9 +821,11 @@ pub fn delete(key: &str, with_value: bool) -> Direct<Option<Deleted>> {
                 );
                 refuse_concurrent_change(result);
                 match result {
-                    pg_sys::TM_Result::TM_Ok => {
-                        Direct::Done(Some(Deleted { expires_at: row.expires_at, value: row.value }))
-                    }
+                    pg_sys::TM_Result::TM_Ok => Direct::Done(Some(Deleted {
+                        expires_at: row.expires_at,
+                        sliding: row.sliding.is_some(),
+                        value: row.value,
+                    })),
                     pg_sys::TM_Result::TM_Deleted => Direct::Done(None),
                     _ => Direct::Declined,
                 }

@@ -13,19 +13,8 @@ thread_local! {
 
 /// The cache table's OID.
 pub fn table() -> Oid {
-    let cached = TABLE.get().filter(|table| {
-        // Still there: the extension may have been dropped and created again since.
-        // SAFETY: a catalog-cache existence check by OID, in a transaction.
-        unsafe {
-            pg_sys::SearchSysCacheExists(
-                pg_sys::SysCacheIdentifier::RELOID as i32,
-                (*table).into(),
-                0.into(),
-                0.into(),
-                0.into(),
-            )
-        }
-    });
+    // Still there: the extension may have been dropped and created again since.
+    let cached = TABLE.get().filter(|table| relation_exists(*table));
     cached.unwrap_or_else(|| {
         let found = lookup_table();
         let Some(table) = found else {
@@ -38,6 +27,20 @@ pub fn table() -> Oid {
         TABLE.set(Some(table));
         table
     })
+}
+
+/// Whether a relation with OID `relation` exists.
+pub fn relation_exists(relation: Oid) -> bool {
+    // SAFETY: a catalog-cache existence check by OID, in a transaction.
+    unsafe {
+        pg_sys::SearchSysCacheExists(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            relation.into(),
+            0.into(),
+            0.into(),
+            0.into(),
+        )
+    }
 }
 
 /// The table `pg_cache_entries` in the extension's own schema, found through the catalog caches
@@ -110,9 +113,9 @@ thread_local! {
     static PENDING_EXPIRY: Cell<Option<Oid>> = const { Cell::new(None) };
 }
 
-/// Whether the extension's schema has `pg_cache_pending_expiry(oid, text, timestamptz)`, which
-/// the kept statements call to see pending touches: the SQL of a version before 0.3.0, before
-/// `ALTER EXTENSION pg_cache UPDATE`, has not, and then no hit is deferred.
+/// Whether the extension has `pg_cache_pending_expiry(oid, text, timestamptz)` (a member of it,
+/// in its schema), which the kept statements call to see pending touches: the SQL of a version
+/// before 0.3.0, before `ALTER EXTENSION pg_cache UPDATE`, has not, and then no hit is deferred.
 pub fn has_pending_expiry_function(table: Oid) -> bool {
     let cached = PENDING_EXPIRY.get().filter(|function| {
         // SAFETY: a catalog-cache existence check by OID, in a transaction.
@@ -144,7 +147,17 @@ pub fn has_pending_expiry_function(table: Oid) -> bool {
             0.into(),
         )
     };
-    if found == pg_sys::InvalidOid {
+    // Only the extension's own: a function of that name a database owner created (in the
+    // extension's schema, before the update that creates the real one) would be called by
+    // every session and by the worker, as the table's owner.
+    // SAFETY: catalog lookups by OID, in a transaction.
+    let ours = found != pg_sys::InvalidOid
+        && unsafe {
+            let extension = pg_sys::get_extension_oid(c"pg_cache".as_ptr(), true);
+            extension != pg_sys::InvalidOid
+                && pg_sys::getExtensionOfObject(pg_sys::ProcedureRelationId, found) == extension
+        };
+    if !ours {
         return false;
     }
     PENDING_EXPIRY.set(Some(found));

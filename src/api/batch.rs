@@ -29,16 +29,20 @@ pub(super) fn get_many<T>(
     let keys = checked_keys(function, keys);
     let mut seen = HashSet::with_capacity(keys.len());
     let unique: Vec<&str> = keys.iter().map(String::as_str).filter(|key| seen.insert(*key)).collect();
+    let lookups = unique.len();
     let hits = store::hit_many(&unique);
-    unique
+    let found: Vec<(String, T)> = unique
         .into_iter()
         .zip(hits)
         .filter_map(|(key, hit)| {
-            stats::count_lookup(hit.is_some());
             let value = hit?.value?;
             Some((key.to_owned(), convert(key, value)))
         })
-        .collect()
+        .collect();
+    // Counted once per call: the counters are shared by every session of the database.
+    stats::count(Counter::Hits, found.len() as i64);
+    stats::count(Counter::Misses, (lookups - found.len()) as i64);
+    found
 }
 
 /// Sets every pair with the same expiry and tags and returns the number of pairs given; of a key given

@@ -36,8 +36,10 @@ const MAX_TAGS: usize = 64;
 const MAX_TAG_BYTES: usize = 256;
 
 /// Checks a key as every function does; `argument` names it in errors (`key`, `keys[3]`).
-fn checked_key<'a>(function: &str, argument: &str, key: Option<&'a str>) -> &'a str {
-    let key = required(function, argument, key);
+fn checked_key<'a>(function: &str, argument: impl std::fmt::Display, key: Option<&'a str>) -> &'a str {
+    let Some(key) = key else {
+        error::null_argument(function, &argument.to_string());
+    };
     if key.is_empty() {
         error::invalid_argument(function, format!("{argument} must not be empty"));
     }
@@ -50,8 +52,10 @@ fn checked_key<'a>(function: &str, argument: &str, key: Option<&'a str>) -> &'a 
     key
 }
 
-fn checked_value<'a>(function: &str, argument: &str, value: Option<&'a [u8]>) -> &'a [u8] {
-    let value = required(function, argument, value);
+fn checked_value<'a>(function: &str, argument: impl std::fmt::Display, value: Option<&'a [u8]>) -> &'a [u8] {
+    let Some(value) = value else {
+        error::null_argument(function, &argument.to_string());
+    };
     if value.len() > MAX_VALUE_BYTES {
         error::limit_exceeded(
             function,
@@ -67,7 +71,7 @@ fn checked_elements<T, R>(
     function: &str,
     argument: &str,
     elements: Option<impl ExactSizeIterator<Item = Option<T>>>,
-    check: impl Fn(&str, Option<T>) -> R,
+    check: impl Fn(Element, Option<T>) -> R,
 ) -> Vec<R> {
     let elements = required(function, argument, elements);
     if elements.len() > MAX_BATCH_KEYS {
@@ -76,7 +80,19 @@ fn checked_elements<T, R>(
             format!("{argument} has {} elements; the maximum is {MAX_BATCH_KEYS}", elements.len()),
         );
     }
-    elements.enumerate().map(|(i, element)| check(&format!("{argument}[{}]", i + 1), element)).collect()
+    elements.enumerate().map(|(i, element)| check(Element { argument, index: i + 1 }, element)).collect()
+}
+
+/// The name of an array element in error messages (`keys[3]`), formatted only for an error.
+struct Element<'a> {
+    argument: &'a str,
+    index: usize,
+}
+
+impl std::fmt::Display for Element<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}[{}]", self.argument, self.index)
+    }
 }
 
 /// The keys of a `keys text[]` argument, each checked as `cache_get` checks its key.

@@ -280,8 +280,8 @@ pub struct Pending {
     pub next: TimestampTz,
 }
 
-/// Up to `max` touches pending for `table` of `database` (moot ones are dropped on the way).
-pub fn pending(database: Oid, table: Oid, max: usize) -> Vec<Pending> {
+/// Up to `max` touches pending in `database`, of any table (moot ones are dropped on the way).
+pub fn pending(database: Oid, max: usize) -> Vec<Pending> {
     let mut found = Vec::new();
     let now = clock();
     for index in 0..PARTITIONS {
@@ -290,14 +290,25 @@ pub fn pending(database: Oid, table: Oid, max: usize) -> Vec<Pending> {
         }
         with_partition(index, true, |partition| {
             drop_moot(partition, now);
-            let wanted =
-                |touch: &&Touch| touch.key.database == database.to_u32() && touch.key.table == table.to_u32();
+            let wanted = |touch: &&Touch| touch.key.database == database.to_u32();
             found.extend(partition.touches.slots.iter().filter(wanted).take(max - found.len()).map(
                 |touch| Pending { key: touch.key, ctid: touch.ctid(), guard: touch.guard, next: touch.next },
             ));
         });
     }
     found
+}
+
+/// Drops every touch of `table` in `database` (a table dropped since: `DROP EXTENSION`).
+pub fn forget_table(database: Oid, table: Oid) {
+    for index in 0..PARTITIONS {
+        with_partition(index, true, |partition| {
+            partition.touches.remove_where(
+                |touch| touch.key.database == database.to_u32() && touch.key.table == table.to_u32(),
+                |touch| forget_one(touch.key.database),
+            );
+        });
+    }
 }
 
 /// After `touch` was written as the expiry `written` in the row version now at `ctid`, or could

@@ -76,14 +76,15 @@ fn find_through_statement(key: &str, with_value: bool) -> Option<Row> {
 pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
     ensure_not_in_recovery();
     let row = find(key, lookup == Lookup::Get)?;
-    live(key, row, lookup)
+    let reading = reading(lookup);
+    live(key, row, &reading)
 }
 
 /// The value of `key`'s entry if it has expired, but not before `since`; nothing is slid.
 pub fn expired_value(key: &str, since: TimestampTz) -> Option<Vec<u8>> {
     ensure_not_in_recovery();
     let row = find(key, true)?;
-    let expires_at = touches::expiry(key, row.expires_at);
+    let expires_at = touches::expiry(key, row.expires_at, row.sliding.is_some());
     (expires_at <= now() && expires_at > since).then_some(row.value).flatten()
 }
 
@@ -95,25 +96,28 @@ pub fn hit_many(keys: &[&str]) -> Vec<Option<Hit>> {
         // Declined for one key is declined for all: straight to the statement.
         Direct::Declined => keys.iter().map(|key| find_through_statement(key, true)).collect(),
     };
-    keys.iter().zip(rows).map(|(key, row)| live(key, row?, Lookup::Get)).collect()
+    let reading = reading(Lookup::Get).for_batch();
+    keys.iter().zip(rows).map(|(key, row)| live(key, row?, &reading)).collect()
 }
 
-/// What a lookup of `row`, stored under `key`, gives: nothing when it expired (pending touches
-/// included), else the hit, slid as `lookup` says.
-fn live(key: &str, row: Row, lookup: Lookup) -> Option<Hit> {
-    // A read-only transaction still reads; it just does not slide. So does a get by a role that
-    // may read but not update the table (cache_refresh, whose point is the slide, raises 42501).
+/// What the hits of a `lookup` may do: all but a peek slide, except in a read-only transaction
+/// or for a role that may read but not update the table (cache_refresh, whose point is the
+/// slide, raises 42501 then, as the slide's UPDATE would, before anything is recorded).
+fn reading(lookup: Lookup) -> touches::Reading {
     // SAFETY: reads a backend-local flag.
     let read_only = unsafe { pg_sys::XactReadOnly };
     let table = access::table();
     let may_not_slide = lookup != Lookup::Peek && !read_only && !access::may_update_expiry(table);
     if may_not_slide && lookup == Lookup::Refresh {
-        // As the slide's UPDATE would: privileges before anything is recorded.
         access::refuse_privilege(table);
     }
-    let slides = !(lookup == Lookup::Peek || read_only || may_not_slide);
-    let policy = Policy::from_columns(row.sliding, row.absolute_expires_at);
-    let expires_at = touches::live_until(key, &row, policy, slides)?;
+    touches::Reading::new(!(lookup == Lookup::Peek || read_only || may_not_slide))
+}
+
+/// What a lookup of `row`, stored under `key`, gives: nothing when it expired (pending touches
+/// included), else the hit, slid as `reading` says.
+fn live(key: &str, row: Row, reading: &touches::Reading) -> Option<Hit> {
+    let expires_at = reading.live_until(key, &row)?;
     Some(Hit { value: row.value, expires_at })
 }
 
@@ -178,13 +182,13 @@ fn upsert_args<'a>(key: &'a str, row: &NewRow<'a>) -> Vec<DatumWithOid<'a>> {
 }
 
 /// Deletes `key`: directly, or through the kept statement where the direct delete declines.
-/// The deleted entry's expiry, and its value when `with_value`.
-fn delete(key: &str, with_value: bool) -> Option<(TimestampTz, Option<Vec<u8>>)> {
+/// The deleted entry.
+fn delete(key: &str, with_value: bool) -> Option<access::Deleted> {
     ensure_not_in_recovery();
     // A removal cancels the key's lease whether or not an entry was there to remove.
     leases::changed_key(key);
     let deleted = match access::delete(key, with_value) {
-        Direct::Done(deleted) => deleted.map(|deleted| (deleted.expires_at, deleted.value)),
+        Direct::Done(deleted) => deleted,
         Direct::Declined => with_statements(|client, statements| {
             let statement = if with_value { &statements.take } else { &statements.delete };
             let rows = client.update(statement, None, &[key.into()]).expect("delete");
@@ -194,7 +198,8 @@ fn delete(key: &str, with_value: bool) -> Option<(TimestampTz, Option<Vec<u8>>)>
             let row = rows.first();
             let expires_at: TimestampTz = row.get::<TimestampWithTimeZone>(1).expect("expires_at")?.into();
             let value = if with_value { row.get::<Vec<u8>>(2).expect("value") } else { None };
-            Some((expires_at, value))
+            let sliding = row.get::<bool>(3).expect("sliding").unwrap_or(false);
+            Some(access::Deleted { expires_at, sliding, value })
         }),
     };
     if deleted.is_some() {
@@ -205,13 +210,14 @@ fn delete(key: &str, with_value: bool) -> Option<(TimestampTz, Option<Vec<u8>>)>
 
 /// Deletes `key`; true when the deleted entry was live.
 pub fn remove(key: &str) -> bool {
-    delete(key, false).is_some_and(|(expires_at, _)| touches::is_live(key, expires_at, now()))
+    delete(key, false)
+        .is_some_and(|deleted| touches::is_live(key, deleted.expires_at, deleted.sliding, now()))
 }
 
 /// Deletes `key` and returns its value when the entry was live.
 pub fn take(key: &str) -> Option<Vec<u8>> {
-    let (expires_at, value) = delete(key, true)?;
-    touches::is_live(key, expires_at, now()).then_some(value).flatten()
+    let deleted = delete(key, true)?;
+    touches::is_live(key, deleted.expires_at, deleted.sliding, now()).then_some(deleted.value).flatten()
 }
 
 /// Sets `key` only when no live entry has it (an expired one is replaced); true when it set.
@@ -256,7 +262,8 @@ pub enum Counter {
 fn incr_directly(key: &str, delta: i64, create: Option<Policy>, now: TimestampTz) -> Option<Counter> {
     let mut next = None;
     // A pending touch is written with the counter: the new row version is not the one touched.
-    let live_until = |row: &Row| Some(touches::expiry(key, row.expires_at)).filter(|at| *at > now);
+    let live_until =
+        |row: &Row| Some(touches::expiry(key, row.expires_at, row.sliding.is_some())).filter(|at| *at > now);
     let rewritten = access::rewrite_value(key, live_until, |stored| {
         next = parse_counter(stored)?.checked_add(delta);
         next.map(|next| next.to_string().into_bytes())
@@ -334,10 +341,11 @@ fn incr_locked(key: &str, delta: i64, create: Option<Policy>, now: TimestampTz) 
         }
         let row = rows.first();
         let ctid = row.get::<ItemPointerData>(1).expect("ctid").expect("a stored row has a ctid");
+        let sliding = row.get::<bool>(4).expect("sliding").unwrap_or(false);
         let expires_at: Option<TimestampTz> = row
             .get::<TimestampWithTimeZone>(3)
             .expect("expires_at")
-            .map(|stored| touches::expiry(key, stored.into()));
+            .map(|stored| touches::expiry(key, stored.into(), sliding));
         let Some(expires_at) = expires_at.filter(|at| *at > now) else {
             if !fresh(client, statements, Some(ctid)) {
                 return Counter::Absent;
@@ -429,11 +437,12 @@ pub fn list(prefix: &str, max_rows: i64) -> Vec<Listed> {
         rows.map(|row| {
             let key = row.get::<String>(1).expect("key").expect("a key");
             let stored: TimestampWithTimeZone = row.get(2).expect("expires_at").expect("an expiry");
-            let expires_at = timestamptz(touches::expiry(&key, stored.into()));
+            let sliding: Option<Interval> = row.get(3).expect("sliding");
+            let expires_at = timestamptz(touches::expiry(&key, stored.into(), sliding.is_some()));
             Listed {
                 key,
                 expires_at,
-                sliding: row.get(3).expect("sliding"),
+                sliding,
                 absolute_expires_at: row.get(4).expect("absolute_expires_at"),
                 value_bytes: row.get(5).expect("value_bytes").unwrap_or(0),
             }

@@ -68,12 +68,16 @@ impl Liveness {
         }
     }
 
-    /// Whether the row `alias` is live at `at` (a parameter); the touch is looked up only once
-    /// the stored expiry has passed.
+    /// Whether the row `alias` is live at `at` (a parameter); the touch is looked up only for a
+    /// sliding entry (only those are touched: an absolute one stored later with the same expiry
+    /// is not extended) whose stored expiry has passed.
     fn live(&self, alias: &str, at: &str) -> String {
         let stored = format!("{alias}expires_at OPERATOR(pg_catalog.>) {at}");
         match self.touched {
-            Some(_) => format!("({stored} OR {} OPERATOR(pg_catalog.>) {at})", self.expiry(alias)),
+            Some(_) => format!(
+                "({stored} OR ({alias}sliding IS NOT NULL AND {} OPERATOR(pg_catalog.>) {at}))",
+                self.expiry(alias)
+            ),
             None => stored,
         }
     }
@@ -213,7 +217,8 @@ impl Statements {
             // in between.
             lock_for_update: prepare_mut(
                 format!(
-                    "SELECT ctid, value, expires_at FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+                    "SELECT ctid, value, expires_at, sliding IS NOT NULL FROM {table} \
+                     WHERE key OPERATOR(pg_catalog.=) $1 FOR UPDATE"
                 ),
                 &[text()],
             ),
@@ -247,11 +252,17 @@ impl Statements {
                 &[text(), timestamptz(), interval(), timestamptz(), timestamptz()],
             ),
             delete: prepare_mut(
-                format!("DELETE FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 RETURNING expires_at"),
+                format!(
+                    "DELETE FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 \
+                     RETURNING expires_at, NULL::pg_catalog.bytea, sliding IS NOT NULL"
+                ),
                 &[text()],
             ),
             take: prepare_mut(
-                format!("DELETE FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 RETURNING expires_at, value"),
+                format!(
+                    "DELETE FROM {table} WHERE key OPERATOR(pg_catalog.=) $1 \
+                     RETURNING expires_at, value, sliding IS NOT NULL"
+                ),
                 &[text()],
             ),
             // Live entries in [$1, $2) or from $1 on, in key order: a range of the primary key.
@@ -319,7 +330,7 @@ impl Statements {
                 prepare_mut(
                     format!(
                         "UPDATE {table} SET expires_at = $3 WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY( \
-                         SELECT ctid FROM {table} WHERE ctid OPERATOR(pg_catalog.=) $1 \
+                         SELECT ctid FROM {table} WHERE ctid OPERATOR(pg_catalog.=) $1 AND sliding IS NOT NULL \
                          AND expires_at OPERATOR(pg_catalog.=) $2 AND {} OPERATOR(pg_catalog.>=) $3 \
                          FOR UPDATE SKIP LOCKED)) RETURNING ctid",
                         liveness.expiry("")

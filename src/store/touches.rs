@@ -14,7 +14,7 @@ use crate::access::{self, Direct, Row, Slid, Version};
 use crate::expiry::{now, Policy};
 use crate::gucs;
 use crate::shmem::leases::{self, KeyId};
-use crate::shmem::slots as registry;
+use crate::shmem::slots::{self as registry, Slot as DatabaseSlot};
 use crate::shmem::stats::{self, Counter};
 use crate::shmem::touches::{self, Hit};
 use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
@@ -26,9 +26,10 @@ const APPLY_WITHIN_MICROS: (i64, i64) = (100_000, 10_000_000);
 /// Touches the worker writes per transaction.
 pub const APPLY_BATCH: usize = 4096;
 
-/// The expiry of `key`'s entry stored with the expiry `stored`, its pending touch included.
-pub fn expiry(key: &str, stored: TimestampTz) -> TimestampTz {
-    if !touches::available() {
+/// The expiry of `key`'s entry stored with the expiry `stored`, its pending touch included
+/// (only a `sliding` entry is touched: an absolute one stored with the same expiry later is not).
+pub fn expiry(key: &str, stored: TimestampTz, sliding: bool) -> TimestampTz {
+    if !sliding || !touches::available() {
         return stored;
     }
     pending_expiry(access::table(), key, stored)
@@ -44,64 +45,101 @@ pub fn pending_expiry(table: pg_sys::Oid, key: &str, stored: TimestampTz) -> Tim
 
 /// Whether `key`'s entry, stored with the expiry `stored`, is live at `now`: a pending touch is
 /// looked for only once the stored expiry has passed (before, it decides nothing).
-pub fn is_live(key: &str, stored: TimestampTz, now: TimestampTz) -> bool {
-    stored > now || expiry(key, stored) > now
+pub fn is_live(key: &str, stored: TimestampTz, sliding: bool, now: TimestampTz) -> bool {
+    stored > now || expiry(key, stored, sliding) > now
 }
 
-/// A hit of `row`, stored under `key`: until when the entry is live (`None`: it has expired),
-/// having moved its expiry as `policy` says when it `slides` (recorded as a touch, or written here).
-pub fn live_until(key: &str, row: &Row, policy: Policy, slides: bool) -> Option<TimestampTz> {
-    let sliding = matches!(policy, Policy::Sliding { .. });
-    if !sliding {
-        return (row.expires_at > now()).then_some(row.expires_at);
-    }
-    let granularity = gucs::refresh_granularity_micros();
-    let table = access::table();
-    // Under row-level security the slide is the role's own UPDATE, which the policies may
-    // narrow: no touch (the worker writes touches as the table's owner).
-    let database = registry::my_slot().filter(|_| {
-        slides && access::has_pending_expiry_function(table) && !leases::row_security_enforced(table)
-    });
-    let Some(database) = database.filter(|_| touches::available()) else {
-        // No touch is recorded; one may still be pending (the table or its share was full).
-        let expires_at = expiry(key, row.expires_at);
-        let now = now();
-        if expires_at <= now {
-            return None;
-        }
-        let next = policy.slide(now, expires_at, granularity).filter(|_| slides);
-        return Some(match next {
-            Some(next) if slide(key, row, next) => next,
-            _ => expires_at,
+/// What the hits of one call may do, decided once for all its keys.
+pub struct Reading {
+    table: pg_sys::Oid,
+    /// Hits move sliding expiries (not a peek, a read-only transaction or a role that may not).
+    slides: bool,
+    /// Where touches are counted, when hits record them rather than write.
+    deferring: Option<&'static DatabaseSlot>,
+    /// The read took a snapshot of its own (READ COMMITTED): what it read is the newest version.
+    newest_read: bool,
+    limit: i64,
+    granularity: i64,
+    /// When no touch can be recorded (the table is full), the hit slides the row itself; a
+    /// batch does not: it would hold rows that writers then wait for.
+    slides_when_full: bool,
+}
+
+impl Reading {
+    /// For hits that move sliding expiries when `slides`.
+    pub fn new(slides: bool) -> Reading {
+        let table = access::table();
+        // Under row-level security the slide is the role's own UPDATE, which the policies may
+        // narrow: no touch (the worker writes touches as the table's owner).
+        let deferring = registry::my_slot().filter(|_| {
+            slides
+                && touches::available()
+                && access::has_pending_expiry_function(table)
+                && !leases::row_security_enforced(table)
         });
-    };
-    // A read in READ COMMITTED took a snapshot of its own: what it read is the newest version.
-    // SAFETY: reads a backend-local setting.
-    let newest_read = unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32;
-    let limit = i64::from(gucs::MAX_TOUCHES_PER_DATABASE.get());
-    let hit = touches::hit(
-        &KeyId::of(table, key),
-        row.ctid,
-        row.expires_at,
-        newest_read,
-        database,
-        limit,
-        |now, expires_at| policy.slide(now, expires_at, granularity),
-    );
-    match hit {
-        Hit::Expired => None,
-        Hit::Live { expires_at, recorded } => {
-            if recorded {
-                stats::count(Counter::TouchesRecorded, 1);
-                let (soonest, latest) = APPLY_WITHIN_MICROS;
-                database.due_by_touches(now() + granularity.clamp(soonest, latest));
-            }
-            Some(expires_at)
+        Reading {
+            table,
+            slides,
+            deferring,
+            // SAFETY: reads a backend-local setting.
+            newest_read: unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32,
+            limit: i64::from(gucs::MAX_TOUCHES_PER_DATABASE.get()),
+            granularity: gucs::refresh_granularity_micros(),
+            slides_when_full: true,
         }
-        Hit::Superseded { expires_at } => Some(expires_at),
-        Hit::NotRecorded { expires_at, next } => {
-            stats::count(Counter::TouchFallbacks, 1);
-            Some(if slide(key, row, next) { next } else { expires_at })
+    }
+
+    /// For a batch (`cache_get_many`), which never holds a row: with the touch table full, its
+    /// hits do not slide.
+    pub fn for_batch(self) -> Reading {
+        Reading { slides_when_full: false, ..self }
+    }
+
+    /// A hit of `row`, stored under `key`: until when the entry is live (`None`: it has
+    /// expired), its expiry moved as its policy says (recorded as a touch, or written here).
+    pub fn live_until(&self, key: &str, row: &Row) -> Option<TimestampTz> {
+        let policy = Policy::from_columns(row.sliding, row.absolute_expires_at);
+        if !matches!(policy, Policy::Sliding { .. }) {
+            return (row.expires_at > now()).then_some(row.expires_at);
+        }
+        let granularity = self.granularity;
+        let Some(database) = self.deferring else {
+            // No touch is recorded; one may still be pending (the table or its share was full).
+            let expires_at = pending_expiry(self.table, key, row.expires_at);
+            let now = now();
+            if expires_at <= now {
+                return None;
+            }
+            let next = policy.slide(now, expires_at, granularity).filter(|_| self.slides);
+            return Some(match next {
+                Some(next) if slide(key, row, next) => next,
+                _ => expires_at,
+            });
+        };
+        let hit = touches::hit(
+            &KeyId::of(self.table, key),
+            row.ctid,
+            row.expires_at,
+            self.newest_read,
+            database,
+            self.limit,
+            |now, expires_at| policy.slide(now, expires_at, granularity),
+        );
+        match hit {
+            Hit::Expired => None,
+            Hit::Live { expires_at, recorded } => {
+                if recorded {
+                    stats::count(Counter::TouchesRecorded, 1);
+                    let (soonest, latest) = APPLY_WITHIN_MICROS;
+                    database.due_by_touches(now() + granularity.clamp(soonest, latest));
+                }
+                Some(expires_at)
+            }
+            Hit::Superseded { expires_at } => Some(expires_at),
+            Hit::NotRecorded { expires_at, next } => {
+                stats::count(Counter::TouchFallbacks, 1);
+                Some(if self.slides_when_full && slide(key, row, next) { next } else { expires_at })
+            }
         }
     }
 }
@@ -123,11 +161,22 @@ pub fn apply_pending() -> Applied {
     let table = access::table();
     // SAFETY: reads a backend global set at connection.
     let database = unsafe { pg_sys::MyDatabaseId };
-    let pending = touches::pending(database, table, APPLY_BATCH);
+    let pending = touches::pending(database, APPLY_BATCH);
     let mut applied = 0;
     let mut busy = false;
+    let mut forgotten = Vec::new();
     for touch in &pending {
         pgrx::check_for_interrupts!();
+        if touch.key.table != table.to_u32() {
+            // Of a cache table dropped since (the extension dropped and created again): they
+            // would hold the database's share until their expiry passed.
+            let other = pg_sys::Oid::from(touch.key.table);
+            if !forgotten.contains(&other) && !access::relation_exists(other) {
+                touches::forget_table(database, other);
+                forgotten.push(other);
+            }
+            continue;
+        }
         let is_key = |key: &str| KeyId::of(table, key) == touch.key;
         let slid = match access::slide_version(touch.ctid, Version::Visible, is_key, touch.guard, touch.next)
         {
