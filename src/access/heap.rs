@@ -26,12 +26,22 @@ use pgrx::datum::Interval;
 use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
+use std::collections::HashMap;
 use std::ffi::CStr;
 
 /// What a direct path did: its result, or nothing because the SPI statement must run instead.
 pub enum Direct<T> {
     Done(T),
     Declined,
+}
+
+impl<T> Direct<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Direct<U> {
+        match self {
+            Direct::Done(done) => Direct::Done(f(done)),
+            Direct::Declined => Direct::Declined,
+        }
+    }
 }
 
 /// Columns of the cache table, 1-based as in the tuple descriptor.
@@ -292,32 +302,75 @@ unsafe fn read_row(slot: *mut pg_sys::TupleTableSlot, with_value: bool) -> Row {
     }
 }
 
-/// The rows stored under `keys`, in order, with their values when `with_value`: one open of the
-/// table, one snapshot, one scan re-aimed at each key (as one `SELECT … WHERE key = ANY($1)`
-/// would read them).
+/// The rows stored under `keys` (distinct), in order, with their values when `with_value`: one
+/// open of the table, one snapshot, one scan of the primary key with the keys as an array, which
+/// the B-tree sorts and reads in key order, as the executor's `WHERE key = ANY($1)` does.
 pub fn find_many(keys: &[&str], with_value: bool) -> Direct<Vec<Option<Row>>> {
+    if keys.len() == 1 {
+        return find_one(keys[0], with_value).map(|row| vec![row]);
+    }
+    // The privilege the statement `SELECT … FROM t WHERE key = ANY($1)` would need.
+    with_opened(Needs::Read(pg_sys::ACL_SELECT), |opened| {
+        let position: HashMap<&str, usize> = keys.iter().enumerate().map(|(i, key)| (*key, i)).collect();
+        let mut rows: Vec<Option<Row>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
+        // SAFETY: the table and index are open and locked (`with_opened`); the array and scan key
+        // live until the scan ends; the snapshot pushed is popped below; each row is copied out of
+        // the slot before the next one replaces it.
+        unsafe {
+            let mut elements: Vec<pg_sys::Datum> = keys.iter().map(|key| text_datum(key)).collect();
+            let array = pg_sys::construct_array(
+                elements.as_mut_ptr(),
+                elements.len() as i32,
+                pg_sys::TEXTOID,
+                -1,
+                false,
+                pg_sys::TYPALIGN_INT as std::ffi::c_char,
+            );
+            let mut scan_key = pg_sys::ScanKeyData::default();
+            // Byte-wise equality with any element, the primary key's "C" collation.
+            pg_sys::ScanKeyEntryInitialize(
+                &mut scan_key,
+                pg_sys::SK_SEARCHARRAY as i32,
+                KEY as pg_sys::AttrNumber,
+                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                pg_sys::InvalidOid,
+                pg_sys::C_COLLATION_OID,
+                Oid::from(pg_sys::F_TEXTEQ),
+                pg_sys::Datum::from(array),
+            );
+            let snapshot = push_read_snapshot();
+            let scan = compat::index_beginscan(opened.table, opened.index, snapshot, 1);
+            let slot = pg_sys::table_slot_create(opened.table, std::ptr::null_mut());
+            pg_sys::index_rescan(scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
+            while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
+                let row = read_row(slot, with_value);
+                let key =
+                    <&str>::from_polymorphic_datum(*(*slot).tts_values.add(KEY - 1), false, pg_sys::TEXTOID);
+                if let Some(&i) = key.and_then(|key| position.get(key)) {
+                    rows[i] = Some(row);
+                }
+            }
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            pg_sys::index_endscan(scan);
+            pg_sys::PopActiveSnapshot();
+        }
+        Direct::Done(rows)
+    })
+}
+
+/// The row stored under `key`, with its value when `with_value`: a probe of the primary key.
+fn find_one(key: &str, with_value: bool) -> Direct<Option<Row>> {
     // The privilege the statement `SELECT … FROM t WHERE key = $1` would need.
     with_opened(Needs::Read(pg_sys::ACL_SELECT), |opened| {
-        // SAFETY: the table and index are open and locked (`with_opened`); the probe's snapshot
-        // is popped by `end`; each row is copied out of the slot while it is valid.
-        unsafe {
-            let mut probe = Probe::begin(opened);
-            let rows = keys
-                .iter()
-                .map(|key| probe.find(text_datum(key)).map(|slot| read_row(slot, with_value)))
-                .collect();
-            probe.end();
-            Direct::Done(rows)
-        }
+        // SAFETY: the table and index are open and locked (`with_opened`); the row is copied out
+        // of the probe's slot while it is valid.
+        Direct::Done(unsafe { probe(opened, text_datum(key), |slot| read_row(slot, with_value)) })
     })
 }
 
 /// The row stored under `key`, with its value when `with_value`.
 pub fn find(key: &str, with_value: bool) -> Direct<Option<Row>> {
-    match find_many(&[key], with_value) {
-        Direct::Done(mut rows) => Direct::Done(rows.pop().flatten()),
-        Direct::Declined => Direct::Declined,
-    }
+    find_one(key, with_value)
 }
 
 /// Whether the current role may move an entry's expiry: UPDATE on the table or on its
@@ -706,46 +759,77 @@ pub enum Existing {
 /// key). `Done(false)` when nothing was written: a row is stored and `existing` keeps it, another
 /// session changed or inserted the key meanwhile; the caller then runs its statement.
 pub fn write(key: &str, row: &NewRow, existing: Existing) -> Direct<bool> {
+    let mut written = true;
+    write_many(&[(key, row)], existing, |_| written = false).map(|()| written)
+}
+
+/// [`write`] of several distinct keys, in the order given (key order: the order in which rows
+/// are locked): one open of the table, one snapshot (as one statement has), each row in a memory
+/// context reset after it. An entry not written is handed to `refused` (its index) at once, before
+/// the next one is written, so the caller's statement for it locks its row in the same order.
+pub fn write_many(
+    entries: &[(&str, &NewRow)],
+    existing: Existing,
+    mut refused: impl FnMut(usize),
+) -> Direct<()> {
     // In SERIALIZABLE the probe's predicate lock on the key's B-tree page would make transactions
     // writing different keys on that page conflict; the upsert's pre-check takes none.
     // SAFETY: reads a backend-local setting.
     if unsafe { pg_sys::XactIsoLevel } == pg_sys::XACT_SERIALIZABLE as i32 {
         return Direct::Declined;
     }
+    // A 0.1.0 table cannot hold tags: the statement says so.
+    let tagged = entries.iter().any(|(_, row)| row.tags.is_some());
     // What the upsert needs: INSERT, and UPDATE and SELECT for ON CONFLICT DO UPDATE.
     let needs = Needs::Write(pg_sys::ACL_SELECT | pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
-    // The value's copies made here are freed once it is written, not at the end of the call:
-    // `cache_set_many` of large values holds one at a time.
-    // SAFETY: the memory context is current only inside the closure, and what is allocated in it
-    // (the tuples) is used there and goes with it.
-    unsafe {
-        PgMemoryContexts::new("pg_cache write")
-            .switch_to(|_| with_opened(needs, |opened| write_opened(opened, key, row, existing)))
-    }
+    with_opened(needs, |opened| {
+        // SAFETY: the table and index are open and locked RowExclusive (`with_opened`); the
+        // probe's snapshot stays active while writing, as the statement's does, and is popped by
+        // `end`; tuples are formed with the table's descriptor in the per-row context, which is
+        // current only while the row is written and is reset after it (a `cache_set_many` of
+        // large values holds one at a time).
+        unsafe {
+            if tagged && (*(*opened.table).rd_att).natts as usize != TAGS {
+                return Direct::Declined;
+            }
+            let mut per_row = PgMemoryContexts::new("pg_cache write");
+            let mut probe = Probe::begin(opened);
+            for (i, (key, row)) in entries.iter().enumerate() {
+                // The probe outside the per-row context: the index scan keeps what it allocates
+                // on the way (the B-tree's killed items) for the scan's life.
+                let key_datum = text_datum(key);
+                let found = probe.find(key_datum);
+                let written = per_row.switch_to(|_| write_found(opened, found, key_datum, row, existing));
+                per_row.reset();
+                if !written {
+                    refused(i);
+                }
+            }
+            probe.end();
+            Direct::Done(())
+        }
+    })
 }
 
-/// [`write`] with the table and its primary key open.
-fn write_opened(opened: &Opened, key: &str, row: &NewRow, existing: Existing) -> Direct<bool> {
-    // SAFETY: the table and index are open and locked RowExclusive (`with_opened`); the probe's
-    // snapshot stays active while writing, as the statement's does, and is popped by `end`;
-    // tuples are formed with the table's descriptor.
+/// Writes `row` under the key `key_datum` with the table and its primary key open, over the
+/// row version `found` there (if any).
+unsafe fn write_found(
+    opened: &Opened,
+    found: Option<*mut pg_sys::TupleTableSlot>,
+    key_datum: pg_sys::Datum,
+    row: &NewRow,
+    existing: Existing,
+) -> bool {
+    // SAFETY: as `write_many` says; `found` is the probe's slot, valid until its next probe.
     unsafe {
-        // A 0.1.0 table cannot hold tags: the statement says so.
-        if row.tags.is_some() && (*(*opened.table).rd_att).natts as usize != TAGS {
-            return Direct::Declined;
-        }
-        let key_datum = text_datum(key);
-        let mut probe = Probe::begin(opened);
-        let written = match probe.find(key_datum) {
-            Some(slot) if existing == Existing::Replace => Direct::Done(
+        match found {
+            Some(slot) if existing == Existing::Replace => {
                 update_row(opened.table, (*slot).tts_tid, form_row(opened, key_datum, row), true)
-                    == pg_sys::TM_Result::TM_Ok,
-            ),
-            Some(_) => Direct::Done(false),
-            None => insert_row(opened, form_row(opened, key_datum, row)),
-        };
-        probe.end();
-        written
+                    == pg_sys::TM_Result::TM_Ok
+            }
+            Some(_) => false,
+            None => matches!(insert_row(opened, form_row(opened, key_datum, row)), Direct::Done(true)),
+        }
     }
 }
 

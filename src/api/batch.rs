@@ -75,9 +75,8 @@ fn cache_set_many(
     // Key order (byte-wise, as the primary key sorts), the last value of a repeated key.
     let pairs: BTreeMap<&str, &[u8]> =
         keys.iter().map(String::as_str).zip(vals.iter().map(Vec::as_slice)).collect();
-    for (key, value) in &pairs {
-        store::set(key, value, policy, now, tags.as_deref());
-    }
+    let pairs: Vec<(&str, &[u8])> = pairs.into_iter().collect();
+    store::set_many(&pairs, policy, now, tags.as_deref());
     stats::count(Counter::Sets, pairs.len() as i64);
     keys.len() as i64
 }

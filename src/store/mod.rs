@@ -169,6 +169,32 @@ pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags
     crate::shmem::writes::note_write(row.expires_at, key.len() + value.len());
 }
 
+/// [`set`] of several distinct keys, given in key order (so that the rows are locked in that
+/// order and concurrent batches never deadlock): one open of the table for all of them, the
+/// upsert for those the direct path did not write.
+pub fn set_many(pairs: &[(&str, &[u8])], policy: Policy, now: TimestampTz, tags: Tags) {
+    ensure_not_in_recovery();
+    let rows: Vec<NewRow> = pairs.iter().map(|(_, value)| new_row(value, policy, now, tags)).collect();
+    for (key, _) in pairs {
+        feed::note(Change::Key(key));
+        leases::changed_key(key);
+    }
+    let entries: Vec<(&str, &NewRow)> = pairs.iter().map(|(key, _)| *key).zip(&rows).collect();
+    let upsert = |(key, row): &(&str, &NewRow)| {
+        with_statements(|client, statements| {
+            ensure_taggable(statements, tags);
+            client.update(&statements.upsert, None, &upsert_args(key, row)).expect("upsert");
+        });
+    };
+    if let Direct::Declined = access::write_many(&entries, Existing::Replace, |i| upsert(&entries[i])) {
+        entries.iter().for_each(upsert);
+    }
+    // Counted once written: a refused write counts nothing.
+    for (key, row) in &entries {
+        crate::shmem::writes::note_write(row.expires_at, key.len() + row.value.len());
+    }
+}
+
 /// The upsert's arguments ($1 to $6) for `row` stored under `key`.
 fn upsert_args<'a>(key: &'a str, row: &NewRow<'a>) -> Vec<DatumWithOid<'a>> {
     vec![
