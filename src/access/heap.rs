@@ -213,6 +213,9 @@ fn text_datum(text: &str) -> pg_sys::Datum {
 struct Probe {
     scan: pg_sys::IndexScanDesc,
     slot: *mut pg_sys::TupleTableSlot,
+    /// Byte-wise equality with the key (the primary key's "C" collation), made once: each probe
+    /// sets only its argument.
+    key: pg_sys::ScanKeyData,
 }
 
 impl Probe {
@@ -221,9 +224,19 @@ impl Probe {
         // pushed here is popped in `end`.
         unsafe {
             let snapshot = push_read_snapshot();
+            let mut key = pg_sys::ScanKeyData::default();
+            pg_sys::ScanKeyInit(
+                &mut key,
+                1,
+                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                Oid::from(pg_sys::F_TEXTEQ),
+                pg_sys::Datum::from(0),
+            );
+            key.sk_collation = pg_sys::C_COLLATION_OID;
             Probe {
                 scan: compat::index_beginscan(opened.table, opened.index, snapshot, 1),
                 slot: pg_sys::table_slot_create(opened.table, std::ptr::null_mut()),
+                key,
             }
         }
     }
@@ -233,17 +246,8 @@ impl Probe {
         // SAFETY: the scan and slot were made by `begin` and live until `end`; `key` is a text datum that
         // outlives the rescan.
         unsafe {
-            let mut scan_key = pg_sys::ScanKeyData::default();
-            // Byte-wise equality, the primary key's "C" collation.
-            pg_sys::ScanKeyInit(
-                &mut scan_key,
-                1,
-                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-                Oid::from(pg_sys::F_TEXTEQ),
-                key,
-            );
-            scan_key.sk_collation = pg_sys::C_COLLATION_OID;
-            pg_sys::index_rescan(self.scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
+            self.key.sk_argument = key;
+            pg_sys::index_rescan(self.scan, &mut self.key, 1, std::ptr::null_mut(), 0);
             pg_sys::index_getnext_slot(self.scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot)
                 .then_some(self.slot)
         }
@@ -355,6 +359,51 @@ pub fn find_many(keys: &[&str], with_value: bool) -> Direct<Vec<Option<Row>>> {
             pg_sys::PopActiveSnapshot();
         }
         Direct::Done(rows)
+    })
+}
+
+/// For each of `keys` (distinct), in order, the row stored under it, if any, handed to `each`
+/// with the key's index, the key as a text datum, and the value's datum (detoasted, valid only
+/// during the call, in a memory context reset after it: a batch of large values holds one at a
+/// time): one open of the table, one snapshot, one scan re-aimed at each key.
+pub fn find_each(
+    keys: &[&str],
+    mut each: impl FnMut(usize, pg_sys::Datum, &Row, pg_sys::Datum),
+) -> Direct<()> {
+    // The privilege the statement `SELECT … FROM t WHERE key = $1` would need.
+    with_opened(Needs::Read(pg_sys::ACL_SELECT), |opened| {
+        // SAFETY: the table and index are open and locked (`with_opened`); the probe's snapshot is
+        // popped by `end`; the value is read from the probe's slot while it holds the row, and
+        // whatever detoasting allocates lives in the per-row context until `each` returns.
+        unsafe {
+            let mut per_row = PgMemoryContexts::new("pg_cache read");
+            let mut probe = Probe::begin(opened);
+            for (i, key) in keys.iter().enumerate() {
+                let key_datum = text_datum(key);
+                let Some(slot) = probe.find(key_datum) else {
+                    continue;
+                };
+                let row = read_row(slot, false);
+                let stored = *(*slot).tts_values.add(VALUE - 1);
+                let pointer = stored.cast_mut_ptr::<pg_sys::varlena>();
+                if pgrx::varlena::varatt_is_4b_c(pointer) || pgrx::varlena::varatt_is_1b_e(pointer) {
+                    // Compressed or TOASTed: detoasted in the per-row context.
+                    per_row.switch_to(|_| {
+                        each(
+                            i,
+                            key_datum,
+                            &row,
+                            pg_sys::Datum::from(pg_sys::pg_detoast_datum_packed(pointer)),
+                        );
+                    });
+                    per_row.reset();
+                } else {
+                    each(i, key_datum, &row, stored);
+                }
+            }
+            probe.end();
+            Direct::Done(())
+        }
     })
 }
 

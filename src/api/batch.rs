@@ -7,16 +7,71 @@ use crate::expiry::Policy;
 use crate::shmem::stats::{self, Counter};
 use crate::store;
 use pgrx::datum::{Array, Interval, TimestampWithTimeZone};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-/// One row per live key, in the order of first appearance in `keys`; misses are left out; each
-/// hit slides as `cache_get` does.
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_get_many(
-    keys: Option<Array<&str>>,
-) -> TableIterator<'static, (name!(key, String), name!(value, Vec<u8>))> {
-    TableIterator::new(get_many("cache_get_many", keys, |_, value| value))
+// cache_get_many, one row per live key, in the order of first appearance in `keys`; misses are
+// left out; each hit slides as `cache_get` does. Its rows go straight from the table into the
+// result (a materialized set, filled in one call) instead of being copied out and returned one
+// call per row, as a `#[pg_extern]` set-returning function would: so it is written by hand, under
+// the symbol every release defined it with.
+pgrx::extension_sql!(
+    r#"
+CREATE FUNCTION "cache_get_many"(
+	"keys" TEXT[]
+) RETURNS TABLE (
+	"key" TEXT,
+	"value" bytea
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'cache_get_many_wrapper';
+"#,
+    name = "cache_get_many",
+);
+
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_cache_get_many_wrapper() -> &'static pg_sys::Pg_finfo_record {
+    const VERSION_1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &VERSION_1
+}
+
+/// `cache_get_many(keys text[]) RETURNS TABLE (key text, value bytea)`.
+///
+/// # Safety
+/// Called by PostgreSQL's function manager with the function's call info.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn cache_get_many_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    const FUNCTION: &str = "cache_get_many";
+    // SAFETY: the function manager's call info for a call with one text[] argument, which may
+    // be NULL; the array is read while the call lasts.
+    let keys = unsafe { pgrx::fcinfo::pg_getarg::<Array<&str>>(fcinfo, 0) };
+    let keys = checked_keys(FUNCTION, keys);
+    let mut seen = HashSet::with_capacity(keys.len());
+    let unique: Vec<&str> = keys.iter().map(String::as_str).filter(|key| seen.insert(*key)).collect();
+    // SAFETY: the caller accepts a materialized set (or InitMaterializedSRF raises the error);
+    // it makes the tuplestore and descriptor, which live for the query; each row's datums are
+    // valid while tuplestore_putvalues copies them.
+    let found = unsafe {
+        pg_sys::InitMaterializedSRF(fcinfo, pg_sys::MAT_SRF_USE_EXPECTED_DESC);
+        let result = (*fcinfo).resultinfo.cast::<pg_sys::ReturnSetInfo>();
+        let (store, descriptor) = ((*result).setResult, (*result).setDesc);
+        let mut found = 0;
+        store::hit_each(&unique, |_, key, value| {
+            let mut values = [key, value];
+            let mut nulls = [false, false];
+            pg_sys::tuplestore_putvalues(store, descriptor, values.as_mut_ptr(), nulls.as_mut_ptr());
+            found += 1;
+        });
+        found
+    };
+    // Counted once per call: the counters are shared by every session of the database.
+    stats::count(Counter::Hits, found);
+    stats::count(Counter::Misses, unique.len() as i64 - found);
+    pg_sys::Datum::from(0)
 }
 
 /// The live values of `keys` (checked, duplicates once, in order of first appearance), each

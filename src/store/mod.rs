@@ -17,6 +17,7 @@ use crate::feed::{self, Change};
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
 use pgrx::spi::SpiClient;
+use pgrx::IntoDatum;
 use statements::{ensure_not_in_recovery, timestamptz, with_statements, Statements, TagStatements};
 
 pub use crate::expiry::now;
@@ -98,6 +99,31 @@ pub fn hit_many(keys: &[&str]) -> Vec<Option<Hit>> {
     };
     let reading = reading(Lookup::Get).for_batch();
     keys.iter().zip(rows).map(|(key, row)| live(key, row?, &reading)).collect()
+}
+
+/// [`hit_many`] handing each live entry, in the order of `keys` (distinct), to `emit` with its
+/// index, its key and its value as datums (valid only during the call) instead of copying it out.
+pub fn hit_each(keys: &[&str], mut emit: impl FnMut(usize, pg_sys::Datum, pg_sys::Datum)) {
+    ensure_not_in_recovery();
+    let reading = reading(Lookup::Get).for_batch();
+    let direct = access::find_each(keys, |i, key, row, value| {
+        if reading.live_until(keys[i], row).is_some() {
+            emit(i, key, value);
+        }
+    });
+    if let Direct::Declined = direct {
+        // Declined for one key is declined for all: straight to the statement.
+        for (i, key) in keys.iter().enumerate() {
+            let Some(row) = find_through_statement(key, true) else {
+                continue;
+            };
+            if reading.live_until(key, &row).is_some() {
+                if let Some(value) = row.value.as_deref().and_then(IntoDatum::into_datum) {
+                    emit(i, (*key).into_datum().expect("a text datum"), value);
+                }
+            }
+        }
+    }
 }
 
 /// What the hits of a `lookup` may do: all but a peek slide, except in a read-only transaction
