@@ -130,6 +130,7 @@ soak: install
 ## Markdown and chart, and benches/readme.sh writes benches/README.md from them.
 bench: install
 	@bash benches/run.sh
+	@bash benches/pairs.sh
 	@bash benches/eviction.sh
 	@bash benches/tags.sh
 	@bash benches/router.sh

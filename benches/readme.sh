@@ -99,6 +99,7 @@ else
                           ops[order[i] ",1"], ratio[order[i] ",1"], ops[order[i] ",8"], ratio[order[i] ",8"] } }' "$CSV"
 fi
 
+report "Reads and batches against their baselines (benches/pairs.sh, alternating runs)" "$RESULTS/latest-pairs.txt"
 report "JSON sizes (benches/json_sizes.sql: CBOR against compact JSON text)" "$RESULTS/latest-json-sizes.txt"
 report "Storage after each payload (benches/run.sh)" "$RESULTS/latest-tables.txt"
 report "Eviction (benches/eviction.sh)" "$RESULTS/latest-eviction.txt"
@@ -106,7 +107,7 @@ report "Tags, statistics and the invalidation feed (benches/tags.sh)" "$RESULTS/
 report "Router (benches/router.sh)" "$RESULTS/latest-router.txt"
 report "Stampede protection (benches/stampede.sh)" "$RESULTS/latest-stampede.txt"
 missing=()
-for name in json-sizes tables eviction tags router stampede; do
+for name in pairs json-sizes tables eviction tags router stampede; do
     [ -s "$RESULTS/latest-$name.txt" ] || missing+=("latest-$name.txt")
 done
 if [ ${#missing[@]} -gt 0 ]; then
