@@ -89,8 +89,9 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cache_release_wrapper';
 
--- Internal: what the library's statements call to see sliding hits not yet written.
-CREATE  FUNCTION "pg_cache_pending_expiry"(
+-- Internal: what the library's statements call to see sliding hits not yet written. In
+-- pg_catalog, where no database owner can add an overload that would make their calls ambiguous.
+CREATE  FUNCTION pg_catalog."pg_cache_pending_expiry"(
 	"cache_table" oid, /* pgrx_pg_sys::submodules::oids::Oid */
 	"key" TEXT, /* &str */
 	"expires_at" timestamp with time zone /* pgrx::datum::time_stamp_with_timezone::TimestampWithTimeZone */

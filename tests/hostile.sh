@@ -191,6 +191,21 @@ check "an impostor pg_cache_pending_expiry: the entry read once still expires an
 check "an impostor pg_cache_pending_expiry: no session or worker called it" \
     test "$(q impostor "SELECT count(*) FROM impostor_calls")" = 0
 check "an impostor pg_cache_pending_expiry: the tenant is not superuser" not_escalated
+# After the update the extension's own is in pg_catalog, where the owner cannot add an overload
+# (one in public with an extra defaulted argument would make calls by name ambiguous).
+q impostor "ALTER EXTENSION pg_cache UPDATE" >/dev/null
+as tenant impostor "CREATE FUNCTION public.pg_cache_pending_expiry(oid, text, timestamptz, extra int DEFAULT 0)
+RETURNS timestamptz LANGUAGE sql AS 'SELECT \$3'"
+check "after the update, with overloads in public: every function and the evictor still work" \
+    test "$(as tenant impostor "SET pg_cache.refresh_granularity = 0;
+        SELECT cache_set('read', 'v', sliding => '1 s'); SELECT pg_sleep(0.3); SELECT cache_get('read');
+        SELECT cache_set('brief', 'v', ttl => '100 ms'); SELECT pg_sleep(0.2);
+        SELECT (SELECT count(*) FROM cache_keys('read'))::text || cache_add('brief', 'w')::text
+               || (cache_evict_expired() >= 0)::text" | tail -1)" = 1truetrue
+check "after the update: no sweep fails in the impostor's database" \
+    test "$(q impostor "SELECT pg_sleep(1.5); SELECT count(*) FROM cache_worker_status() WHERE database = 'impostor' AND last_error IS NOT NULL" | tail -1)" = 0
+check "after the update: no session or worker called the impostors" \
+    test "$(q impostor "SELECT count(*) FROM impostor_calls")" = 0
 
 # A trigger on the cache table, once the tenant owns it: run by the evictor as its owner.
 q tenant "ALTER TABLE pg_cache_entries OWNER TO tenant"

@@ -6,6 +6,6 @@ pub mod table;
 
 pub use heap::*;
 pub use table::{
-    has_pending_expiry_function, lookup_table, qualified_pending_expiry, qualified_table_name,
-    relation_exists, table,
+    has_pending_expiry_function, lookup_table, qualified_table_name, relation_exists, table,
+    QUALIFIED_PENDING_EXPIRY,
 };

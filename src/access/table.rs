@@ -113,10 +113,12 @@ thread_local! {
     static PENDING_EXPIRY: Cell<Option<Oid>> = const { Cell::new(None) };
 }
 
-/// Whether the extension has `pg_cache_pending_expiry(oid, text, timestamptz)` (a member of it,
-/// in its schema), which the kept statements call to see pending touches: the SQL of a version
+/// Whether the extension has `pg_catalog.pg_cache_pending_expiry(oid, text, timestamptz)` (a
+/// member of it), which the kept statements call to see pending touches: the SQL of a version
 /// before 0.3.0, before `ALTER EXTENSION pg_cache UPDATE`, has not, and then no hit is deferred.
-pub fn has_pending_expiry_function(table: Oid) -> bool {
+/// In pg_catalog, where no database owner can put a function of that name, or an overload that
+/// would make the statements' calls ambiguous.
+pub fn has_pending_expiry_function() -> bool {
     let cached = PENDING_EXPIRY.get().filter(|function| {
         // SAFETY: a catalog-cache existence check by OID, in a transaction.
         unsafe {
@@ -135,7 +137,6 @@ pub fn has_pending_expiry_function(table: Oid) -> bool {
     // SAFETY: catalog lookups by OID and by name, argument types and schema, in a transaction;
     // the argument vector is palloc'd in the current memory context.
     let found = unsafe {
-        let schema = pg_sys::get_rel_namespace(table);
         let arguments = [pg_sys::OIDOID, pg_sys::TEXTOID, pg_sys::TIMESTAMPTZOID];
         let vector = pg_sys::buildoidvector(arguments.as_ptr(), arguments.len() as i32);
         pg_sys::GetSysCacheOid(
@@ -143,13 +144,12 @@ pub fn has_pending_expiry_function(table: Oid) -> bool {
             pg_sys::Anum_pg_proc_oid as pg_sys::AttrNumber,
             pg_sys::Datum::from(c"pg_cache_pending_expiry".as_ptr()),
             pg_sys::Datum::from(vector),
-            schema.into(),
+            pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE).into(),
             0.into(),
         )
     };
-    // Only the extension's own: a function of that name a database owner created (in the
-    // extension's schema, before the update that creates the real one) would be called by
-    // every session and by the worker, as the table's owner.
+    // Only the extension's own (pg_catalog admits no one else's, but a superuser's could be
+    // there before the update that creates it).
     // SAFETY: catalog lookups by OID, in a transaction.
     let ours = found != pg_sys::InvalidOid
         && unsafe {
@@ -164,15 +164,5 @@ pub fn has_pending_expiry_function(table: Oid) -> bool {
     true
 }
 
-/// `pg_cache_pending_expiry` of the table's schema, quoted for SQL.
-pub fn qualified_pending_expiry(table: Oid) -> String {
-    // SAFETY: catalog lookups of the namespace name by OID, in a transaction; the quoted name is
-    // copied before returning.
-    unsafe {
-        let name = pg_sys::quote_qualified_identifier(
-            pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table)),
-            c"pg_cache_pending_expiry".as_ptr(),
-        );
-        CStr::from_ptr(name).to_string_lossy().into_owned()
-    }
-}
+/// `pg_cache_pending_expiry`, qualified for SQL.
+pub const QUALIFIED_PENDING_EXPIRY: &str = "pg_catalog.pg_cache_pending_expiry";

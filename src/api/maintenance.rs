@@ -22,10 +22,26 @@ fn cache_evict_expired(max_rows: default!(Option<i32>, 10000)) -> i64 {
     store::evict_expired(i64::from(max_rows))
 }
 
+pgrx::extension_sql!(
+    r#"
+CREATE FUNCTION pg_catalog."pg_cache_pending_expiry"(
+	"cache_table" oid,
+	"key" TEXT,
+	"expires_at" timestamp with time zone
+) RETURNS timestamp with time zone
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pg_cache_pending_expiry_wrapper';
+"#,
+    name = "pg_cache_pending_expiry",
+);
+
 /// The expiry of the entry of `cache_table` stored under `key` with the expiry `expires_at`,
 /// moved by its pending touch (a sliding hit not yet written), if any: what the kept
-/// statements compare with the time. Internal; it reads shared memory only.
-#[pg_extern(volatile, parallel_safe, strict)]
+/// statements compare with the time. Internal; it reads shared memory only. In pg_catalog, where
+/// only a superuser can create functions: in the extension's schema a database owner could add an
+/// overload that makes every call of it ambiguous.
+#[pg_extern(sql = false, volatile, parallel_safe, strict)]
 fn pg_cache_pending_expiry(
     cache_table: pg_sys::Oid,
     key: &str,

@@ -51,11 +51,7 @@ impl Liveness {
     fn new(table_oid: pg_sys::Oid, touches_seen: bool) -> Liveness {
         Liveness {
             touched: touches_seen.then(|| {
-                format!(
-                    "{}('{}'::pg_catalog.oid, ",
-                    access::qualified_pending_expiry(table_oid),
-                    table_oid.to_u32()
-                )
+                format!("{}('{}'::pg_catalog.oid, ", access::QUALIFIED_PENDING_EXPIRY, table_oid.to_u32())
             }),
         }
     }
@@ -353,7 +349,7 @@ pub(super) fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> 
     ensure_not_in_recovery();
     let table = access::table();
     let tagged = access::has_tags_column(table);
-    let touches_seen = access::has_pending_expiry_function(table);
+    let touches_seen = access::has_pending_expiry_function();
     Spi::connect_mut(|client| {
         let kept = STATEMENTS.with(|cell| {
             cell.borrow()

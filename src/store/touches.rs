@@ -74,7 +74,7 @@ impl Reading {
         let deferring = registry::my_slot().filter(|_| {
             slides
                 && touches::available()
-                && access::has_pending_expiry_function(table)
+                && access::has_pending_expiry_function()
                 && !leases::row_security_enforced(table)
         });
         Reading {

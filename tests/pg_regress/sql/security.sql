@@ -35,6 +35,10 @@ SELECT function, call, regress_error(call) FROM (
     JOIN pg_proc p ON p.oid = d.objid AND p.pronamespace = e.extnamespace
     WHERE e.extname = 'pg_cache'
 ) AS calls ORDER BY function;
+-- The internal function the statements call to see pending touches lives in pg_catalog (where
+-- no database owner can add an overload) and is refused too.
+SELECT regress_error($$SELECT pg_catalog.pg_cache_pending_expiry('pg_cache_entries'::regclass, 'private', now())$$);
+SELECT pronamespace = 'pg_catalog'::regnamespace AS in_pg_catalog FROM pg_proc WHERE proname = 'pg_cache_pending_expiry';
 -- cache_worker_status shows the outsider its own database only (as pg_stat_activity shows other
 -- sessions' queries only to roles with pg_read_all_stats).
 SELECT count(*) FILTER (WHERE database IS DISTINCT FROM current_database()) AS other_databases_shown
