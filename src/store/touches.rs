@@ -63,6 +63,10 @@ pub struct Reading {
     /// When no touch can be recorded (the table is full), the hit slides the row itself; a
     /// batch does not: it would hold rows that writers then wait for.
     slides_when_full: bool,
+    /// The clock when the call began: absolute entries are live or not as of then, as a
+    /// statement's rows are as of its snapshot (a sliding one is judged at the clock's time under
+    /// its partition's lock).
+    started: TimestampTz,
 }
 
 impl Reading {
@@ -86,6 +90,7 @@ impl Reading {
             limit: i64::from(gucs::MAX_TOUCHES_PER_DATABASE.get()),
             granularity: gucs::refresh_granularity_micros(),
             slides_when_full: true,
+            started: now(),
         }
     }
 
@@ -100,7 +105,7 @@ impl Reading {
     pub fn live_until(&self, key: &str, row: &Row) -> Option<TimestampTz> {
         let policy = Policy::from_columns(row.sliding, row.absolute_expires_at);
         if !matches!(policy, Policy::Sliding { .. }) {
-            return (row.expires_at > now()).then_some(row.expires_at);
+            return (row.expires_at > self.started).then_some(row.expires_at);
         }
         let granularity = self.granularity;
         let Some(database) = self.deferring else {
