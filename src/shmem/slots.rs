@@ -327,6 +327,18 @@ pub fn preloaded() -> bool {
     PRELOADED.load(Ordering::Relaxed)
 }
 
+/// The slot of `database` if it has one (none is taken for it).
+pub fn existing_slot(database: Oid) -> Option<&'static Slot> {
+    if !preloaded() {
+        return None;
+    }
+    let id = database.to_u32();
+    let index = SLOTS.share().0.iter().position(|slot| slot.database.load(Ordering::Relaxed) == id)?;
+    // SAFETY: as in `slot`: slots live in shared memory for the server's life, and their fields
+    // are atomics.
+    Some(unsafe { &*(&SLOTS.share().0[index] as *const Slot) })
+}
+
 /// The slot of `database`, taken for it when it has none; `None` when every slot is taken.
 pub fn slot(database: Oid) -> Option<&'static Slot> {
     if !preloaded() {

@@ -183,16 +183,30 @@ fn clock() -> TimestampTz {
     unsafe { pg_sys::GetCurrentTimestamp() }
 }
 
-/// One fewer touch pending in `database`.
-fn forget_one(database: u32) {
-    if let Some(slot) = registry::slot(Oid::from(database)) {
-        slot.add_touches(-1);
+/// `count` fewer touches pending in `database` (one dropped since keeps no slot).
+fn forget(database: u32, count: i64) {
+    if let Some(slot) = registry::existing_slot(Oid::from(database)) {
+        slot.add_touches(-count);
+    }
+}
+
+/// Drops the touches of `partition` that `pick` picks; each database's count is looked up once.
+fn drop_where(partition: &mut Partition, pick: impl Fn(&Touch) -> bool) {
+    let mut dropped: Vec<(u32, i64)> = Vec::new();
+    partition.touches.remove_where(pick, |touch| {
+        match dropped.iter_mut().find(|(d, _)| *d == touch.key.database) {
+            Some((_, count)) => *count += 1,
+            None => dropped.push((touch.key.database, 1)),
+        }
+    });
+    for (database, count) in dropped {
+        forget(database, count);
     }
 }
 
 /// Drops the touches of `partition` that no longer extend anything: their new expiry has passed.
 fn drop_moot(partition: &mut Partition, now: TimestampTz) {
-    partition.touches.remove_where(|touch| touch.next <= now, |touch| forget_one(touch.key.database));
+    drop_where(partition, |touch| touch.next <= now);
 }
 
 /// What a sliding hit found.
@@ -303,10 +317,9 @@ pub fn pending(database: Oid, max: usize) -> Vec<Pending> {
 pub fn forget_table(database: Oid, table: Oid) {
     for index in 0..PARTITIONS {
         with_partition(index, true, |partition| {
-            partition.touches.remove_where(
-                |touch| touch.key.database == database.to_u32() && touch.key.table == table.to_u32(),
-                |touch| forget_one(touch.key.database),
-            );
+            drop_where(partition, |touch| {
+                touch.key.database == database.to_u32() && touch.key.table == table.to_u32()
+            });
         });
     }
 }
@@ -329,7 +342,7 @@ pub fn settle(touch: &Pending, written: Option<(TimestampTz, ItemPointerData)>) 
             }
             _ => {
                 partition.touches.remove_at(index);
-                forget_one(touch.key.database);
+                forget(touch.key.database, 1);
             }
         }
     })
