@@ -9,6 +9,7 @@
   else if (dso ~ /libc|vdso/) c = "libc (memcmp, epoll, clock)"
   else if (sym ~ /^_bt|^bt|^index_/) c = "index descent (B-tree)"
   else if (sym ~ /Buffer|BufTable|hash_search|^LWLock|heap_page_prune|heap_hot_search|heapam_index_fetch|^heap_|HeapTuple|Lock/) c = "buffer lookup, heap fetch, locks"
+  else if (sym ~ /tuplestore|minimal_tuple|TableFunction|FunctionScan/) c = "set-returning function results (tuplestore)"
   else if (sym ~ /^Exec|^tts_|slot_|^ExecEval|Plan|^Portal|Executor/) c = "executor, portal"
   else c = "rest of postgres (protocol, transaction, snapshot, memory; some symbols unresolved)"
   share[c] += pct }

@@ -100,6 +100,7 @@ else
 fi
 
 report "Reads and batches against their baselines (benches/pairs.sh, alternating runs)" "$RESULTS/latest-pairs.txt"
+report "Where the time goes (benches/profile.sh: perf, 8 clients, CPU per call by category)" "$RESULTS/latest-profile.txt"
 report "JSON sizes (benches/json_sizes.sql: CBOR against compact JSON text)" "$RESULTS/latest-json-sizes.txt"
 report "Storage after each payload (benches/run.sh)" "$RESULTS/latest-tables.txt"
 report "Eviction (benches/eviction.sh)" "$RESULTS/latest-eviction.txt"
