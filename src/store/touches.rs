@@ -18,6 +18,7 @@ use crate::shmem::slots::{self as registry, Slot as DatabaseSlot};
 use crate::shmem::stats::{self, Counter};
 use crate::shmem::touches::{self, Hit};
 use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
+use std::cell::OnceCell;
 
 /// The longest a recorded touch waits for the worker, and the shortest: applying touches more
 /// often than this costs the worker more than it saves anyone.
@@ -54,8 +55,10 @@ pub struct Reading {
     table: pg_sys::Oid,
     /// Hits move sliding expiries (not a peek, a read-only transaction or a role that may not).
     slides: bool,
-    /// Where touches are counted, when hits record them rather than write.
-    deferring: Option<&'static DatabaseSlot>,
+    /// Where touches are counted, when hits record them rather than write: looked up at the
+    /// first sliding entry (the function lookup reads pg_depend once per backend, which a call
+    /// that meets only absolute entries need not pay).
+    deferring: OnceCell<Option<&'static DatabaseSlot>>,
     /// The read took a snapshot of its own (READ COMMITTED): what it read is the newest version.
     newest_read: bool,
     limit: i64,
@@ -72,19 +75,10 @@ pub struct Reading {
 impl Reading {
     /// For hits that move sliding expiries when `slides`.
     pub fn new(slides: bool) -> Reading {
-        let table = access::table();
-        // Under row-level security the slide is the role's own UPDATE, which the policies may
-        // narrow: no touch (the worker writes touches as the table's owner).
-        let deferring = registry::my_slot().filter(|_| {
-            slides
-                && touches::available()
-                && access::has_pending_expiry_function()
-                && !leases::row_security_enforced(table)
-        });
         Reading {
-            table,
+            table: access::table(),
             slides,
-            deferring,
+            deferring: OnceCell::new(),
             // SAFETY: reads a backend-local setting.
             newest_read: unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32,
             limit: i64::from(gucs::MAX_TOUCHES_PER_DATABASE.get()),
@@ -92,6 +86,20 @@ impl Reading {
             slides_when_full: true,
             started: now(),
         }
+    }
+
+    /// Where touches are counted, when this call's hits record them.
+    fn deferring(&self) -> Option<&'static DatabaseSlot> {
+        *self.deferring.get_or_init(|| {
+            // Under row-level security the slide is the role's own UPDATE, which the policies
+            // may narrow: no touch (the worker writes touches as the table's owner).
+            registry::my_slot().filter(|_| {
+                self.slides
+                    && touches::available()
+                    && access::has_pending_expiry_function()
+                    && !leases::row_security_enforced(self.table)
+            })
+        })
     }
 
     /// For a batch (`cache_get_many`), which never holds a row: with the touch table full, its
@@ -108,7 +116,7 @@ impl Reading {
             return (row.expires_at > self.started).then_some(row.expires_at);
         }
         let granularity = self.granularity;
-        let Some(database) = self.deferring else {
+        let Some(database) = self.deferring() else {
             // No touch is recorded; one may still be pending (the table or its share was full).
             let expires_at = pending_expiry(self.table, key, row.expires_at);
             let now = now();
