@@ -26,7 +26,6 @@ use pgrx::datum::Interval;
 use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
-use std::collections::HashMap;
 use std::ffi::CStr;
 
 /// What a direct path did: its result, or nothing because the SPI statement must run instead.
@@ -304,62 +303,6 @@ unsafe fn read_row(slot: *mut pg_sys::TupleTableSlot, with_value: bool) -> Row {
             },
         }
     }
-}
-
-/// The rows stored under `keys` (distinct), in order, with their values when `with_value`: one
-/// open of the table, one snapshot, one scan of the primary key with the keys as an array, which
-/// the B-tree sorts and reads in key order, as the executor's `WHERE key = ANY($1)` does.
-pub fn find_many(keys: &[&str], with_value: bool) -> Direct<Vec<Option<Row>>> {
-    if keys.len() == 1 {
-        return find_one(keys[0], with_value).map(|row| vec![row]);
-    }
-    // The privilege the statement `SELECT … FROM t WHERE key = ANY($1)` would need.
-    with_opened(Needs::Read(pg_sys::ACL_SELECT), |opened| {
-        let position: HashMap<&str, usize> = keys.iter().enumerate().map(|(i, key)| (*key, i)).collect();
-        let mut rows: Vec<Option<Row>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
-        // SAFETY: the table and index are open and locked (`with_opened`); the array and scan key
-        // live until the scan ends; the snapshot pushed is popped below; each row is copied out of
-        // the slot before the next one replaces it.
-        unsafe {
-            let mut elements: Vec<pg_sys::Datum> = keys.iter().map(|key| text_datum(key)).collect();
-            let array = pg_sys::construct_array(
-                elements.as_mut_ptr(),
-                elements.len() as i32,
-                pg_sys::TEXTOID,
-                -1,
-                false,
-                pg_sys::TYPALIGN_INT as std::ffi::c_char,
-            );
-            let mut scan_key = pg_sys::ScanKeyData::default();
-            // Byte-wise equality with any element, the primary key's "C" collation.
-            pg_sys::ScanKeyEntryInitialize(
-                &mut scan_key,
-                pg_sys::SK_SEARCHARRAY as i32,
-                KEY as pg_sys::AttrNumber,
-                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-                pg_sys::InvalidOid,
-                pg_sys::C_COLLATION_OID,
-                Oid::from(pg_sys::F_TEXTEQ),
-                pg_sys::Datum::from(array),
-            );
-            let snapshot = push_read_snapshot();
-            let scan = compat::index_beginscan(opened.table, opened.index, snapshot, 1);
-            let slot = pg_sys::table_slot_create(opened.table, std::ptr::null_mut());
-            pg_sys::index_rescan(scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
-            while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
-                let row = read_row(slot, with_value);
-                let key =
-                    <&str>::from_polymorphic_datum(*(*slot).tts_values.add(KEY - 1), false, pg_sys::TEXTOID);
-                if let Some(&i) = key.and_then(|key| position.get(key)) {
-                    rows[i] = Some(row);
-                }
-            }
-            pg_sys::ExecDropSingleTupleTableSlot(slot);
-            pg_sys::index_endscan(scan);
-            pg_sys::PopActiveSnapshot();
-        }
-        Direct::Done(rows)
-    })
 }
 
 /// For each of `keys` (distinct), in order, the row stored under it, if any, handed to `each`

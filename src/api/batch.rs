@@ -49,29 +49,41 @@ pub unsafe extern "C-unwind" fn cache_get_many_wrapper(fcinfo: pg_sys::FunctionC
     // SAFETY: the function manager's call info for a call with one text[] argument, which may
     // be NULL; the array is read while the call lasts.
     let keys = unsafe { pgrx::fcinfo::pg_getarg::<Array<&str>>(fcinfo, 0) };
-    let keys = checked_keys(FUNCTION, keys);
-    let mut seen = HashSet::with_capacity(keys.len());
-    let unique: Vec<&str> = keys.iter().map(String::as_str).filter(|key| seen.insert(*key)).collect();
     // SAFETY: the caller accepts a materialized set (or InitMaterializedSRF raises the error);
     // it makes the tuplestore and descriptor, which live for the query; each row's datums are
     // valid while tuplestore_putvalues copies them.
-    let found = unsafe {
+    unsafe {
         pg_sys::InitMaterializedSRF(fcinfo, pg_sys::MAT_SRF_USE_EXPECTED_DESC);
         let result = (*fcinfo).resultinfo.cast::<pg_sys::ReturnSetInfo>();
         let (store, descriptor) = ((*result).setResult, (*result).setDesc);
-        let mut found = 0;
-        store::hit_each(&unique, |_, key, value| {
+        hit_each(FUNCTION, keys, |_, key, value| {
             let mut values = [key, value];
             let mut nulls = [false, false];
             pg_sys::tuplestore_putvalues(store, descriptor, values.as_mut_ptr(), nulls.as_mut_ptr());
-            found += 1;
         });
-        found
-    };
+    }
+    pg_sys::Datum::from(0)
+}
+
+/// The live entries of `keys` (checked, duplicates once, in order of first appearance), each hit
+/// slid, handed to `emit` with the key, and the key and value as datums (valid only during the
+/// call); hits and misses counted.
+fn hit_each(
+    function: &str,
+    keys: Option<Array<&str>>,
+    mut emit: impl FnMut(&str, pg_sys::Datum, pg_sys::Datum),
+) {
+    let keys = checked_keys(function, keys);
+    let mut seen = HashSet::with_capacity(keys.len());
+    let unique: Vec<&str> = keys.iter().map(String::as_str).filter(|key| seen.insert(*key)).collect();
+    let mut found = 0;
+    store::hit_each(&unique, |i, key, value| {
+        emit(unique[i], key, value);
+        found += 1;
+    });
     // Counted once per call: the counters are shared by every session of the database.
     stats::count(Counter::Hits, found);
     stats::count(Counter::Misses, unique.len() as i64 - found);
-    pg_sys::Datum::from(0)
 }
 
 /// The live values of `keys` (checked, duplicates once, in order of first appearance), each
@@ -81,23 +93,20 @@ pub(super) fn get_many<T>(
     keys: Option<Array<&str>>,
     convert: impl Fn(&str, Vec<u8>) -> T,
 ) -> Vec<(String, T)> {
-    let keys = checked_keys(function, keys);
-    let mut seen = HashSet::with_capacity(keys.len());
-    let unique: Vec<&str> = keys.iter().map(String::as_str).filter(|key| seen.insert(*key)).collect();
-    let lookups = unique.len();
-    let hits = store::hit_many(&unique);
-    let found: Vec<(String, T)> = unique
-        .into_iter()
-        .zip(hits)
-        .filter_map(|(key, hit)| {
-            let value = hit?.value?;
-            Some((key.to_owned(), convert(key, value)))
-        })
-        .collect();
-    // Counted once per call: the counters are shared by every session of the database.
-    stats::count(Counter::Hits, found.len() as i64);
-    stats::count(Counter::Misses, (lookups - found.len()) as i64);
+    let mut found = Vec::new();
+    hit_each(function, keys, |key, _, value| {
+        // SAFETY: a bytea datum of the cache table's row, valid during this call; copied out.
+        let value = unsafe { <&[u8]>::from_polymorphic_datum(value, false, pg_sys::BYTEAOID) };
+        found.push((key.to_owned(), value.unwrap_or_default().to_vec()));
+    });
+    // Converted once every value is copied out: a conversion's result must outlive the read.
     found
+        .into_iter()
+        .map(|(key, value)| {
+            let converted = convert(&key, value);
+            (key, converted)
+        })
+        .collect()
 }
 
 /// Sets every pair with the same expiry and tags and returns the number of pairs given; of a key given

@@ -89,20 +89,10 @@ pub fn expired_value(key: &str, since: TimestampTz) -> Option<Vec<u8>> {
     (expires_at <= now() && expires_at > since).then_some(row.value).flatten()
 }
 
-/// [`hit`] for several keys, read in one pass (each hit slides as `hit` slides it).
-pub fn hit_many(keys: &[&str]) -> Vec<Option<Hit>> {
-    ensure_not_in_recovery();
-    let rows = match access::find_many(keys, true) {
-        Direct::Done(rows) => rows,
-        // Declined for one key is declined for all: straight to the statement.
-        Direct::Declined => keys.iter().map(|key| find_through_statement(key, true)).collect(),
-    };
-    let reading = reading(Lookup::Get).for_batch();
-    keys.iter().zip(rows).map(|(key, row)| live(key, row?, &reading)).collect()
-}
-
-/// [`hit_many`] handing each live entry, in the order of `keys` (distinct), to `emit` with its
-/// index, its key and its value as datums (valid only during the call) instead of copying it out.
+/// [`hit`] of several distinct keys, in one pass: each live entry, in the order of `keys`, handed
+/// to `emit` with its index, its key and its value as datums (valid only during the call)
+/// instead of copied out. Each hit slides as `hit` slides it, except that a batch never writes a
+/// row itself when the touch table is full.
 pub fn hit_each(keys: &[&str], mut emit: impl FnMut(usize, pg_sys::Datum, pg_sys::Datum)) {
     ensure_not_in_recovery();
     let reading = reading(Lookup::Get).for_batch();
@@ -137,7 +127,7 @@ fn reading(lookup: Lookup) -> touches::Reading {
     if may_not_slide && lookup == Lookup::Refresh {
         access::refuse_privilege(table);
     }
-    touches::Reading::new(!(lookup == Lookup::Peek || read_only || may_not_slide))
+    touches::Reading::new(table, !(lookup == Lookup::Peek || read_only || may_not_slide))
 }
 
 /// What a lookup of `row`, stored under `key`, gives: nothing when it expired (pending touches
@@ -181,18 +171,7 @@ fn new_row<'a>(value: &'a [u8], policy: Policy, now: TimestampTz, tags: Tags<'a>
 /// Inserts or replaces `key`: an existing entry is replaced directly, anything else (a new key, a
 /// concurrent change, a table the direct path declines) goes through the upsert.
 pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags) {
-    ensure_not_in_recovery();
-    let row = new_row(value, policy, now, tags);
-    feed::note(Change::Key(key));
-    leases::changed_key(key);
-    if !matches!(access::write(key, &row, Existing::Replace), Direct::Done(true)) {
-        with_statements(|client, statements| {
-            ensure_taggable(statements, tags);
-            client.update(&statements.upsert, None, &upsert_args(key, &row)).expect("upsert");
-        });
-    }
-    // Counted once written: a refused write counts nothing.
-    crate::shmem::writes::note_write(row.expires_at, key.len() + value.len());
+    set_many(&[(key, value)], policy, now, tags);
 }
 
 /// [`set`] of several distinct keys, given in key order (so that the rows are locked in that

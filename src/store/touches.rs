@@ -73,10 +73,10 @@ pub struct Reading {
 }
 
 impl Reading {
-    /// For hits that move sliding expiries when `slides`.
-    pub fn new(slides: bool) -> Reading {
+    /// For hits of `table` that move sliding expiries when `slides`.
+    pub fn new(table: pg_sys::Oid, slides: bool) -> Reading {
         Reading {
-            table: access::table(),
+            table,
             slides,
             deferring: OnceCell::new(),
             // SAFETY: reads a backend-local setting.
