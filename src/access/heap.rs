@@ -322,6 +322,7 @@ pub fn find_each(
             let mut per_row = PgMemoryContexts::new("pg_cache read");
             let mut probe = Probe::begin(opened);
             for (i, key) in keys.iter().enumerate() {
+                pgrx::check_for_interrupts!();
                 let key_datum = text_datum(key);
                 let Some(slot) = probe.find(key_datum) else {
                     continue;
@@ -787,6 +788,7 @@ pub fn write_many(
             let mut per_row = PgMemoryContexts::new("pg_cache write");
             let mut probe = Probe::begin(opened);
             for (i, (key, row)) in entries.iter().enumerate() {
+                pgrx::check_for_interrupts!();
                 // The probe outside the per-row context: the index scan keeps what it allocates
                 // on the way (the B-tree's killed items) for the scan's life.
                 let key_datum = text_datum(key);
