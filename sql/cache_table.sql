@@ -51,3 +51,26 @@ COMMENT ON TABLE @extschema@.pg_cache_entries IS
 
 -- Entries are private to the extension's owner until access is granted (see the README).
 REVOKE ALL ON TABLE @extschema@.pg_cache_entries FROM PUBLIC;
+
+-- The caches of the database (since 0.3.0): `default` is pg_cache_entries; the cache numbered N
+-- (id) is the table pg_cache_entries_N, created by cache_create() from pg_cache_entries. Read by
+-- the library through the catalog caches; change it with cache_create/cache_alter/cache_drop.
+CREATE TABLE @extschema@.pg_cache_caches (
+    name            text COLLATE "C" NOT NULL
+                    CONSTRAINT pg_cache_caches_name_check
+                    CHECK (name OPERATOR(pg_catalog.~) '^[a-z_][a-z0-9_]{0,62}$'),
+    id              integer NOT NULL CONSTRAINT pg_cache_caches_id_check CHECK (id OPERATOR(pg_catalog.>=) 0),
+    logged          boolean NOT NULL DEFAULT false,
+    max_size        bigint CONSTRAINT pg_cache_caches_max_size_check CHECK (max_size OPERATOR(pg_catalog.>=) 0),
+    default_sliding interval,
+    default_ttl     interval,
+    CONSTRAINT pg_cache_caches_pkey PRIMARY KEY (name),
+    CONSTRAINT pg_cache_caches_id_key UNIQUE (id)
+);
+INSERT INTO @extschema@.pg_cache_caches (name, id) VALUES ('default', 0);
+REVOKE ALL ON TABLE @extschema@.pg_cache_caches FROM PUBLIC;
+COMMENT ON TABLE @extschema@.pg_cache_caches IS
+    'pg_cache''s named caches; change them with cache_create, cache_alter and cache_drop';
+-- pg_dump dumps the caches made with cache_create (not their entries): restored, each is made
+-- again by the trigger pg_cache_caches_made.
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.pg_cache_caches', 'WHERE name OPERATOR(pg_catalog.<>) ''default''');

@@ -78,7 +78,18 @@ pub fn unavailable_in_recovery() -> ! {
         ERROR,
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         "pg_cache: the cache is not available on a standby",
-        "Entries live in an unlogged table, which a server in recovery can neither read nor write; use the primary."
+        "Entries of an UNLOGGED cache live in an unlogged table, which a server in recovery can neither read nor write; \
+         use the primary, or a logged cache (cache_create(..., logged => true)) to read on standbys."
+    );
+}
+
+/// 25006: a write on a standby, where even a logged cache is read-only.
+pub fn read_only_on_standby(cache: &str) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+        format!("pg_cache: cache \"{cache}\" is read-only on a standby"),
+        "Write through the primary; reads of a logged cache on a standby do not slide its entries."
     );
 }
 

@@ -41,6 +41,14 @@ pub enum Policy {
     Sliding { window: i64, cap: Option<TimestampTz> },
 }
 
+/// What an entry written with none of ttl, sliding and expires_at gets: its cache's defaults
+/// when it has any, else a sliding window of `pg_cache.default_sliding_expiration`.
+#[derive(Clone, Copy, Default)]
+pub struct Defaults {
+    pub sliding: Option<Interval>,
+    pub ttl: Option<Interval>,
+}
+
 impl Policy {
     /// Builds the policy from `cache_set`'s arguments, checked against the server clock `now`.
     pub fn from_arguments(
@@ -49,7 +57,19 @@ impl Policy {
         ttl: Option<Interval>,
         sliding: Option<Interval>,
         expires_at: Option<TimestampWithTimeZone>,
+        defaults: Defaults,
     ) -> Policy {
+        let none_given = ttl.is_none() && sliding.is_none() && expires_at.is_none();
+        if none_given && (defaults.sliding.is_some() || defaults.ttl.is_some()) {
+            return Policy::from_arguments(
+                function,
+                now,
+                defaults.ttl,
+                defaults.sliding,
+                None,
+                Defaults::default(),
+            );
+        }
         let absolute = match (ttl, expires_at) {
             (Some(_), Some(_)) => error::invalid_argument(
                 function,
@@ -281,14 +301,21 @@ mod tests {
     fn no_arguments_give_the_default_sliding_window() {
         Spi::run("SET pg_cache.default_sliding_expiration = '7min'").unwrap();
         assert_eq!(
-            Policy::from_arguments("cache_set", 0, None, None, None),
+            Policy::from_arguments("cache_set", 0, None, None, None, Defaults::default()),
             Policy::Sliding { window: 7 * MINUTE, cap: None }
         );
     }
 
     #[pg_test]
     fn months_in_a_sliding_window_count_as_30_days() {
-        let policy = Policy::from_arguments("cache_set", 0, None, Some(Interval::from_months(1)), None);
+        let policy = Policy::from_arguments(
+            "cache_set",
+            0,
+            None,
+            Some(Interval::from_months(1)),
+            None,
+            Defaults::default(),
+        );
         assert_eq!(policy, Policy::Sliding { window: 30 * 24 * 60 * MINUTE, cap: None });
     }
 
@@ -296,6 +323,13 @@ mod tests {
     #[should_panic(expected = "ttl and expires_at are mutually exclusive")]
     fn ttl_and_expires_at_together_are_rejected() {
         let at = TimestampWithTimeZone::try_from(MINUTE).unwrap();
-        Policy::from_arguments("cache_set", 0, Some(Interval::from_minutes(1)), None, Some(at));
+        Policy::from_arguments(
+            "cache_set",
+            0,
+            Some(Interval::from_minutes(1)),
+            None,
+            Some(at),
+            Defaults::default(),
+        );
     }
 }

@@ -45,6 +45,9 @@ pub static MAX_LEASES_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(102
 /// Pending touches (deferred slides) one database may have at once.
 pub static MAX_TOUCHES_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(8192);
 
+/// Caches across the server whose statistics and size accounting live in shared memory.
+pub static MAX_CACHES: GucSetting<i32> = GucSetting::<i32>::new(1024);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"pg_cache.default_sliding_expiration",
@@ -136,7 +139,7 @@ pub fn init() {
     // A postmaster setting can only be defined while the library is preloaded.
     // SAFETY: reads a flag PostgreSQL sets while it loads preloaded libraries.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
-        define_max_workers();
+        define_postmaster_settings();
     }
     GucRegistry::define_int_guc(
         c"pg_cache.max_size",
@@ -200,7 +203,7 @@ pub fn refresh_granularity_micros() -> i64 {
     i64::from(REFRESH_GRANULARITY.get()) * 1_000
 }
 
-fn define_max_workers() {
+fn define_postmaster_settings() {
     GucRegistry::define_int_guc(
         c"pg_cache.max_workers",
         c"Eviction workers running at once across the server.",
@@ -208,6 +211,17 @@ fn define_max_workers() {
         &MAX_WORKERS,
         1,
         64,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_cache.max_caches",
+        c"Caches (of all databases together) the server keeps statistics and size caps for.",
+        c"Each cache takes one slot of shared memory (about 150 bytes) on first use; the worker \
+          frees the slots of dropped caches. cache_create refuses a cache past it with 53400.",
+        &MAX_CACHES,
+        1,
+        65_536,
         GucContext::Postmaster,
         GucFlags::default(),
     );

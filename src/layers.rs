@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each top-level module and its layer: a module may use only modules of a lower layer.
-const LAYERS: [(&str, u8); 13] = [
+const LAYERS: [(&str, u8); 14] = [
     ("gucs", 0),
+    ("selected", 0),
     ("xact", 0),
     ("error", 0),
     ("compat", 0),

@@ -18,6 +18,7 @@ mod feed;
 mod gucs;
 #[cfg(test)]
 mod layers;
+mod selected;
 mod shmem;
 mod store;
 mod worker;
@@ -36,6 +37,7 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: reads a flag PostgreSQL sets while it loads preloaded libraries.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         shmem::slots::init();
+        shmem::caches::init();
         feed::relay::init();
         shmem::leases::init();
         shmem::touches::init();

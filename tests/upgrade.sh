@@ -86,6 +86,22 @@ catalog() {
                    || ' ' || (SELECT string_agg(pg_get_indexdef(indexrelid), '; ') FROM pg_index WHERE indrelid = c.oid)
             FROM pg_class c WHERE c.oid = 'pg_cache_entries'::regclass
             UNION ALL
+            SELECT 'caches column ' || attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull || ' ' || coalesce(attcollation::regcollation::text, '')
+                   || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+            FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE attrelid = 'pg_cache_caches'::regclass AND attnum > 0 AND NOT attisdropped
+            UNION ALL
+            SELECT 'caches constraint ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'pg_cache_caches'::regclass
+            UNION ALL
+            SELECT 'caches trigger ' || pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'pg_cache_caches'::regclass
+            UNION ALL
+            SELECT 'caches ' || coalesce(relacl::text, '') || ' ' || obj_description(oid, 'pg_class') FROM pg_class WHERE oid = 'pg_cache_caches'::regclass
+            UNION ALL
+            SELECT 'cache ' || name || ' ' || id || ' ' || logged || ' ' || coalesce(max_size::text, '') || ' ' || coalesce(default_sliding::text, '') || ' ' || coalesce(default_ttl::text, '')
+            FROM pg_cache_caches
+            UNION ALL
+            SELECT 'config ' || extconfig::regclass[]::text || ' ' || extcondition::text FROM pg_extension WHERE extname = 'pg_cache'
+            UNION ALL
             SELECT 'member ' || pg_describe_object(classid, objid, objsubid)
             FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
               AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_cache')
@@ -113,6 +129,11 @@ check "0.2.0: its functions work through the 0.2.0 definitions" \
                        AND cache_set_json('doc', '{\"n\": 1.000}')::text = '' AND cache_get_json('doc')::text = '{\"n\": 1.000}'
                        AND (SELECT count(*) FROM cache_get_many(ARRAY['absolute', 'added'])) = 2
                        AND cache_tags('absolute') = '{t}' AND (SELECT sets > 0 FROM cache_stats())")" = t
+# Privileges a 0.2.0 install changed on its functions are carried over to their successors.
+q from020 "DROP ROLE IF EXISTS upgrade_reader; CREATE ROLE upgrade_reader;
+           REVOKE EXECUTE ON FUNCTION cache_clear() FROM PUBLIC;
+           GRANT EXECUTE ON FUNCTION cache_clear() TO upgrade_reader WITH GRANT OPTION" >/dev/null
+table_before=$(q from020 "SELECT 'pg_cache_entries'::regclass::oid")
 load=$(mktemp)
 cat >"$load" <<'SQL'
 SELECT cache_set('load-' || (random() * 100)::int, 'v', ttl => '1 hour', tags => '{load}');
@@ -141,6 +162,18 @@ check "after the update from 0.2.0, leases work and cache_stats counts them" \
     test "$(q from020 "SELECT status FROM cache_get_or_lease('leased after the update')")/$(q from020 "SELECT leases_granted >= 1 FROM cache_stats()")" = miss/t
 check "after the update, cache_set_json writes untagged CBOR (the 0.3.0 library does, through either definition)" \
     test "$(q from020 "SELECT cache_get('doc2') = '\\x8101'::bytea")" = t
+check "after the update from 0.2.0, its table is the cache default, not moved (OID $table_before)" \
+    test "$(q from020 "SELECT table_name::regclass::oid FROM cache_list() WHERE name = 'default'")" = "$table_before"
+check "after the update from 0.2.0, cache_clear's privileges are those granted on the 0.2.0 one" \
+    test "$(q from020 "SELECT has_function_privilege('public', 'cache_clear(text)', 'EXECUTE')::text || '/'
+                       || has_function_privilege('upgrade_reader', 'cache_clear(text)', 'EXECUTE WITH GRANT OPTION')::text
+                       || '/' || has_function_privilege('public', 'cache_get(text, text)', 'EXECUTE')::text")" = false/true/true
+q from020 "SELECT cache_create('after_update', logged => true)" >/dev/null
+q from020 "SELECT cache_set('k', 'named', cache => 'after_update')" >/dev/null
+check "after the update from 0.2.0, named caches work" \
+    test "$(q from020 "SELECT convert_from(cache_get('k', cache => 'after_update'), 'UTF8') || '/' || (cache_get('k') IS NULL)::text")" = named/true
+q from020 "SELECT cache_drop('after_update'); REVOKE ALL ON FUNCTION cache_clear(text) FROM upgrade_reader CASCADE;
+           GRANT EXECUTE ON FUNCTION cache_clear(text) TO PUBLIC" >/dev/null
 compare_catalog 0.2.0 from020
 
 summary upgrade

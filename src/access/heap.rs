@@ -20,7 +20,7 @@
 //! - reads use the snapshot SPI would: a new one per call (in READ COMMITTED), after a command
 //!   counter increment so the caller's own earlier writes are seen.
 
-use super::table::table;
+use super::table::{relation_exists, table};
 use crate::compat::{self, IndexUpdate, OnConflict};
 use pgrx::datum::Interval;
 use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};
@@ -99,15 +99,19 @@ pub fn refuse_privilege(table: Oid) -> ! {
 
 /// Whether the open table is exactly as a released pg_cache made it, so that writing a row
 /// version by hand does all the statement would.
-unsafe fn is_as_released(table: pg_sys::Relation) -> bool {
+unsafe fn is_as_released(table: pg_sys::Relation, for_write: bool) -> bool {
     // SAFETY: the caller holds `table` open (see `open`): its relcache entry, descriptor and constraints stay
     // valid while it is.
     unsafe {
         let form = &*(*table).rd_rel;
-        // Unlogged, as created: no WAL, no publication, so no replica identity to check.
+        // Written only unlogged, as created: no WAL, no publication, so no replica identity to
+        // check. A logged cache's table is read here and written by the kept statements, which
+        // WAL-log and decode as any statement does.
+        let unlogged = form.relpersistence == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char;
+        let logged = form.relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
         if form.relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
             || form.relam != pg_sys::HEAP_TABLE_AM_OID
-            || form.relpersistence != pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char
+            || !(unlogged || (logged && !for_write))
             || form.relhastriggers
             || form.relhasrules
             || form.relrowsecurity
@@ -167,10 +171,18 @@ unsafe fn open(lock: u32) -> Option<Opened> {
     // closed again on every path that does not hand it back in `Opened`.
     unsafe {
         let lock = lock as pg_sys::LOCKMODE;
-        let table = pg_sys::table_open(self::table(), lock);
+        // Locked first, then opened: a cache dropped meanwhile (its DROP committed while this call
+        // waited for the lock) is an error naming it, not a failure to open an OID.
+        let oid = self::table();
+        pg_sys::LockRelationOid(oid, lock);
+        if !relation_exists(oid) {
+            super::caches::dropped_meanwhile();
+        }
+        let table = pg_sys::table_open(oid, pg_sys::NoLock as pg_sys::LOCKMODE);
         // After the lock: the relcache has taken in any DDL, and names today's primary key.
         let primary_key = compat::primary_key_index(table);
-        if !is_as_released(table) || primary_key == pg_sys::InvalidOid {
+        let for_write = lock != pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        if !is_as_released(table, for_write) || primary_key == pg_sys::InvalidOid {
             pg_sys::table_close(table, pg_sys::NoLock as pg_sys::LOCKMODE);
             return None;
         }

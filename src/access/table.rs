@@ -2,31 +2,12 @@
 //! never by SQL, so nothing in anyone's `search_path` can stand in for it.
 
 use pgrx::pg_sys::{self, Oid};
-use pgrx::prelude::*;
 use std::cell::Cell;
 use std::ffi::CStr;
 
-thread_local! {
-    /// The cache table's OID, looked up once per backend (and again after it is gone).
-    static TABLE: Cell<Option<Oid>> = const { Cell::new(None) };
-}
-
-/// The cache table's OID.
+/// The table of the cache the running call works on (see `caches::within`).
 pub fn table() -> Oid {
-    // Still there: the extension may have been dropped and created again since.
-    let cached = TABLE.get().filter(|table| relation_exists(*table));
-    cached.unwrap_or_else(|| {
-        let found = lookup_table();
-        let Some(table) = found else {
-            pgrx::ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-                "pg_cache: the extension is not created in this database"
-            );
-        };
-        TABLE.set(Some(table));
-        table
-    })
+    super::caches::current().table
 }
 
 /// Whether a relation with OID `relation` exists.
@@ -43,10 +24,8 @@ pub fn relation_exists(relation: Oid) -> bool {
     }
 }
 
-/// The table `pg_cache_entries` in the extension's own schema, found through the catalog caches
-/// by name and schema OID: no SQL, so nothing in anyone's `search_path` (a same-named table, an
-/// operator) can stand in for it.
-pub fn lookup_table() -> Option<Oid> {
+/// The schema of the extension pg_cache; `None` without it.
+pub fn extension_schema_of_pg_cache() -> Option<Oid> {
     // SAFETY: catalog lookups by name and OID, in a transaction (every caller runs in one);
     // each returns InvalidOid when the object is absent.
     unsafe {
@@ -54,18 +33,28 @@ pub fn lookup_table() -> Option<Oid> {
         if extension == pg_sys::InvalidOid {
             return None;
         }
-        let schema = extension_schema(extension)?;
-        let table = pg_sys::get_relname_relid(c"pg_cache_entries".as_ptr(), schema);
-        (table != pg_sys::InvalidOid).then_some(table)
+        extension_row(extension).map(|(schema, _)| schema)
     }
 }
 
-/// The schema of the extension `extension` (`pg_extension.extnamespace`), read through its OID
-/// index (PostgreSQL 15 has no catalog cache of pg_extension).
+/// The role owning the extension pg_cache; `None` without it.
+pub fn extension_owner() -> Option<Oid> {
+    // SAFETY: as in `extension_schema_of_pg_cache`.
+    unsafe {
+        let extension = pg_sys::get_extension_oid(c"pg_cache".as_ptr(), true);
+        if extension == pg_sys::InvalidOid {
+            return None;
+        }
+        extension_row(extension).map(|(_, owner)| owner)
+    }
+}
+
+/// The schema and owner of the extension `extension` (`pg_extension.extnamespace`, `extowner`),
+/// read through its OID index (PostgreSQL 15 has no catalog cache of pg_extension).
 ///
 /// # Safety
 /// In a transaction.
-unsafe fn extension_schema(extension: Oid) -> Option<Oid> {
+unsafe fn extension_row(extension: Oid) -> Option<(Oid, Oid)> {
     // SAFETY: in a transaction (the caller's): pg_extension is opened, scanned by its OID index and closed
     // here; the tuple is read before the scan ends.
     unsafe {
@@ -87,11 +76,13 @@ unsafe fn extension_schema(extension: Oid) -> Option<Oid> {
             &mut key,
         );
         let tuple = pg_sys::systable_getnext(scan);
-        let schema = (!tuple.is_null())
-            .then(|| (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(tuple)).extnamespace);
+        let row = (!tuple.is_null()).then(|| {
+            let form = &*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(tuple);
+            (form.extnamespace, form.extowner)
+        });
         pg_sys::systable_endscan(scan);
         pg_sys::table_close(catalog, pg_sys::AccessShareLock as _);
-        schema.filter(|schema| *schema != pg_sys::InvalidOid)
+        row.filter(|(schema, _)| *schema != pg_sys::InvalidOid)
     }
 }
 

@@ -14,15 +14,18 @@ use pgrx::prelude::*;
 /// `create_missing => false`, stays absent and the result is NULL; a live one keeps its expiry
 /// exactly and the expiry arguments are ignored.
 #[pg_extern(name = "cache_incr", volatile, parallel_unsafe)]
-fn cache_incr_counter(
+pub(super) fn cache_incr_counter(
     key: Option<&str>,
     delta: default!(Option<i64>, 1),
     ttl: default!(Option<Interval>, "NULL"),
     sliding: default!(Option<Interval>, "NULL"),
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
     create_missing: default!(Option<bool>, true),
+    cache: default!(Option<&str>, "'default'"),
 ) -> Option<i64> {
-    incr(key, delta, ttl, sliding, expires_at, create_missing)
+    crate::access::caches::with_named("cache_incr", cache, || {
+        incr(key, delta, ttl, sliding, expires_at, create_missing)
+    })
 }
 
 /// `cache_incr`, its arguments checked in order.
@@ -41,7 +44,7 @@ pub(super) fn incr(
     let now = store::now();
     // The expiry arguments are checked even when no counter is created, so a bad one is found
     // on the first call, not on the first miss.
-    let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
+    let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at, super::cache_defaults());
     match store::incr(key, delta, create_missing.then_some(policy), now) {
         Counter::Written(value) => {
             stats::count(Stat::Sets, 1);

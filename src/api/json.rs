@@ -70,48 +70,59 @@ unsafe impl SqlTranslatable for Jsonb {
 }
 
 /// As `cache_set`, storing the CBOR encoding of `value`.
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_set_json(
+#[pg_extern(name = "cache_set_json", volatile, parallel_unsafe)]
+pub(super) fn cache_set_json_in_cache(
     key: Option<&str>,
     value: Option<Jsonb>,
     ttl: default!(Option<Interval>, "NULL"),
     sliding: default!(Option<Interval>, "NULL"),
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
     tags: default!(Option<Array<&str>>, "NULL"),
+    cache: default!(Option<&str>, "'default'"),
 ) {
-    const FUNCTION: &str = "cache_set_json";
-    let key = checked_key(FUNCTION, "key", key);
-    let value = error::required(FUNCTION, "value", value);
-    // SAFETY: `value` is this function's jsonb argument.
-    let encoded = match unsafe { json::encode(value.0) } {
-        Ok(encoded) => encoded,
-        Err(JsonError::TooDeep) => error::limit_exceeded(
-            FUNCTION,
-            format!("value is nested more than {} levels deep", json::MAX_DEPTH),
-        ),
-        Err(JsonError::Invalid(reason)) => error::invalid_argument(FUNCTION, format!("value: {reason}")),
-    };
-    super::entries::set(FUNCTION, Some(key), Some(&encoded), ttl, sliding, expires_at, tags);
+    crate::access::caches::with_named("cache_set_json", cache, || {
+        const FUNCTION: &str = "cache_set_json";
+        let key = checked_key(FUNCTION, "key", key);
+        let value = error::required(FUNCTION, "value", value);
+        // SAFETY: `value` is this function's jsonb argument.
+        let encoded = match unsafe { json::encode(value.0) } {
+            Ok(encoded) => encoded,
+            Err(JsonError::TooDeep) => error::limit_exceeded(
+                FUNCTION,
+                format!("value is nested more than {} levels deep", json::MAX_DEPTH),
+            ),
+            Err(JsonError::Invalid(reason)) => error::invalid_argument(FUNCTION, format!("value: {reason}")),
+        };
+        super::entries::set(FUNCTION, Some(key), Some(&encoded), ttl, sliding, expires_at, tags);
+    })
 }
 
 /// As `cache_get` (a hit slides), the stored CBOR decoded to jsonb.
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_get_json(key: Option<&str>) -> Option<Jsonb> {
-    const FUNCTION: &str = "cache_get_json";
-    let key = checked_key(FUNCTION, "key", key);
-    let hit = store::hit(key, Lookup::Get);
-    stats::count_lookup(hit.is_some());
-    hit.and_then(|hit| hit.value).map(|value| to_jsonb(FUNCTION, key, &value))
+#[pg_extern(name = "cache_get_json", volatile, parallel_unsafe)]
+pub(super) fn cache_get_json_in_cache(
+    key: Option<&str>,
+    cache: default!(Option<&str>, "'default'"),
+) -> Option<Jsonb> {
+    crate::access::caches::with_named("cache_get_json", cache, || {
+        const FUNCTION: &str = "cache_get_json";
+        let key = checked_key(FUNCTION, "key", key);
+        let hit = store::hit(key, Lookup::Get);
+        stats::count_lookup(hit.is_some());
+        hit.and_then(|hit| hit.value).map(|value| to_jsonb(FUNCTION, key, &value))
+    })
 }
 
 /// As `cache_get_many`, each value decoded to jsonb.
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_get_many_json(
+#[pg_extern(name = "cache_get_many_json", volatile, parallel_unsafe)]
+pub(super) fn cache_get_many_json_in_cache(
     keys: Option<Array<&str>>,
+    cache: default!(Option<&str>, "'default'"),
 ) -> TableIterator<'static, (name!(key, String), name!(value, Jsonb))> {
-    TableIterator::new(super::batch::get_many("cache_get_many_json", keys, |key, value| {
-        to_jsonb("cache_get_many_json", key, &value)
-    }))
+    crate::access::caches::with_named("cache_get_many_json", cache, || {
+        TableIterator::new(super::batch::get_many("cache_get_many_json", keys, |key, value| {
+            to_jsonb("cache_get_many_json", key, &value)
+        }))
+    })
 }
 
 /// The jsonb of a stored CBOR value; a value that is not one is an error naming the key.

@@ -23,13 +23,14 @@ const MAX_INTERVAL_MICROS: i64 = 24 * 60 * 60 * 1_000_000;
 /// come with a lease too (`refresh`): that caller computes the next value while everyone else
 /// keeps hitting.
 #[allow(clippy::type_complexity)]
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_get_or_lease(
+#[pg_extern(name = "cache_get_or_lease", volatile, parallel_unsafe)]
+pub(super) fn cache_get_or_lease(
     key: Option<&str>,
     lease_ttl: default!(Option<Interval>, "'10 s'"),
     wait: default!(Option<Interval>, "'0'"),
     beta: default!(Option<f64>, 1.0),
     grace: default!(Option<Interval>, "'0'"),
+    cache: default!(Option<&str>, "'default'"),
 ) -> TableIterator<
     'static,
     (
@@ -39,58 +40,74 @@ fn cache_get_or_lease(
         name!(ttl, Option<Interval>),
     ),
 > {
-    const FUNCTION: &str = "cache_get_or_lease";
-    let key = checked_key(FUNCTION, "key", key);
-    let lease_ttl = duration(FUNCTION, "lease_ttl", lease_ttl, false);
-    let wait = duration(FUNCTION, "wait", wait, true);
-    let beta = error::required(FUNCTION, "beta", beta);
-    if !beta.is_finite() || beta < 0.0 {
-        error::invalid_argument(FUNCTION, format!("beta must be a finite number of at least 0, got {beta}"));
-    }
-    let grace = duration(FUNCTION, "grace", grace, true);
-    require_leases(FUNCTION);
-    // Only a role that may write the entry may be given a lease; checked before anything counts.
-    require_privileges(pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
-    let asking =
-        Asking { lease_ttl, wait, beta, grace, full: lease_table_full, cannot_wait, read_only, cannot_lease };
-    let row = match leases::get_or_lease(key, &asking) {
-        Answer::Hit(hit, refresh) => {
-            stats::count_lookup(true);
-            let ttl = Interval::from_micros((hit.expires_at.saturating_sub(store::now())).max(0));
-            let ttl =
-                if hit.expires_at == crate::expiry::NEVER { crate::expiry::infinite_interval() } else { ttl };
-            if refresh.is_some() {
-                stats::count(Counter::LeasesGranted, 1);
+    crate::access::caches::with_named("cache_get_or_lease", cache, || {
+        const FUNCTION: &str = "cache_get_or_lease";
+        let key = checked_key(FUNCTION, "key", key);
+        let lease_ttl = duration(FUNCTION, "lease_ttl", lease_ttl, false);
+        let wait = duration(FUNCTION, "wait", wait, true);
+        let beta = error::required(FUNCTION, "beta", beta);
+        if !beta.is_finite() || beta < 0.0 {
+            error::invalid_argument(
+                FUNCTION,
+                format!("beta must be a finite number of at least 0, got {beta}"),
+            );
+        }
+        let grace = duration(FUNCTION, "grace", grace, true);
+        require_leases(FUNCTION);
+        // Only a role that may write the entry may be given a lease; checked before anything counts.
+        require_privileges(pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
+        let asking = Asking {
+            lease_ttl,
+            wait,
+            beta,
+            grace,
+            full: lease_table_full,
+            cannot_wait,
+            read_only,
+            cannot_lease,
+        };
+        let row = match leases::get_or_lease(key, &asking) {
+            Answer::Hit(hit, refresh) => {
+                stats::count_lookup(true);
+                let ttl = Interval::from_micros((hit.expires_at.saturating_sub(store::now())).max(0));
+                let ttl = if hit.expires_at == crate::expiry::NEVER {
+                    crate::expiry::infinite_interval()
+                } else {
+                    ttl
+                };
+                if refresh.is_some() {
+                    stats::count(Counter::LeasesGranted, 1);
+                }
+                let status = if refresh.is_some() { "refresh" } else { "hit" };
+                (status.to_owned(), hit.value, refresh.map(Uuid::from_bytes), Some(ttl))
             }
-            let status = if refresh.is_some() { "refresh" } else { "hit" };
-            (status.to_owned(), hit.value, refresh.map(Uuid::from_bytes), Some(ttl))
-        }
-        Answer::Miss(lease, stale) => {
-            stats::count_lookup(false);
-            stats::count(Counter::LeasesGranted, 1);
-            ("miss".to_owned(), stale, Some(Uuid::from_bytes(lease)), None)
-        }
-        Answer::Stale(value) => {
-            stats::count_lookup(false);
-            stats::count(Counter::StaleServed, 1);
-            ("stale".to_owned(), Some(value), None, None)
-        }
-        Answer::Wait => {
-            stats::count_lookup(false);
-            stats::count(Counter::Waits, 1);
-            ("wait".to_owned(), None, None, None)
-        }
-    };
-    TableIterator::once(row)
+            Answer::Miss(lease, stale) => {
+                stats::count_lookup(false);
+                stats::count(Counter::LeasesGranted, 1);
+                ("miss".to_owned(), stale, Some(Uuid::from_bytes(lease)), None)
+            }
+            Answer::Stale(value) => {
+                stats::count_lookup(false);
+                stats::count(Counter::StaleServed, 1);
+                ("stale".to_owned(), Some(value), None, None)
+            }
+            Answer::Wait => {
+                stats::count_lookup(false);
+                stats::count(Counter::Waits, 1);
+                ("wait".to_owned(), None, None, None)
+            }
+        };
+        TableIterator::once(row)
+    })
 }
 
 /// Stores the value computed under `lease` as `cache_set` would, only while `lease` is still the
 /// key's lease; true when it stored. A write of the key since the lease (`cache_set`,
 /// `cache_remove`, a removal by tag or prefix, `cache_clear`), or the lease's expiry and a new
 /// lease, refuses it. The lease ends, and waiters wake, when the fill commits.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(name = "cache_fill", volatile, parallel_unsafe)]
 #[allow(clippy::too_many_arguments)]
-fn cache_fill(
+pub(super) fn cache_fill(
     key: Option<&str>,
     value: Option<&[u8]>,
     lease: Option<Uuid>,
@@ -98,31 +115,40 @@ fn cache_fill(
     sliding: default!(Option<Interval>, "NULL"),
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
     tags: default!(Option<Array<&str>>, "NULL"),
+    cache: default!(Option<&str>, "'default'"),
 ) -> bool {
-    const FUNCTION: &str = "cache_fill";
-    let key = checked_key(FUNCTION, "key", key);
-    let value = checked_value(FUNCTION, "value", value);
-    let lease = checked_lease(FUNCTION, lease);
-    let tags = entry_tags(FUNCTION, tags);
-    let now = store::now();
-    let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at);
-    require_leases(FUNCTION);
-    require_privileges(pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
-    let stored = leases::fill(key, value, lease, policy, tags.as_deref());
-    stats::count(if stored { Counter::Sets } else { Counter::FillsRejected }, 1);
-    stored
+    crate::access::caches::with_named("cache_fill", cache, || {
+        const FUNCTION: &str = "cache_fill";
+        let key = checked_key(FUNCTION, "key", key);
+        let value = checked_value(FUNCTION, "value", value);
+        let lease = checked_lease(FUNCTION, lease);
+        let tags = entry_tags(FUNCTION, tags);
+        let now = store::now();
+        let policy = Policy::from_arguments(FUNCTION, now, ttl, sliding, expires_at, super::cache_defaults());
+        require_leases(FUNCTION);
+        require_privileges(pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
+        let stored = leases::fill(key, value, lease, policy, tags.as_deref());
+        stats::count(if stored { Counter::Sets } else { Counter::FillsRejected }, 1);
+        stored
+    })
 }
 
 /// Gives up a lease (its computation failed), so that the next caller gets one at once instead
 /// of after `lease_ttl`; true when it was the key's lease. Not undone by a rollback.
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_release(key: Option<&str>, lease: Option<Uuid>) -> bool {
-    const FUNCTION: &str = "cache_release";
-    let key = checked_key(FUNCTION, "key", key);
-    let lease = checked_lease(FUNCTION, lease);
-    require_leases(FUNCTION);
-    require_privileges(pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
-    leases::release(key, &lease)
+#[pg_extern(name = "cache_release", volatile, parallel_unsafe)]
+pub(super) fn cache_release(
+    key: Option<&str>,
+    lease: Option<Uuid>,
+    cache: default!(Option<&str>, "'default'"),
+) -> bool {
+    crate::access::caches::with_named("cache_release", cache, || {
+        const FUNCTION: &str = "cache_release";
+        let key = checked_key(FUNCTION, "key", key);
+        let lease = checked_lease(FUNCTION, lease);
+        require_leases(FUNCTION);
+        require_privileges(pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
+        leases::release(key, &lease)
+    })
 }
 
 fn checked_lease(function: &str, lease: Option<Uuid>) -> [u8; 16] {

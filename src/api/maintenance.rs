@@ -11,15 +11,22 @@ use pgrx::prelude::*;
 /// Writes the pending touches of sliding hits (when the role may update the table), then
 /// deletes up to max_rows expired entries in one batch and returns how many; call it again
 /// while it returns max_rows.
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_evict_expired(max_rows: default!(Option<i32>, 10000)) -> i64 {
-    let max_rows = checked_max_rows("cache_evict_expired", max_rows);
-    if access::may_update_expiry(access::table()) {
-        // Not needed for the deletes (they look at pending touches), but they make the stored
-        // expiries what a reader sees.
-        store::apply_touches();
-    }
-    store::evict_expired(i64::from(max_rows))
+#[pg_extern(name = "cache_evict_expired", volatile, parallel_unsafe)]
+pub(super) fn cache_evict_expired_in_cache(
+    max_rows: default!(Option<i32>, 10000),
+    cache: default!(Option<&str>, "'default'"),
+) -> i64 {
+    crate::access::caches::with_named("cache_evict_expired", cache, || {
+        let max_rows = checked_max_rows("cache_evict_expired", max_rows);
+        if access::may_update_expiry(access::table()) {
+            // What dropped caches left in shared memory goes; pending touches are written: not
+            // needed for the deletes (they look at pending touches), but they make the stored
+            // expiries what a reader sees.
+            store::forget_dropped_caches();
+            store::apply_touches();
+        }
+        store::evict_expired(i64::from(max_rows))
+    })
 }
 
 pgrx::extension_sql!(
@@ -67,10 +74,11 @@ fn checked_max_rows(function: &str, max_rows: Option<i32>) -> i32 {
 /// Live entries whose key starts with `prefix` (byte-wise), in key order, at most `max_rows`;
 /// never slides. A selective prefix reads only its range of the primary key.
 #[allow(clippy::type_complexity)]
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_keys(
+#[pg_extern(name = "cache_keys", volatile, parallel_unsafe)]
+pub(super) fn cache_keys_in_cache(
     prefix: default!(Option<&str>, "''"),
     max_rows: default!(Option<i32>, 1000),
+    cache: default!(Option<&str>, "'default'"),
 ) -> TableIterator<
     'static,
     (
@@ -81,34 +89,41 @@ fn cache_keys(
         name!(value_bytes, i32),
     ),
 > {
-    const FUNCTION: &str = "cache_keys";
-    let prefix = required(FUNCTION, "prefix", prefix);
-    let max_rows = checked_max_rows(FUNCTION, max_rows);
-    let rows = store::list(prefix, i64::from(max_rows)).into_iter().map(|entry| {
-        (entry.key, entry.expires_at, entry.sliding, entry.absolute_expires_at, entry.value_bytes)
-    });
-    TableIterator::new(rows.collect::<Vec<_>>())
+    crate::access::caches::with_named("cache_keys", cache, || {
+        const FUNCTION: &str = "cache_keys";
+        let prefix = required(FUNCTION, "prefix", prefix);
+        let max_rows = checked_max_rows(FUNCTION, max_rows);
+        let rows = store::list(prefix, i64::from(max_rows)).into_iter().map(|entry| {
+            (entry.key, entry.expires_at, entry.sliding, entry.absolute_expires_at, entry.value_bytes)
+        });
+        TableIterator::new(rows.collect::<Vec<_>>())
+    })
 }
 
 /// Removes every entry whose key starts with `prefix`, live or expired, and returns how many.
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_remove_prefix(prefix: Option<&str>) -> i64 {
-    const FUNCTION: &str = "cache_remove_prefix";
-    let prefix = required(FUNCTION, "prefix", prefix);
-    if prefix.is_empty() {
-        error::invalid_argument(
-            FUNCTION,
-            "prefix must not be empty; use cache_clear() to remove every entry",
-        );
-    }
-    remove_counted(prefix)
+#[pg_extern(name = "cache_remove_prefix", volatile, parallel_unsafe)]
+pub(super) fn cache_remove_prefix_in_cache(
+    prefix: Option<&str>,
+    cache: default!(Option<&str>, "'default'"),
+) -> i64 {
+    crate::access::caches::with_named("cache_remove_prefix", cache, || {
+        const FUNCTION: &str = "cache_remove_prefix";
+        let prefix = required(FUNCTION, "prefix", prefix);
+        if prefix.is_empty() {
+            error::invalid_argument(
+                FUNCTION,
+                "prefix must not be empty; use cache_clear() to remove every entry",
+            );
+        }
+        remove_counted(prefix)
+    })
 }
 
 /// Removes every entry, live or expired, and returns how many. Rows are deleted, not truncated:
 /// readers in other sessions are not blocked.
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_clear() -> i64 {
-    remove_counted("")
+#[pg_extern(name = "cache_clear", volatile, parallel_unsafe)]
+pub(super) fn cache_clear_in_cache(cache: default!(Option<&str>, "'default'")) -> i64 {
+    crate::access::caches::with_named("cache_clear", cache, || remove_counted(""))
 }
 
 fn remove_counted(prefix: &str) -> i64 {

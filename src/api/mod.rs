@@ -6,6 +6,7 @@
 //! change gets a new Rust name (`#[pg_extern(name = …)]`), and its old symbol stays in `legacy`.
 
 mod batch;
+mod caches;
 mod conditional;
 mod counters;
 mod entries;
@@ -141,6 +142,12 @@ fn checked_tags(function: &str, tags: &Array<&str>) -> Vec<String> {
 fn entry_tags(function: &str, tags: Option<Array<&str>>) -> Option<Vec<String>> {
     let tags = checked_tags(function, &tags?);
     (!tags.is_empty()).then_some(tags)
+}
+
+/// The expiry defaults of the running call's cache.
+fn cache_defaults() -> crate::expiry::Defaults {
+    let cache = crate::access::caches::current();
+    crate::expiry::Defaults { sliding: cache.default_sliding, ttl: cache.default_ttl }
 }
 
 /// 42501 naming the table unless the current role holds every privilege in `modes` on it.

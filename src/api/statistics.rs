@@ -31,7 +31,7 @@ pub(super) fn report() -> Report {
     let counters = stats::read();
     let counter = |counter: Counter| counters.map(|(values, _)| values[counter as usize]);
     let since = counters.and_then(|(_, since)| TimestampWithTimeZone::try_from(since).ok());
-    let size = registry::my_size();
+    let size = crate::shmem::caches::mine().map(|slot| (slot.live_bytes(), slot.evicted_for_size()));
     Report {
         counters: [Counter::Hits, Counter::Misses, Counter::Sets, Counter::Removes, Counter::Evicted]
             .map(counter),
@@ -55,7 +55,9 @@ pub(super) fn report() -> Report {
 /// Without the library preloaded the counters are NULL.
 #[allow(clippy::type_complexity)]
 #[pg_extern(name = "cache_stats", volatile, parallel_safe)]
-fn cache_stats_with_leases_and_touches() -> TableIterator<
+pub(super) fn cache_stats_with_leases_and_touches(
+    cache: default!(Option<&str>, "'default'"),
+) -> TableIterator<
     'static,
     (
         name!(hits, Option<i64>),
@@ -77,36 +79,40 @@ fn cache_stats_with_leases_and_touches() -> TableIterator<
         name!(touch_fallbacks, Option<i64>),
     ),
 > {
-    let r = report();
-    let [hits, misses, sets, removes, evicted] = r.counters;
-    let [granted, stale, waits, rejected] = r.leases;
-    let [recorded, applied, fallbacks] = r.touches;
-    TableIterator::once((
-        hits,
-        misses,
-        sets,
-        removes,
-        evicted,
-        r.evicted_for_size,
-        r.live_bytes,
-        r.entries,
-        r.total_bytes,
-        r.since,
-        granted,
-        stale,
-        waits,
-        rejected,
-        recorded,
-        applied,
-        fallbacks,
-    ))
+    crate::access::caches::with_named("cache_stats", cache, || {
+        let r = report();
+        let [hits, misses, sets, removes, evicted] = r.counters;
+        let [granted, stale, waits, rejected] = r.leases;
+        let [recorded, applied, fallbacks] = r.touches;
+        TableIterator::once((
+            hits,
+            misses,
+            sets,
+            removes,
+            evicted,
+            r.evicted_for_size,
+            r.live_bytes,
+            r.entries,
+            r.total_bytes,
+            r.since,
+            granted,
+            stale,
+            waits,
+            rejected,
+            recorded,
+            applied,
+            fallbacks,
+        ))
+    })
 }
 
 /// Zeroes this database's counters; needs the privilege `cache_clear` needs (DELETE).
-#[pg_extern(volatile, parallel_unsafe)]
-fn cache_stats_reset() {
-    require_privileges(pg_sys::ACL_DELETE);
-    stats::reset();
+#[pg_extern(name = "cache_stats_reset", volatile, parallel_unsafe)]
+pub(super) fn cache_stats_reset_in_cache(cache: default!(Option<&str>, "'default'")) {
+    crate::access::caches::with_named("cache_stats_reset", cache, || {
+        require_privileges(pg_sys::ACL_DELETE);
+        stats::reset();
+    })
 }
 
 fn timestamp(micros: pg_sys::TimestampTz) -> Option<TimestampWithTimeZone> {

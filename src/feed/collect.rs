@@ -11,26 +11,60 @@
 
 use super::payload::{notify, Change, Changes};
 use super::relay;
-use crate::xact::PerLevel;
+use crate::xact::{Gathered, PerLevel};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 
 thread_local! {
     /// Changes not yet committed, innermost nesting level last.
-    static PENDING: RefCell<PerLevel<Changes>> = const { RefCell::new(PerLevel::new()) };
+    static PENDING: RefCell<PerLevel<ByCache>> = const { RefCell::new(PerLevel::new()) };
     /// Between pre-commit and commit: the changes a relay will send, and its slot.
     static COMMITTING: RefCell<Option<(usize, Changes)>> = const { RefCell::new(None) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Records a change of this transaction, to be announced when it commits (`pg_cache.notify`).
+/// The changes of one nesting level: of the cache `default`, and of each other cache by name.
+#[derive(Default)]
+struct ByCache {
+    default: Changes,
+    named: Vec<(String, Changes)>,
+}
+
+impl ByCache {
+    fn of(&mut self, cache: &str) -> &mut Changes {
+        if cache == crate::access::caches::DEFAULT {
+            return &mut self.default;
+        }
+        let at = match self.named.iter().position(|(name, _)| name == cache) {
+            Some(at) => at,
+            None => {
+                self.named.push((cache.to_owned(), Changes::default()));
+                self.named.len() - 1
+            }
+        };
+        &mut self.named[at].1
+    }
+}
+
+impl Gathered for ByCache {
+    fn absorb(&mut self, inner: ByCache) {
+        self.default.absorb(inner.default);
+        for (cache, changes) in inner.named {
+            self.of(&cache).absorb(changes);
+        }
+    }
+}
+
+/// Records a change of this transaction in the running call's cache, to be announced when it
+/// commits (`pg_cache.notify`).
 pub fn note(change: Change) {
     if !crate::gucs::NOTIFY.get() {
         return;
     }
     register_callbacks();
-    PENDING.with_borrow_mut(|pending| pending.current().note(change));
+    let cache = crate::access::caches::current();
+    PENDING.with_borrow_mut(|pending| pending.current().of(&cache.name).note(change));
 }
 
 fn register_callbacks() {
@@ -52,7 +86,12 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
         // has committed, or the transaction's own notification is queued with it (and delivered
         // once it has committed). PREPARE refuses a transaction that notifies: it says so.
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
-            let merged = PENDING.with_borrow_mut(PerLevel::take_all);
+            let ByCache { default: merged, named } = PENDING.with_borrow_mut(PerLevel::take_all);
+            // Other caches' changes go in the transaction's own notifications: the relay sends
+            // the cache `default`'s alone.
+            for (cache, changes) in named.iter().filter(|(_, changes)| !changes.is_empty()) {
+                notify(&changes.payload_of(Some(cache)));
+            }
             if merged.is_empty() {
                 return;
             }

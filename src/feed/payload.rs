@@ -43,9 +43,12 @@ impl Member {
     }
 }
 
-/// The payload as serde writes it: empty members left out.
+/// The payload as serde writes it: empty members left out, and the cache's name only for a cache
+/// other than `default` (whose payloads stay as they were before there were named caches).
 #[derive(Serialize)]
 struct Payload<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     keys: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -160,10 +163,17 @@ impl Changes {
         self.seen = HashSet::new();
     }
 
-    /// The notification's payload; `{"all": true}` when the names would not fit.
+    /// The notification's payload for the cache `default`; `{"all": true}` when the names would
+    /// not fit.
     pub fn payload(&self) -> String {
-        let all =
-            || to_json(&Payload { keys: Vec::new(), tags: Vec::new(), prefixes: Vec::new(), all: true });
+        self.payload_of(None)
+    }
+
+    /// The notification's payload, naming `cache` (`None` for `default`).
+    pub fn payload_of(&self, cache: Option<&str>) -> String {
+        let all = || {
+            to_json(&Payload { cache, keys: Vec::new(), tags: Vec::new(), prefixes: Vec::new(), all: true })
+        };
         if self.all {
             return all();
         }
@@ -171,6 +181,7 @@ impl Changes {
             self.named.iter().filter(|(m, _)| *m == member).map(|(_, name)| name.as_str()).collect()
         };
         let payload = to_json(&Payload {
+            cache,
             keys: of(Member::Keys),
             tags: of(Member::Tags),
             prefixes: of(Member::Prefixes),
@@ -249,6 +260,18 @@ mod tests {
         let mut escaped = Changes::default();
         escaped.add(Member::Keys, "\"".repeat(4000));
         assert_eq!(escaped.payload(), r#"{"all": true}"#);
+    }
+
+    #[test]
+    fn a_named_cache_is_named_first() {
+        let mut changes = Changes::default();
+        changes.add(Member::Keys, name("a"));
+        assert_eq!(changes.payload_of(Some("sessions")), r#"{"cache": "sessions", "keys": ["a"]}"#);
+        changes.set_all();
+        assert_eq!(changes.payload_of(Some("sessions")), r#"{"cache": "sessions", "all": true}"#);
+        let mut long = Changes::default();
+        long.add(Member::Keys, "k".repeat(MAX_PAYLOAD_BYTES - 20));
+        assert_eq!(long.payload_of(Some("sessions")), r#"{"cache": "sessions", "all": true}"#);
     }
 
     #[test]

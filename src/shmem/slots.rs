@@ -59,31 +59,19 @@ pub struct Slot {
     state: AtomicU32,
     /// The earliest time an entry stored here may expire; i64::MAX when none is known.
     due_at: AtomicI64,
-    /// Bytes (key + value) written since live_bytes was last measured.
-    pending_bytes: AtomicI64,
     /// Entries written since the last sweep began: each may have left a dead row to vacuum.
     writes: AtomicI64,
-    /// Key + value bytes of the live entries at the last measurement.
-    live_bytes: AtomicI64,
     /// The worker serving the database, 0 when none.
     pid: AtomicI32,
-    /// `pg_cache.max_size` in the database as its last sweep read it, in bytes; 0: no cap.
-    size_cap: AtomicI64,
-    /// The removal horizon at the evictor's last VACUUM of the table.
-    vacuum_horizon: AtomicU32,
     /// No worker is started before this (one just stepped aside for DROP DATABASE and the like).
     hold_off_until: AtomicI64,
     last_sweep_at: AtomicI64,
     evicted_total: AtomicI64,
-    evicted_for_size: AtomicI64,
     failing: AtomicBool,
     /// Touches of this database pending in `touches` (see `pg_cache.max_touches_per_database`).
     touches: AtomicI64,
     /// When the pending touches are to be written by; i64::MAX when none is pending.
     touches_due_at: AtomicI64,
-    /// The statistics counters of `stats`, and since when they count.
-    counters: [AtomicI64; COUNTERS],
-    counting_since: AtomicI64,
     // Under the lock: the last error.
     last_error_at: TimestampTz,
     last_error_len: usize,
@@ -96,21 +84,14 @@ impl Slot {
             database: AtomicU32::new(0),
             state: AtomicU32::new(State::Unknown as u32),
             due_at: AtomicI64::new(0),
-            pending_bytes: AtomicI64::new(0),
             writes: AtomicI64::new(0),
-            live_bytes: AtomicI64::new(0),
             pid: AtomicI32::new(0),
-            size_cap: AtomicI64::new(0),
-            vacuum_horizon: AtomicU32::new(0),
             hold_off_until: AtomicI64::new(0),
             last_sweep_at: AtomicI64::new(0),
             evicted_total: AtomicI64::new(0),
-            evicted_for_size: AtomicI64::new(0),
             failing: AtomicBool::new(false),
             touches: AtomicI64::new(0),
             touches_due_at: AtomicI64::new(i64::MAX),
-            counters: Default::default(),
-            counting_since: AtomicI64::new(0),
             last_error_at: 0,
             last_error_len: 0,
             last_error: [0; MAX_ERROR_BYTES],
@@ -120,29 +101,6 @@ impl Slot {
     fn reset(&mut self, database: Oid) {
         *self = Slot::empty();
         self.database.store(database.to_u32(), Ordering::Relaxed);
-        // SAFETY: reads the system clock.
-        self.counting_since.store(unsafe { pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
-    }
-
-    /// Adds `amount` to statistics counter `counter`.
-    pub fn count(&self, counter: usize, amount: i64) {
-        self.counters[counter].fetch_add(amount, Ordering::Relaxed);
-    }
-
-    /// The statistics counters, and since when they count.
-    pub fn counters(&self) -> ([i64; COUNTERS], TimestampTz) {
-        (
-            std::array::from_fn(|i| self.counters[i].load(Ordering::Relaxed)),
-            self.counting_since.load(Ordering::Relaxed),
-        )
-    }
-
-    pub fn reset_counters(&self) {
-        for counter in &self.counters {
-            counter.store(0, Ordering::Relaxed);
-        }
-        // SAFETY: reads the system clock.
-        self.counting_since.store(unsafe { pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
     }
 
     pub fn database(&self) -> Oid {
@@ -172,11 +130,10 @@ impl Slot {
         self.writes.store(0, Ordering::Relaxed);
     }
 
-    /// A transaction committed `entries` writes of `bytes` bytes, the earliest expiring at
+    /// A transaction committed `entries` writes, the earliest expiring at
     /// `earliest_expiry`.
-    pub fn add_committed(&self, earliest_expiry: TimestampTz, bytes: i64, entries: i64) {
+    pub fn add_committed(&self, earliest_expiry: TimestampTz, entries: i64) {
         self.due_at.fetch_min(earliest_expiry, Ordering::Relaxed);
-        self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.writes.fetch_add(entries, Ordering::Relaxed);
     }
 
@@ -210,55 +167,16 @@ impl Slot {
         self.writes.load(Ordering::Relaxed)
     }
 
-    /// Ends a sweep that found `next_expiry` the earliest expiry left and measured `live_bytes`
-    /// (None: not measured) when [`Slot::written_since_measured`] said `written_before`: what
-    /// was written after that is still to be counted.
-    pub fn finish_sweep(
-        &self,
-        next_expiry: TimestampTz,
-        live_bytes: Option<i64>,
-        written_before: i64,
-        at: TimestampTz,
-    ) {
+    /// Ends a sweep that found `next_expiry` the earliest expiry left (of all the database's
+    /// caches).
+    pub fn finish_sweep(&self, next_expiry: TimestampTz, at: TimestampTz) {
         self.due_at.fetch_min(next_expiry, Ordering::Relaxed);
-        if let Some(bytes) = live_bytes {
-            self.live_bytes.store(bytes, Ordering::Relaxed);
-            self.pending_bytes.fetch_sub(written_before, Ordering::Relaxed);
-        }
         self.last_sweep_at.store(at, Ordering::Relaxed);
     }
 
     /// After a failed sweep: due again at `at` at the latest.
     pub fn retry_at(&self, at: TimestampTz) {
         self.due_at.fetch_min(at, Ordering::Relaxed);
-    }
-
-    pub fn size_cap(&self) -> i64 {
-        self.size_cap.load(Ordering::Relaxed)
-    }
-
-    pub fn set_size_cap(&self, bytes: i64) {
-        self.size_cap.store(bytes, Ordering::Relaxed);
-    }
-
-    /// Records the removal horizon of a VACUUM about to run; returns the one of the last.
-    pub fn swap_vacuum_horizon(&self, horizon: pg_sys::TransactionId) -> pg_sys::TransactionId {
-        pg_sys::TransactionId::from(self.vacuum_horizon.swap(horizon.into_inner(), Ordering::Relaxed))
-    }
-
-    /// Live bytes as far as known without a scan: the last measurement plus everything written
-    /// since (replaced and removed values still counted: an upper bound).
-    pub fn estimated_live_bytes(&self) -> i64 {
-        self.live_bytes.load(Ordering::Relaxed).saturating_add(self.pending_bytes.load(Ordering::Relaxed))
-    }
-
-    /// Bytes (key + value) committed since the live bytes were last measured.
-    pub fn written_since_measured(&self) -> i64 {
-        self.pending_bytes.load(Ordering::Relaxed)
-    }
-
-    pub fn live_bytes(&self) -> i64 {
-        self.live_bytes.load(Ordering::Relaxed)
     }
 
     pub fn last_sweep_at(&self) -> TimestampTz {
@@ -277,15 +195,8 @@ impl Slot {
         self.hold_off_until.store(until, Ordering::Relaxed);
     }
 
-    pub fn add_evicted(&self, rows: i64, for_size: bool) {
+    pub fn add_evicted(&self, rows: i64) {
         self.evicted_total.fetch_add(rows, Ordering::Relaxed);
-        if for_size {
-            self.evicted_for_size.fetch_add(rows, Ordering::Relaxed);
-        }
-    }
-
-    pub fn evicted_for_size(&self) -> i64 {
-        self.evicted_for_size.load(Ordering::Relaxed)
     }
 
     /// Whether the last sweep failed; [`Slot::set_failing`] returns whether that changed, so a
@@ -379,11 +290,6 @@ pub fn my_slot() -> Option<&'static Slot> {
     })?;
     // SAFETY: `slot` points into shared memory, mapped for the process's life (see `slot`).
     Some(unsafe { &*slot })
-}
-
-/// The measured live bytes and rows evicted for size of the current database.
-pub fn my_size() -> Option<(i64, i64)> {
-    my_slot().map(|slot| (slot.live_bytes(), slot.evicted_for_size()))
 }
 
 /// Every database in use, with its slot.

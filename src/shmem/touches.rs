@@ -136,17 +136,9 @@ unsafe extern "C-unwind" fn attach_shared_memory() {
         if let Some(previous) = PREVIOUS_STARTUP_HOOK {
             pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| previous());
         }
-        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
-        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-        let mut found = false;
-        let shared = pg_sys::ShmemInitStruct(TRANCHE.as_ptr(), std::mem::size_of::<Shared>(), &mut found)
-            .cast::<Shared>();
-        if !found {
-            shared.write_bytes(0, 1);
-        }
+        let shared = super::attach(TRANCHE, std::mem::size_of::<Shared>()).cast::<Shared>();
         SHARED.store(shared, Ordering::Relaxed);
         LOCKS.store(pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr()), Ordering::Relaxed);
-        pg_sys::LWLockRelease(init_lock);
     }
 }
 
@@ -294,8 +286,8 @@ pub struct Pending {
     pub next: TimestampTz,
 }
 
-/// Up to `max` touches pending in `database`, of any table (moot ones are dropped on the way).
-pub fn pending(database: Oid, max: usize) -> Vec<Pending> {
+/// Up to `max` touches pending for `table` in `database` (moot ones are dropped on the way).
+pub fn pending(database: Oid, table: Oid, max: usize) -> Vec<Pending> {
     let mut found = Vec::new();
     let now = clock();
     for index in 0..PARTITIONS {
@@ -304,7 +296,8 @@ pub fn pending(database: Oid, max: usize) -> Vec<Pending> {
         }
         with_partition(index, true, |partition| {
             drop_moot(partition, now);
-            let wanted = |touch: &&Touch| touch.key.database == database.to_u32();
+            let wanted =
+                |touch: &&Touch| touch.key.database == database.to_u32() && touch.key.table == table.to_u32();
             found.extend(partition.touches.slots.iter().filter(wanted).take(max - found.len()).map(
                 |touch| Pending { key: touch.key, ctid: touch.ctid(), guard: touch.guard, next: touch.next },
             ));
@@ -313,12 +306,13 @@ pub fn pending(database: Oid, max: usize) -> Vec<Pending> {
     found
 }
 
-/// Drops every touch of `table` in `database` (a table dropped since: `DROP EXTENSION`).
-pub fn forget_table(database: Oid, table: Oid) {
+/// Drops every touch in `database` of a table `keep` does not keep (dropped since: `cache_drop`,
+/// `DROP EXTENSION`).
+pub fn forget_tables(database: Oid, keep: impl Fn(Oid) -> bool) {
     for index in 0..PARTITIONS {
         with_partition(index, true, |partition| {
             drop_where(partition, |touch| {
-                touch.key.database == database.to_u32() && touch.key.table == table.to_u32()
+                touch.key.database == database.to_u32() && !keep(Oid::from(touch.key.table))
             });
         });
     }

@@ -1,32 +1,44 @@
 //! Write accounting: what each (sub)transaction wrote, told to the launcher when it commits, and
 //! the wait of a write over the size cap.
 
-use super::slots::{my_slot, Slot, State};
+use super::caches::{self, CacheSlot};
+use super::slots::{my_slot, State};
 use crate::xact::{Gathered, PerLevel};
-use pgrx::pg_sys::{self, TimestampTz};
+use pgrx::pg_sys::{self, Oid, TimestampTz};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 
 /// What a transaction (or one of its subtransactions) wrote, told to the launcher when it
 /// commits: before, a sweep could not see the rows yet, and would forget them.
-#[derive(Clone, Copy)]
 struct Written {
     earliest_expiry: TimestampTz,
-    bytes: i64,
     entries: i64,
+    /// Bytes written to each cache's table (a transaction seldom writes to more than one).
+    bytes: Vec<(Oid, i64)>,
 }
 
 impl Default for Written {
     fn default() -> Written {
-        Written { earliest_expiry: i64::MAX, bytes: 0, entries: 0 }
+        Written { earliest_expiry: i64::MAX, entries: 0, bytes: Vec::new() }
+    }
+}
+
+impl Written {
+    fn add_bytes(&mut self, table: Oid, bytes: i64) {
+        match self.bytes.iter_mut().find(|(written, _)| *written == table) {
+            Some((_, total)) => *total = total.saturating_add(bytes),
+            None => self.bytes.push((table, bytes)),
+        }
     }
 }
 
 impl Gathered for Written {
     fn absorb(&mut self, inner: Written) {
         self.earliest_expiry = self.earliest_expiry.min(inner.earliest_expiry);
-        self.bytes = self.bytes.saturating_add(inner.bytes);
         self.entries = self.entries.saturating_add(inner.entries);
+        for (table, bytes) in inner.bytes {
+            self.add_bytes(table, bytes);
+        }
     }
 }
 
@@ -51,9 +63,9 @@ thread_local! {
 /// A session wrote an entry of `bytes` bytes (key + value) that expires at `expires_at`: its
 /// database has pg_cache, and once the transaction commits it is due for a sweep then. Called
 /// after the write succeeded, so a role refused the write counts nothing and waits for nothing.
-/// Over the size cap (as this session's `pg_cache.max_size` says, so known from the first
-/// write), the write waits until the evictor has made room.
-pub fn note_write(expires_at: TimestampTz, bytes: usize) {
+/// Over the size cap of the cache written to (`cap` bytes, as this session knows it, so known from
+/// the first write; 0 for none), the write waits until the evictor has made room.
+pub fn note_write(expires_at: TimestampTz, bytes: usize, cap: i64) {
     let Some(slot) = my_slot() else {
         return;
     };
@@ -68,20 +80,27 @@ pub fn note_write(expires_at: TimestampTz, bytes: usize) {
         }
         CALLBACKS_REGISTERED.set(true);
     }
-    let write = Written { earliest_expiry: expires_at, bytes: bytes as i64, entries: 1 };
-    WRITTEN.with_borrow_mut(|written| written.current().absorb(write));
-    let cap = crate::gucs::MAX_SIZE.get() as i64 * 1024;
+    let table = crate::selected::table();
+    WRITTEN.with_borrow_mut(|written| {
+        let level = written.current();
+        level.earliest_expiry = level.earliest_expiry.min(expires_at);
+        level.entries = level.entries.saturating_add(1);
+        level.add_bytes(table, bytes as i64);
+    });
+    let Some(cache) = caches::mine() else {
+        return;
+    };
+    cache.set_size_cap(cap);
     if cap > 0 {
-        slot.set_size_cap(cap);
-        wait_for_room(slot, cap);
+        wait_for_room(cache, cap);
     }
 }
 
-/// Waits while the committed live bytes of the database are over its cap by more than a
+/// Waits while the committed live bytes of the cache are over its cap by more than a
 /// quarter: the evictor, told by the launcher, removes the entries that expire soonest and
 /// measures again. So writers cannot outrun it whatever the size of their values (a 1 MiB value
 /// waits as a 1 KiB one does, and adds a thousand times more). Cancellable.
-fn wait_for_room(slot: &Slot, cap: i64) {
+fn wait_for_room(slot: &CacheSlot, cap: i64) {
     let limit = cap.saturating_add(cap / WAIT_OVER_CAP_DIVISOR);
     let started = std::time::Instant::now();
     let budget = MAX_WAIT_FOR_ROOM.saturating_sub(WAITED.get());
@@ -101,7 +120,14 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
             WAITED.set(std::time::Duration::ZERO);
             let total = WRITTEN.with_borrow_mut(PerLevel::take_all);
             if let (true, Some(slot)) = (total.entries > 0, my_slot()) {
-                slot.add_committed(total.earliest_expiry, total.bytes, total.entries);
+                slot.add_committed(total.earliest_expiry, total.entries);
+                // SAFETY: reads a backend global set at connection.
+                let database = unsafe { pg_sys::MyDatabaseId };
+                for (table, bytes) in total.bytes {
+                    if let Some(cache) = caches::existing(database, table) {
+                        cache.add_written(bytes);
+                    }
+                }
             }
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
@@ -126,7 +152,9 @@ unsafe extern "C-unwind" fn at_subtransaction_end(
 /// Bytes this transaction has written so far that would be counted at commit.
 #[cfg(any(test, feature = "pg_test"))]
 fn pending_bytes_in_transaction() -> i64 {
-    WRITTEN.with_borrow(|written| written.levels().map(|level| level.bytes).sum())
+    WRITTEN.with_borrow(|written| {
+        written.levels().flat_map(|level| level.bytes.iter().map(|(_, bytes)| bytes)).sum()
+    })
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -1,7 +1,7 @@
 //! What the eviction worker runs (and `cache_evict_expired`): batches of expired entries
 //! deleted, the live bytes measured, and the size cap's cutoff from a sample of the table.
 
-use super::statements::{ensure_not_in_recovery, timestamptz, with_statements};
+use super::statements::{ensure_writable, timestamptz, with_statements};
 use crate::access;
 use crate::expiry::now;
 use pgrx::datum::TimestampWithTimeZone;
@@ -26,7 +26,7 @@ pub struct Evicted {
 /// Deletes up to `max_rows` entries that expire by `cutoff` and are stored after `after` (a
 /// ctid; the default one is before every row), skipping rows other sessions hold locked.
 pub fn evict_until(cutoff: TimestampTz, max_rows: i64, after: ItemPointerData) -> Evicted {
-    ensure_not_in_recovery();
+    ensure_writable();
     with_statements(|client, statements| {
         let args = [timestamptz(cutoff).into(), max_rows.into(), after.into()];
         let rows = client.update(&statements.evict, None, &args).expect("evict");

@@ -9,7 +9,7 @@ mod statements;
 mod touches;
 
 pub use eviction::{evict_expired, evict_until, measure, size_cutoff};
-pub use touches::{apply_pending as apply_touches, pending_expiry};
+pub use touches::{apply_pending as apply_touches, forget_dropped_caches, pending_expiry};
 
 use crate::access::{self, Direct, Existing, NewRow, Row};
 use crate::expiry::Policy;
@@ -18,7 +18,7 @@ use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::{self, ItemPointerData, TimestampTz};
 use pgrx::spi::SpiClient;
 use pgrx::IntoDatum;
-use statements::{ensure_not_in_recovery, timestamptz, with_statements, Statements, TagStatements};
+use statements::{ensure_readable, ensure_writable, timestamptz, with_statements, Statements, TagStatements};
 
 pub use crate::expiry::now;
 
@@ -75,7 +75,7 @@ fn find_through_statement(key: &str, with_value: bool) -> Option<Row> {
 /// Looks `key` up and, when it is live, does what `lookup` says. Expired entries are never
 /// returned or refreshed, evicted or not.
 pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
-    ensure_not_in_recovery();
+    ensure_readable();
     let row = find(key, lookup == Lookup::Get)?;
     let reading = reading(lookup);
     live(key, row, &reading)
@@ -83,7 +83,7 @@ pub fn hit(key: &str, lookup: Lookup) -> Option<Hit> {
 
 /// The value of `key`'s entry if it has expired, but not before `since`; nothing is slid.
 pub fn expired_value(key: &str, since: TimestampTz) -> Option<Vec<u8>> {
-    ensure_not_in_recovery();
+    ensure_readable();
     let row = find(key, true)?;
     let expires_at = touches::expiry(key, row.expires_at, row.sliding.is_some());
     (expires_at <= now() && expires_at > since).then_some(row.value).flatten()
@@ -94,7 +94,7 @@ pub fn expired_value(key: &str, since: TimestampTz) -> Option<Vec<u8>> {
 /// instead of copied out. Each hit slides as `hit` slides it, except that a batch never writes a
 /// row itself when the touch table is full.
 pub fn hit_each(keys: &[&str], mut emit: impl FnMut(usize, pg_sys::Datum, pg_sys::Datum)) {
-    ensure_not_in_recovery();
+    ensure_readable();
     let reading = reading(Lookup::Get).for_batch();
     let direct = access::find_each(keys, |i, key, row, value| {
         if reading.live_until(keys[i], row).is_some() {
@@ -135,6 +135,13 @@ fn reading(lookup: Lookup) -> touches::Reading {
 fn live(key: &str, row: Row, reading: &touches::Reading) -> Option<Hit> {
     let expires_at = reading.live_until(key, &row)?;
     Some(Hit { value: row.value, expires_at })
+}
+
+/// Accounts a write of `bytes` expiring at `expires_at` to the running call's cache, under its
+/// size cap.
+fn note_write(expires_at: TimestampTz, bytes: usize) {
+    let setting = i64::from(crate::gucs::MAX_SIZE.get()) * 1024;
+    crate::shmem::writes::note_write(expires_at, bytes, access::caches::current().size_cap(setting));
 }
 
 /// The tags of an entry: `None` for none (the column is NULL then).
@@ -178,7 +185,7 @@ pub fn set(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags
 /// order and concurrent batches never deadlock): one open of the table for all of them, the
 /// upsert for those the direct path did not write.
 pub fn set_many(pairs: &[(&str, &[u8])], policy: Policy, now: TimestampTz, tags: Tags) {
-    ensure_not_in_recovery();
+    ensure_writable();
     let rows: Vec<NewRow> = pairs.iter().map(|(_, value)| new_row(value, policy, now, tags)).collect();
     for (key, _) in pairs {
         feed::note(Change::Key(key));
@@ -196,7 +203,7 @@ pub fn set_many(pairs: &[(&str, &[u8])], policy: Policy, now: TimestampTz, tags:
     }
     // Counted once written: a refused write counts nothing.
     for (key, row) in &entries {
-        crate::shmem::writes::note_write(row.expires_at, key.len() + row.value.len());
+        note_write(row.expires_at, key.len() + row.value.len());
     }
 }
 
@@ -215,7 +222,7 @@ fn upsert_args<'a>(key: &'a str, row: &NewRow<'a>) -> Vec<DatumWithOid<'a>> {
 /// Deletes `key`: directly, or through the kept statement where the direct delete declines.
 /// The deleted entry.
 fn delete(key: &str, with_value: bool) -> Option<access::Deleted> {
-    ensure_not_in_recovery();
+    ensure_writable();
     // A removal cancels the key's lease whether or not an entry was there to remove.
     leases::changed_key(key);
     let deleted = match access::delete(key, with_value) {
@@ -254,7 +261,7 @@ pub fn take(key: &str) -> Option<Vec<u8>> {
 /// Sets `key` only when no live entry has it (an expired one is replaced); true when it set.
 /// A concurrent add of the same key waits for the first to commit and then finds it live.
 pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags) -> bool {
-    ensure_not_in_recovery();
+    ensure_writable();
     let row = new_row(value, policy, now, tags);
     // A new key is inserted directly; a stored one (live or expired) goes to the statement.
     let added = matches!(access::write(key, &row, Existing::Keep), Direct::Done(true)) || {
@@ -267,7 +274,7 @@ pub fn add(key: &str, value: &[u8], policy: Policy, now: TimestampTz, tags: Tags
         })
     };
     if added {
-        crate::shmem::writes::note_write(row.expires_at, key.len() + value.len());
+        note_write(row.expires_at, key.len() + value.len());
         feed::note(Change::Key(key));
         leases::changed_key(key);
     }
@@ -313,7 +320,7 @@ fn incr_directly(key: &str, delta: i64, create: Option<Policy>, now: TimestampTz
 /// `None`. The row is locked while it is read and written, so concurrent increments add up
 /// exactly.
 pub fn incr(key: &str, delta: i64, create: Option<Policy>, now: TimestampTz) -> Counter {
-    ensure_not_in_recovery();
+    ensure_writable();
     feed::note(Change::Key(key));
     let counter = incr_locked(key, delta, create, now);
     if let Counter::Written(_) = counter {
@@ -323,7 +330,7 @@ pub fn incr(key: &str, delta: i64, create: Option<Policy>, now: TimestampTz) -> 
         // A counter is short: at most 20 digits. A live counter keeps its expiry, already known
         // to the evictor: no new earliest expiry.
         let expires_at = create.map_or(crate::expiry::NEVER, |policy| policy.expires_at(now));
-        crate::shmem::writes::note_write(expires_at, key.len() + 20);
+        note_write(expires_at, key.len() + 20);
     }
     counter
 }
@@ -409,7 +416,7 @@ fn parse_counter(stored: &[u8]) -> Option<i64> {
 
 /// Gives a live entry `policy` from now on, keeping its value; false when absent or expired.
 pub fn expire(key: &str, policy: Policy, now: TimestampTz) -> bool {
-    ensure_not_in_recovery();
+    ensure_writable();
     let args = [
         key.into(),
         timestamptz(policy.expires_at(now)).into(),
@@ -421,7 +428,7 @@ pub fn expire(key: &str, policy: Policy, now: TimestampTz) -> bool {
         client.update(&statements.expire, None, &args).expect("expire").len() == 1
     });
     if expired {
-        crate::shmem::writes::note_write(policy.expires_at(now), 0);
+        note_write(policy.expires_at(now), 0);
         feed::note(Change::Key(key));
         leases::changed_key(key);
     }
@@ -453,7 +460,7 @@ fn prefix_end(prefix: &str) -> Option<String> {
 
 /// Live entries whose key starts with `prefix`, in key order, at most `max_rows`.
 pub fn list(prefix: &str, max_rows: i64) -> Vec<Listed> {
-    ensure_not_in_recovery();
+    ensure_readable();
     let now = timestamptz(now());
     with_statements(|client, statements| {
         let rows = match prefix_end(prefix) {
@@ -485,7 +492,7 @@ pub fn list(prefix: &str, max_rows: i64) -> Vec<Listed> {
 /// Removes every entry whose key starts with `prefix` (all of them for the empty prefix),
 /// locking them in key order; returns how many, and how many of those were live.
 pub fn remove_prefix(prefix: &str) -> (i64, i64) {
-    ensure_not_in_recovery();
+    ensure_writable();
     let now = timestamptz(now());
     with_statements(|client, statements| {
         let rows = match prefix_end(prefix) {
@@ -510,7 +517,7 @@ pub fn remove_prefix(prefix: &str) -> (i64, i64) {
 
 /// A live entry's tags: `Some(None)` when it has none, `None` when absent or expired.
 pub fn tags_of(key: &str) -> Option<Option<Vec<String>>> {
-    ensure_not_in_recovery();
+    ensure_readable();
     with_statements(|client, statements| {
         let rows = client
             .update(&tag_statements(statements).tags_of, None, &[key.into(), timestamptz(now()).into()])
@@ -522,7 +529,7 @@ pub fn tags_of(key: &str) -> Option<Option<Vec<String>>> {
 /// Removes every entry tagged with any of `tags` (all of them when `match_all`), locking them in
 /// key order; returns how many live ones it removed.
 pub fn remove_by_tag(tags: &[String], match_all: bool) -> i64 {
-    ensure_not_in_recovery();
+    ensure_writable();
     with_statements(|client, statements| {
         let tagged = tag_statements(statements);
         let statement = if match_all { &tagged.remove_all } else { &tagged.remove_any };

@@ -133,7 +133,8 @@ fn delete_sql(table: &str, bound: &str, live_at_2: &str) -> String {
 thread_local! {
     /// Shared, not borrowed, while a statement runs: a trigger or a function called from inside
     /// one may call pg_cache again.
-    static STATEMENTS: RefCell<Option<Rc<Statements>>> = const { RefCell::new(None) };
+    /// One set per cache table used lately, the most recent last.
+    static STATEMENTS: RefCell<Vec<Rc<Statements>>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Statements {
@@ -338,23 +339,38 @@ impl Statements {
     }
 }
 
-pub(super) fn ensure_not_in_recovery() {
+fn in_recovery() -> bool {
     // SAFETY: reads shared state PostgreSQL keeps for this check.
-    if unsafe { pg_sys::RecoveryInProgress() } {
+    unsafe { pg_sys::RecoveryInProgress() }
+}
+
+/// On a standby, only a logged cache can be read.
+pub(super) fn ensure_readable() {
+    if in_recovery() && !access::caches::current().logged {
         crate::error::unavailable_in_recovery();
     }
 }
 
+/// On a standby, nothing can be written.
+pub(super) fn ensure_writable() {
+    ensure_readable();
+    if in_recovery() {
+        crate::error::read_only_on_standby(&access::caches::current().name);
+    }
+}
+
+/// Cache tables whose statements a backend keeps at once (each set is about 20 plans).
+const KEPT_TABLES: usize = 16;
+
 pub(super) fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> R) -> R {
-    ensure_not_in_recovery();
+    ensure_readable();
     let table = access::table();
     let tagged = access::has_tags_column(table);
     let touches_seen = access::has_pending_expiry_function();
     Spi::connect_mut(|client| {
-        let kept = STATEMENTS.with(|cell| {
-            cell.borrow()
-                .as_ref()
-                .filter(|prepared| {
+        let kept = STATEMENTS.with_borrow(|kept| {
+            kept.iter()
+                .find(|prepared| {
                     prepared.table == table
                         && prepared.tagged.is_some() == tagged
                         && prepared.touches_seen == touches_seen
@@ -363,7 +379,13 @@ pub(super) fn with_statements<R>(f: impl FnOnce(&mut SpiClient, &Statements) -> 
         });
         let statements = kept.unwrap_or_else(|| {
             let prepared = Rc::new(Statements::prepare(client, table, tagged, touches_seen));
-            STATEMENTS.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&prepared)));
+            STATEMENTS.with_borrow_mut(|kept| {
+                kept.retain(|other| other.table != table);
+                if kept.len() >= KEPT_TABLES {
+                    kept.remove(0);
+                }
+                kept.push(Rc::clone(&prepared));
+            });
             prepared
         });
         f(client, &statements)

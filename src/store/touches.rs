@@ -167,6 +167,16 @@ pub struct Applied {
     pub full: bool,
 }
 
+/// Frees what shared memory keeps for cache tables of this database that no longer exist
+/// (`cache_drop`, `DROP EXTENSION`): their pending touches, which hold the database's share, and
+/// their statistics slots. In a transaction.
+pub fn forget_dropped_caches() {
+    // SAFETY: reads a backend global set at connection.
+    let database = unsafe { pg_sys::MyDatabaseId };
+    touches::forget_tables(database, access::relation_exists);
+    crate::shmem::caches::forget_where(database, access::relation_exists);
+}
+
 /// Writes up to [`APPLY_BATCH`] pending touches of this database's cache table, each only while
 /// its row still holds the key and the expiry it was read with; those whose row another session
 /// holds stay pending. In a transaction, as a role that may update the table.
@@ -174,22 +184,11 @@ pub fn apply_pending() -> Applied {
     let table = access::table();
     // SAFETY: reads a backend global set at connection.
     let database = unsafe { pg_sys::MyDatabaseId };
-    let pending = touches::pending(database, APPLY_BATCH);
+    let pending = touches::pending(database, table, APPLY_BATCH);
     let mut applied = 0;
     let mut busy = false;
-    let mut forgotten = Vec::new();
     for touch in &pending {
         pgrx::check_for_interrupts!();
-        if touch.key.table != table.to_u32() {
-            // Of a cache table dropped since (the extension dropped and created again): they
-            // would hold the database's share until their expiry passed.
-            let other = pg_sys::Oid::from(touch.key.table);
-            if !forgotten.contains(&other) && !access::relation_exists(other) {
-                touches::forget_table(database, other);
-                forgotten.push(other);
-            }
-            continue;
-        }
         let is_key = |key: &str| KeyId::of(table, key) == touch.key;
         let slid = match access::slide_version(touch.ctid, Version::Visible, is_key, touch.guard, touch.next)
         {

@@ -7,10 +7,12 @@ use super::{
     interval_micros, is_due, over_size_cap, sweep_due, DATABASE_CHECK_PERIOD, HOLD_OFF_MICROS,
     MAX_WORKER_LIFE,
 };
+use crate::access::caches::{self, Cache};
 use crate::bgw::{
     self, database_wanted_exclusively, extension_exists, in_transaction, reload_config_if_asked,
 };
 use crate::gucs::{EVICTION_BATCH_SIZE, EVICTION_ENABLED, MAX_SIZE};
+use crate::shmem::caches as cache_slots;
 use crate::shmem::slots::{self as registry, Claim, Slot, State};
 use crate::shmem::stats;
 use crate::{access, store};
@@ -19,6 +21,7 @@ use pgrx::log;
 use pgrx::pg_sys::{self, Oid, TimestampTz};
 use pgrx::prelude::*;
 use std::ffi::CStr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 #[pg_guard]
@@ -58,9 +61,23 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
             slot.hold_off(store::now() + HOLD_OFF_MICROS);
             break;
         }
+        let caches = match in_transaction(|| extension_exists().then(caches::all)) {
+            Ok(Some(caches)) => caches,
+            Ok(None) => {
+                slot.set_state(State::Absent);
+                break;
+            }
+            Err(message) => {
+                report_error(&claim, &database_name, "reading the caches", &message);
+                if !stay(slot, database, born, false) {
+                    break;
+                }
+                continue;
+            }
+        };
         // Only touches to write: no sweep (it reads the whole table to measure it).
         if !sweep_due(slot, store::now()) {
-            match apply_touches(slot) {
+            match apply_touches(slot, &caches) {
                 Ok(false) => {}
                 Ok(true) => {
                     slot.set_state(State::Absent);
@@ -73,7 +90,7 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
             }
             continue;
         }
-        let capped = match sweep(&claim) {
+        let capped = match sweep(&claim, &caches) {
             Ok(Sweep::Done { capped }) => {
                 if slot.set_failing(false) {
                     log!("pg_cache: eviction in database {database_name} works again");
@@ -93,12 +110,14 @@ pub extern "C-unwind" fn pg_cache_evictor_main(arg: pg_sys::Datum) {
         // takes as long as a sweep) at most every VACUUM_PAUSE_WHILE_CAPPED (counted from the
         // worker's start), autovacuum meanwhile.
         let vacuum_waits = capped && last_vacuum.unwrap_or(born).elapsed() < VACUUM_PAUSE_WHILE_CAPPED;
-        match if vacuum_waits { Ok(Vacuum::NotNeeded) } else { vacuum_if_bloated(slot) } {
-            // Bloated, but an old snapshot holds the horizon: look again a little later.
-            Ok(Vacuum::Blocked) => slot.retry_at(store::now() + VACUUM_RETRY_MICROS),
-            Ok(Vacuum::Done) => last_vacuum = Some(Instant::now()),
-            Ok(Vacuum::NotNeeded) => {}
-            Err(message) => report_error(&claim, &database_name, "vacuum of the cache table", &message),
+        for cache in caches.iter().filter(|_| !vacuum_waits) {
+            match caches::within(Rc::clone(cache), vacuum_if_bloated) {
+                // Bloated, but an old snapshot holds the horizon: look again a little later.
+                Ok(Vacuum::Blocked) => slot.retry_at(store::now() + VACUUM_RETRY_MICROS),
+                Ok(Vacuum::Done) => last_vacuum = Some(Instant::now()),
+                Ok(Vacuum::NotNeeded) => {}
+                Err(message) => report_error(&claim, &database_name, "vacuum of a cache table", &message),
+            }
         }
         // Stay while the database is due again within the interval and no other one waits;
         // over the size cap, or just brought under it, sweep again at once, other databases
@@ -122,10 +141,21 @@ fn stay(slot: &Slot, database: Oid, born: Instant, pressed: bool) -> bool {
         && nap_until(next_round)
 }
 
-/// Writes the database's pending touches, batch by batch, one transaction each; touches whose
-/// rows other sessions held are tried again an interval later. Whether the extension is gone.
-fn apply_touches(slot: &Slot) -> Result<bool, String> {
+/// Writes the pending touches of every cache of the database. Whether the extension is gone.
+fn apply_touches(slot: &Slot, caches: &[Rc<Cache>]) -> Result<bool, String> {
     slot.begin_applying_touches();
+    for cache in caches {
+        if caches::within(Rc::clone(cache), || apply_touches_of_cache(slot))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Writes the pending touches of the cache worked on, batch by batch, one transaction each;
+/// touches whose rows other sessions held are tried again an interval later. Whether the
+/// extension is gone.
+fn apply_touches_of_cache(slot: &Slot) -> Result<bool, String> {
     loop {
         let batch = || bgw::as_table_owner(access::table(), store::apply_touches);
         let Some(applied) = in_transaction(|| extension_exists().then(batch))? else {
@@ -206,10 +236,9 @@ enum Sweep {
     ExtensionGone,
 }
 
-/// Deletes expired entries batch by batch, one transaction each, while batches come back full;
-/// then, over the size cap, the entries that expire soonest; then notes in the registry when the
-/// database is next due and how many live bytes it holds.
-fn sweep(claim: &Claim) -> Result<Sweep, String> {
+/// Sweeps every cache of the database (see [`sweep_cache`]), then notes in the registry when the
+/// database is next due; frees what shared memory kept for caches dropped since.
+fn sweep(claim: &Claim, caches: &[Rc<Cache>]) -> Result<Sweep, String> {
     let slot = claim.slot();
     slot.begin_sweep();
     // SAFETY: reports the worker's activity with a NUL-terminated constant string.
@@ -219,57 +248,26 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
             c"evicting expired entries".as_ptr(),
         )
     };
-    // The stored expiries first, as readers see them: the size cap's sample goes by them.
-    let applied = apply_touches(slot);
-    // Expired entries stay for pg_cache.stale_retention, to be served stale (cache_get_or_lease).
-    let retention = crate::gucs::stale_retention_micros();
-    let outcome = applied
-        .and_then(|gone| {
-            if gone {
-                Ok((true, 0))
-            } else {
-                evict_up_to(slot, store::now().saturating_sub(retention), false, None)
-            }
-        })
-        .and_then(|(gone, _)| {
-            if gone {
-                return Ok(Sweep::ExtensionGone);
-            }
-            let cap = MAX_SIZE.get() as i64 * 1024;
-            slot.set_size_cap(cap);
-            // Writes committed from here on may not be in the measure: they stay counted.
-            let written_before = slot.written_since_measured();
-            let mut measured = measure()?;
-            // Over the cap: remove the entries that expire soonest until below 90% of it, less what
-            // was written during the last sweep (as much will come in before the next one can act;
-            // at most half the cap). The next sweep measures again; until then the live bytes are
-            // what the sample says is left.
-            let capped = cap > 0 && measured.live_bytes > cap;
-            if capped {
-                let incoming = slot.written_since_measured().clamp(0, cap / 2);
-                let to_free = (measured.live_bytes - cap / 10 * 9 + incoming).min(measured.live_bytes);
-                let cutoff = size_cutoff(to_free, measured.live_bytes)?;
-                // The entries that expire before the cutoff, then only as many of those expiring at
-                // it as the bytes still to free need: entries that share one expiry (never-expiring
-                // ones, a batch set together) would otherwise all go at once.
-                let before =
-                    if cutoff == crate::expiry::NEVER { crate::expiry::LAST_FINITE } else { cutoff - 1 };
-                let (gone, freed) = evict_up_to(slot, before, true, None)?;
-                if !gone && freed < to_free {
-                    evict_up_to(slot, cutoff, true, Some(to_free - freed))?;
+    let forgotten = in_transaction(store::forget_dropped_caches);
+    let mut outcome = forgotten.map(|()| Sweep::Done { capped: false });
+    let mut next_due = i64::MAX;
+    for cache in caches {
+        match caches::within(Rc::clone(cache), || sweep_cache(slot, cache)) {
+            Ok(CacheSwept::Done { next_expiry, capped }) => {
+                next_due = next_due.min(next_expiry);
+                if let Ok(Sweep::Done { capped: any }) = &mut outcome {
+                    *any |= capped;
                 }
-                measured.live_bytes -= to_free;
             }
-            let next_due = measured.next_expiry.saturating_add(retention);
-            slot.finish_sweep(next_due, Some(measured.live_bytes), written_before, store::now());
-            pgrx::debug1!(
-                "pg_cache: swept, next expiry in {} ms, {} live bytes, due in {} ms",
-                measured.next_expiry.saturating_sub(store::now()) / 1000,
-                measured.live_bytes,
-                slot.due_at().saturating_sub(store::now()) / 1000
-            );
-            Ok(Sweep::Done { capped })
-        });
+            Ok(CacheSwept::ExtensionGone) => {
+                outcome = Ok(Sweep::ExtensionGone);
+                break;
+            }
+            // The others are swept all the same; this one is tried again an interval later.
+            Err(message) => outcome = Err(format!("cache {}: {message}", cache.name)),
+        }
+    }
+    slot.finish_sweep(next_due, store::now());
     if outcome.is_err() {
         slot.retry_at(store::now() + interval_micros());
     }
@@ -280,6 +278,72 @@ fn sweep(claim: &Claim) -> Result<Sweep, String> {
         pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null());
     }
     outcome
+}
+
+enum CacheSwept {
+    /// Done: its earliest expiry left (with the stale retention), and whether it removed entries
+    /// for the size cap.
+    Done {
+        next_expiry: TimestampTz,
+        capped: bool,
+    },
+    ExtensionGone,
+}
+
+/// Deletes the expired entries of the cache worked on, batch by batch, one transaction each,
+/// while batches come back full; then, over its size cap, the entries that expire soonest; then
+/// notes how many live bytes it holds.
+fn sweep_cache(slot: &Slot, cache: &Cache) -> Result<CacheSwept, String> {
+    // The stored expiries first, as readers see them: the size cap's sample goes by them.
+    if apply_touches_of_cache(slot)? {
+        return Ok(CacheSwept::ExtensionGone);
+    }
+    // Expired entries stay for pg_cache.stale_retention, to be served stale (cache_get_or_lease).
+    let retention = crate::gucs::stale_retention_micros();
+    let (gone, _) = evict_up_to(slot, store::now().saturating_sub(retention), false, None)?;
+    if gone {
+        return Ok(CacheSwept::ExtensionGone);
+    }
+    // SAFETY: reads a backend global set at connection.
+    let database = unsafe { pg_sys::MyDatabaseId };
+    let cap = cache.size_cap(i64::from(MAX_SIZE.get()) * 1024);
+    let accounts = cache_slots::slot(database, cache.table);
+    let written_since_measured = || accounts.map_or(0, |accounts| accounts.written_since_measured());
+    if let Some(accounts) = accounts {
+        accounts.set_size_cap(cap);
+    }
+    // Writes committed from here on may not be in the measure: they stay counted.
+    let written_before = written_since_measured();
+    let mut measured = measure()?;
+    // Over the cap: remove the entries that expire soonest until below 90% of it, less what was
+    // written during the last sweep (as much will come in before the next one can act; at most
+    // half the cap). The next sweep measures again; until then the live bytes are what the
+    // sample says is left.
+    let capped = cap > 0 && measured.live_bytes > cap;
+    if capped {
+        let incoming = written_since_measured().clamp(0, cap / 2);
+        let to_free = (measured.live_bytes - cap / 10 * 9 + incoming).min(measured.live_bytes);
+        let cutoff = size_cutoff(to_free, measured.live_bytes)?;
+        // The entries that expire before the cutoff, then only as many of those expiring at it
+        // as the bytes still to free need: entries that share one expiry (never-expiring ones,
+        // a batch set together) would otherwise all go at once.
+        let before = if cutoff == crate::expiry::NEVER { crate::expiry::LAST_FINITE } else { cutoff - 1 };
+        let (gone, freed) = evict_up_to(slot, before, true, None)?;
+        if !gone && freed < to_free {
+            evict_up_to(slot, cutoff, true, Some(to_free - freed))?;
+        }
+        measured.live_bytes -= to_free;
+    }
+    if let Some(accounts) = accounts {
+        accounts.measured(measured.live_bytes, written_before);
+    }
+    pgrx::debug1!(
+        "pg_cache: swept cache {}, next expiry in {} ms, {} live bytes",
+        cache.name,
+        measured.next_expiry.saturating_sub(store::now()) / 1000,
+        measured.live_bytes,
+    );
+    Ok(CacheSwept::Done { next_expiry: measured.next_expiry.saturating_add(retention), capped })
 }
 
 /// Deletes entries expiring by `cutoff` in batches while batches come back full, counting them
@@ -302,9 +366,7 @@ fn evict_up_to(
         let batch = || {
             let evicted =
                 bgw::as_table_owner(access::table(), || store::evict_until(cutoff, batch_size, after));
-            // In the transaction: finding the statistics slot may read the catalog.
-            // SAFETY: reads a backend global set at connection.
-            stats::count_evicted(unsafe { pg_sys::MyDatabaseId }, evicted.rows);
+            stats::count_evicted(evicted.rows, for_size);
             evicted
         };
         let Some(evicted) = in_transaction(|| extension_exists().then(batch))? else {
@@ -312,7 +374,7 @@ fn evict_up_to(
         };
         after = evicted.last;
         freed += evicted.bytes;
-        slot.add_evicted(evicted.rows, for_size);
+        slot.add_evicted(evicted.rows);
         if evicted.rows < batch_size || shutdown_requested() || database_wanted_exclusively() {
             return Ok((false, freed));
         }

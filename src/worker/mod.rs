@@ -95,6 +95,9 @@ pub extern "C-unwind" fn pg_cache_launcher_main(_arg: pg_sys::Datum) {
             // connections (a template, ALLOW_CONNECTIONS false) may still have sessions using
             // its counters.
             registry::forget_dropped(|database| databases.iter().any(|known| known.oid == database));
+            crate::shmem::caches::forget_dropped_databases(|database| {
+                databases.iter().any(|known| known.oid == database)
+            });
             names = databases
                 .into_iter()
                 .filter(|known| known.connectable)
@@ -181,10 +184,12 @@ pub(super) fn sweep_due(slot: &Slot, clock: TimestampTz) -> bool {
         || clock - slot.last_sweep_at() > SAFETY_SWEEP_MICROS
 }
 
-/// Whether the cap the database's last sweep read may be passed by what was written since.
+/// Whether a cap of one of the database's caches (as its last sweep or write read it) may be
+/// passed by what was written since.
 pub(super) fn over_size_cap(slot: &Slot) -> bool {
-    let cap = slot.size_cap();
-    cap > 0 && slot.estimated_live_bytes() > cap
+    let mut over = false;
+    crate::shmem::caches::each_of(slot.database(), |cache| over |= cache.over_size_cap());
+    over
 }
 
 /// A database of the cluster, as the launcher reads pg_database.

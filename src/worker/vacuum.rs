@@ -4,7 +4,6 @@
 use crate::access;
 use crate::bgw::in_transaction;
 use crate::bgw::transaction;
-use crate::shmem::slots::Slot;
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use std::time::Duration;
@@ -32,9 +31,12 @@ pub(super) const VACUUM_MIN_DEAD_ROWS: i64 = 1000;
 /// dead rows, so that their space is reused instead of the table growing; but only when it can
 /// make progress: while an old snapshot holds the removal horizon where it was at the last
 /// vacuum, another would remove nothing the last one could not (the slot remembers it).
-pub(super) fn vacuum_if_bloated(slot: &Slot) -> Result<Vacuum, String> {
+pub(super) fn vacuum_if_bloated() -> Result<Vacuum, String> {
     let bloated = in_transaction(|| {
-        let table = access::lookup_table()?;
+        let table = access::table();
+        if !access::relation_exists(table) {
+            return None;
+        }
         // Never wait here for a session holding the table (VACUUM would skip it anyway).
         // SAFETY: a lock request that does not wait, held to the end of the transaction.
         let locked = unsafe { pg_sys::ConditionalLockRelationOid(table, pg_sys::AccessShareLock as _) };
@@ -44,16 +46,24 @@ pub(super) fn vacuum_if_bloated(slot: &Slot) -> Result<Vacuum, String> {
             let relation = pg_sys::table_open(table, pg_sys::NoLock as _);
             let horizon = pg_sys::GetOldestNonRemovableTransactionId(relation);
             pg_sys::table_close(relation, pg_sys::NoLock as _);
-            (access::qualified_table_name(table), horizon)
+            (access::qualified_table_name(table), table, horizon)
         })
     })?;
     match bloated {
-        Some((table, horizon)) if slot.swap_vacuum_horizon(horizon) != horizon => {
+        Some((table, oid, horizon)) if swap_vacuum_horizon(oid, horizon) != Some(horizon) => {
             vacuum(&table).map(|()| Vacuum::Done)
         }
         Some(_) => Ok(Vacuum::Blocked),
         None => Ok(Vacuum::NotNeeded),
     }
+}
+
+/// Records the horizon of a vacuum of `table` about to run in the cache's slot; returns the one
+/// of its last vacuum (`None` without a slot: then every bloated table is vacuumed).
+fn swap_vacuum_horizon(table: Oid, horizon: pg_sys::TransactionId) -> Option<pg_sys::TransactionId> {
+    // SAFETY: reads a backend global set at connection.
+    let database = unsafe { pg_sys::MyDatabaseId };
+    crate::shmem::caches::slot(database, table).map(|slot| slot.swap_vacuum_horizon(horizon))
 }
 
 /// Whether the table or its TOAST table holds more than [`VACUUM_MIN_DEAD_ROWS`] dead rows, and

@@ -127,6 +127,17 @@ SELECT cache_set('feed:relayed last', 'v');
 COMMIT;
 SELECT heard_keys('feed:relayed last');
 
+-- A named cache's changes are named with it, in notifications of their own (not through the
+-- relay); the cache default's payloads stay as they were.
+SELECT cache_create('feed_named');
+BEGIN;
+SELECT cache_set('feed:named', 'v', cache => 'feed_named');
+SELECT cache_set('feed:named in default', 'v');
+COMMIT;
+SELECT cache_clear(cache => 'feed_named');
+SELECT p FROM heard(3) AS p WHERE p LIKE '%"cache"%' OR p LIKE '%named in default%' ORDER BY p;
+SELECT cache_drop('feed_named');
+
 SELECT dblink_disconnect('listener');
 RESET pg_cache.notify;
 RESET pg_cache.notify_relay;

@@ -1,0 +1,404 @@
+//! Named caches: creating, altering, dropping and listing them. Each is a table of its own in the
+//! extension's schema, a member of the extension, owned by the extension's owner; only that
+//! owner (or a superuser) creates, alters and drops caches, and so raises a cap.
+
+use crate::access::{self, caches};
+use crate::error::{self, required};
+use crate::shmem::caches as cache_slots;
+use pgrx::datum::Interval;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::PgTryBuilder;
+
+/// The storage options every cache table gets, as `pg_cache_entries` has them (`LIKE` does not
+/// copy them): room for HOT slides, and autovacuum that keeps up with a churning table.
+const TABLE_OPTIONS: &str = "fillfactor = 85, autovacuum_vacuum_scale_factor = 0.05, \
+     autovacuum_vacuum_insert_scale_factor = 0.05, autovacuum_analyze_scale_factor = 0.05, \
+     toast.autovacuum_vacuum_scale_factor = 0.05";
+
+/// 42501 unless the current role is the extension's owner (or a member of it) or a superuser.
+fn require_extension_owner(function: &str) {
+    let owner = access::extension_owner();
+    // SAFETY: reads the current role and its memberships, in a transaction.
+    let allowed = unsafe {
+        pg_sys::superuser()
+            || owner.is_some_and(|owner| pg_sys::has_privs_of_role(pg_sys::GetUserId(), owner))
+    };
+    if !allowed {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("{function}: only the owner of the extension pg_cache may create, alter or drop caches")
+        );
+    }
+}
+
+/// The catalog, schema-qualified for SQL; 0A000 before the update that makes it.
+fn qualified_catalog(function: &str) -> String {
+    let Some(catalog) = caches::catalog() else {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{function}: named caches need pg_cache 0.3.0's SQL"),
+            "Run ALTER EXTENSION pg_cache UPDATE."
+        );
+    };
+    access::qualified_table_name(catalog)
+}
+
+/// A `max_size` argument in bytes: `None` for `'default'` (then `pg_cache.max_size` applies),
+/// else a size as `pg_size_bytes` reads it ('512MB', '0' for no cap).
+fn checked_max_size(function: &str, max_size: &str) -> Option<i64> {
+    if max_size == "default" {
+        return None;
+    }
+    let bytes = PgTryBuilder::new(|| {
+        Spi::get_one_with_args::<i64>("SELECT pg_catalog.pg_size_bytes($1)", &[max_size.into()])
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    })
+    .catch_others(|_| {
+        error::invalid_argument(
+            function,
+            format!(
+                "max_size {max_size:?} is not a size: give bytes or a unit (kB, MB, GB, TB), or 'default'"
+            ),
+        )
+    })
+    .execute();
+    if bytes < 0 {
+        error::invalid_argument(function, format!("max_size must not be negative, got {max_size:?}"));
+    }
+    Some(bytes)
+}
+
+/// A default expiry: a positive, finite interval; `'0'` clears it (in `cache_alter`).
+fn checked_default(function: &str, argument: &str, interval: Interval) -> Option<Interval> {
+    let micros = interval.as_micros();
+    if micros == 0 {
+        return None;
+    }
+    if micros < 0 || micros >= i128::from(i64::MAX) {
+        error::invalid_argument(
+            function,
+            format!("{argument} must be a positive, finite interval (or '0' for none), got {interval}"),
+        );
+    }
+    Some(interval)
+}
+
+/// Creates the cache `name`: a table of its own, UNLOGGED unless `logged`, with its own size cap
+/// (`max_size`, as `pg_cache.max_size` reads it; NULL: that setting applies) and its own
+/// defaults for entries written with no expiry. Its table starts with the privileges granted on
+/// the cache `default`'s table.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_create(
+    name: Option<&str>,
+    logged: default!(Option<bool>, false),
+    max_size: default!(Option<&str>, "NULL"),
+    default_sliding: default!(Option<Interval>, "NULL"),
+    default_ttl: default!(Option<Interval>, "NULL"),
+) {
+    const FUNCTION: &str = "cache_create";
+    let name = caches::checked_name(FUNCTION, "name", name);
+    let logged = required(FUNCTION, "logged", logged);
+    let max_size = max_size.and_then(|size| checked_max_size(FUNCTION, size));
+    let default_sliding = default_sliding.and_then(|at| checked_default(FUNCTION, "default_sliding", at));
+    let default_ttl = default_ttl.and_then(|at| checked_default(FUNCTION, "default_ttl", at));
+    require_extension_owner(FUNCTION);
+    let catalog = qualified_catalog(FUNCTION);
+    if cache_slots::in_use() >= crate::gucs::MAX_CACHES.get() as usize && crate::shmem::slots::preloaded() {
+        error::limit_exceeded(
+            FUNCTION,
+            format!(
+                "the server keeps {} caches (pg_cache.max_caches) and has no room for another",
+                crate::gucs::MAX_CACHES.get()
+            ),
+        );
+    }
+    Spi::connect_mut(|client| {
+        // One creation at a time: the next number is taken from the catalog.
+        client
+            .update(&format!("LOCK TABLE {catalog} IN SHARE ROW EXCLUSIVE MODE"), None, &[])
+            .expect("lock the catalog");
+        let exists = !client
+            .select(
+                &format!("SELECT 1 FROM {catalog} WHERE name OPERATOR(pg_catalog.=) $1"),
+                None,
+                &[name.into()],
+            )
+            .expect("look the name up")
+            .is_empty();
+        if exists {
+            pgrx::ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+                format!("{FUNCTION}: cache \"{name}\" already exists")
+            );
+        }
+        let id = client
+            .select(&format!("SELECT pg_catalog.max(id) OPERATOR(pg_catalog.+) 1 FROM {catalog}"), None, &[])
+            .expect("next number")
+            .first()
+            .get::<i32>(1)
+            .expect("a number")
+            .unwrap_or(1);
+        client
+            .update(
+                &format!(
+                    "INSERT INTO {catalog} (name, id, logged, max_size, default_sliding, default_ttl) \
+                     VALUES ($1, $2, $3, $4, $5, $6)"
+                ),
+                None,
+                &[
+                    name.into(),
+                    id.into(),
+                    logged.into(),
+                    max_size.into(),
+                    default_sliding.into(),
+                    default_ttl.into(),
+                ],
+            )
+            .expect("record the cache");
+    });
+    caches::announce_change();
+}
+
+pgrx::extension_sql!(
+    r#"
+CREATE TRIGGER pg_cache_caches_made AFTER INSERT ON @extschema@.pg_cache_caches
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.pg_cache_caches_made();
+"#,
+    name = "pg_cache_caches_made_trigger",
+    requires = ["cache_table", pg_cache_caches_made]
+);
+
+/// Makes the table of a cache recorded in the catalog when it has none: after `cache_create`
+/// records it, and after a restore of a dump (pg_dump dumps the catalog, not the caches' tables,
+/// which are members of the extension).
+#[pg_trigger]
+fn pg_cache_caches_made<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::datum::TryFromDatumError> {
+    const FUNCTION: &str = "cache_create";
+    let row = trigger.new().expect("an INSERT trigger");
+    let name: String = row.get_by_name("name")?.expect("NOT NULL");
+    let id: i32 = row.get_by_name("id")?.expect("NOT NULL");
+    let logged: bool = row.get_by_name("logged")?.expect("NOT NULL");
+    let default_table = access::qualified_table_name(caches::named(FUNCTION, caches::DEFAULT).table);
+    let schema = default_table.rsplit_once('.').map_or("", |(schema, _)| schema).to_owned();
+    // Cache table names need no quoting: lowercase letters, digits and _.
+    let table = format!("{schema}.{}", caches::table_name(id));
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[table.as_str().into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !exists {
+        require_extension_owner(FUNCTION);
+        Spi::connect_mut(|client| create_table(client, &name, &table, &default_table, logged));
+    }
+    caches::announce_change();
+    Ok(Some(row))
+}
+
+/// Creates `table` for the cache `name`, as `default_table` is made, as a member of the
+/// extension owned by its owner, with the privileges granted on `default_table`.
+fn create_table(client: &mut SpiClient, name: &str, table: &str, default_table: &str, logged: bool) {
+    let persistence = if logged { "" } else { "UNLOGGED " };
+    run(
+        client,
+        &format!(
+            "CREATE {persistence}TABLE {table} (LIKE {default_table} INCLUDING ALL) WITH ({TABLE_OPTIONS})"
+        ),
+    );
+    run(client, &format!("ALTER EXTENSION pg_cache ADD TABLE {table}"));
+    let owner = access::extension_owner().expect("the extension exists");
+    run(client, &format!("ALTER TABLE {table} OWNER TO {}", role_name(owner)));
+    copy_grants(client, default_table, table);
+    let comment = format!("pg_cache storage of the cache {name}; use the cache_* functions");
+    run(client, &format!("COMMENT ON TABLE {table} IS {}", quote_literal(&comment)));
+}
+
+/// Changes a cache's options; NULL leaves one as it is. `logged` rewrites the table, as
+/// `ALTER TABLE … SET LOGGED` does (locking it out for the rewrite), and says so; `max_size
+/// => 'default'` makes `pg_cache.max_size` apply again, an interval `'0'` clears a default.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_alter(
+    name: Option<&str>,
+    logged: default!(Option<bool>, "NULL"),
+    max_size: default!(Option<&str>, "NULL"),
+    default_sliding: default!(Option<Interval>, "NULL"),
+    default_ttl: default!(Option<Interval>, "NULL"),
+) {
+    const FUNCTION: &str = "cache_alter";
+    let name = caches::checked_name(FUNCTION, "name", name);
+    let max_size = max_size.map(|size| checked_max_size(FUNCTION, size));
+    let default_sliding = default_sliding.map(|at| checked_default(FUNCTION, "default_sliding", at));
+    let default_ttl = default_ttl.map(|at| checked_default(FUNCTION, "default_ttl", at));
+    require_extension_owner(FUNCTION);
+    let catalog = qualified_catalog(FUNCTION);
+    let cache = caches::named(FUNCTION, name);
+    let table = access::qualified_table_name(cache.table);
+    Spi::connect_mut(|client| {
+        if let Some(logged) = logged.filter(|logged| *logged != cache.logged) {
+            let to = if logged { "LOGGED" } else { "UNLOGGED" };
+            run(client, &format!("ALTER TABLE {table} SET {to}"));
+            pgrx::notice!(
+                "{FUNCTION}: rewrote the table of cache \"{name}\" ({table}) to make it {}; it was locked \
+                 for reads and writes while rewritten",
+                to.to_lowercase()
+            );
+        }
+        let mut sets = Vec::new();
+        let mut args: Vec<pgrx::datum::DatumWithOid> = vec![name.into()];
+        if let Some(logged) = logged {
+            args.push(logged.into());
+            sets.push(format!("logged = ${}", args.len()));
+        }
+        if let Some(max_size) = max_size {
+            args.push(max_size.into());
+            sets.push(format!("max_size = ${}::pg_catalog.int8", args.len()));
+        }
+        if let Some(sliding) = default_sliding {
+            args.push(sliding.into());
+            sets.push(format!("default_sliding = ${}::pg_catalog.interval", args.len()));
+        }
+        if let Some(ttl) = default_ttl {
+            args.push(ttl.into());
+            sets.push(format!("default_ttl = ${}::pg_catalog.interval", args.len()));
+        }
+        if !sets.is_empty() {
+            client
+                .update(
+                    &format!("UPDATE {catalog} SET {} WHERE name OPERATOR(pg_catalog.=) $1", sets.join(", ")),
+                    None,
+                    &args,
+                )
+                .expect("update the cache");
+        }
+    });
+    caches::announce_change();
+}
+
+/// Drops a cache and its entries (not `default`). Calls running on it finish first (the drop
+/// waits for their locks); later ones get 42704.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cache_drop(name: Option<&str>) {
+    const FUNCTION: &str = "cache_drop";
+    let name = caches::checked_name(FUNCTION, "name", name);
+    require_extension_owner(FUNCTION);
+    if name == caches::DEFAULT {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("{FUNCTION}: the cache \"default\" cannot be dropped"),
+            "cache_clear() removes its entries; DROP EXTENSION pg_cache removes every cache."
+        );
+    }
+    let catalog = qualified_catalog(FUNCTION);
+    let cache = caches::named(FUNCTION, name);
+    let table = access::qualified_table_name(cache.table);
+    Spi::connect_mut(|client| {
+        run(client, &format!("ALTER EXTENSION pg_cache DROP TABLE {table}"));
+        run(client, &format!("DROP TABLE {table}"));
+        client
+            .update(
+                &format!("DELETE FROM {catalog} WHERE name OPERATOR(pg_catalog.=) $1"),
+                None,
+                &[name.into()],
+            )
+            .expect("forget the cache");
+    });
+    caches::announce_change();
+}
+
+/// The caches of this database: options, the entries the statistics system counts (expired ones
+/// not yet evicted included) and the live bytes the worker last measured (NULL without
+/// preloading or before its first sweep of the cache), and the table behind each (to GRANT on).
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_safe)]
+fn cache_list() -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(logged, bool),
+        name!(max_size, Option<i64>),
+        name!(default_sliding, Option<Interval>),
+        name!(default_ttl, Option<Interval>),
+        name!(entries, Option<i64>),
+        name!(live_bytes, Option<i64>),
+        name!(table_name, String),
+    ),
+> {
+    // SAFETY: reads a backend global set at connection.
+    let database = unsafe { pg_sys::MyDatabaseId };
+    let rows: Vec<_> = caches::all()
+        .into_iter()
+        .map(|cache| {
+            let entries = Spi::get_one_with_args::<i64>(
+                "SELECT pg_catalog.pg_stat_get_live_tuples($1)",
+                &[cache.table.into()],
+            )
+            .ok()
+            .flatten();
+            let live_bytes = cache_slots::existing(database, cache.table).map(|slot| slot.live_bytes());
+            (
+                cache.name.clone(),
+                cache.logged,
+                cache.max_size,
+                cache.default_sliding,
+                cache.default_ttl,
+                entries,
+                live_bytes,
+                access::qualified_table_name(cache.table),
+            )
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+fn run(client: &mut SpiClient, sql: &str) {
+    client.update(sql, None, &[]).unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The role `role`'s name, quoted for SQL.
+fn role_name(role: pg_sys::Oid) -> String {
+    Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[role.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| "CURRENT_USER".to_owned())
+}
+
+/// Grants on `to` what is granted on `from` (to roles other than its owner).
+fn copy_grants(client: &mut SpiClient, from: &str, to: &str) {
+    let grants: Vec<String> = client
+        .select(
+            "SELECT pg_catalog.format('GRANT %s ON TABLE %s TO %s', a.privilege_type, $2::pg_catalog.text, \
+                 CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' \
+                 ELSE pg_catalog.quote_ident(r.rolname) END) \
+             FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a \
+             LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee \
+             WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass \
+               AND a.grantee OPERATOR(pg_catalog.<>) c.relowner",
+            None,
+            &[from.into(), to.into()],
+        )
+        .expect("read the grants")
+        .filter_map(|row| row.get::<String>(1).ok().flatten())
+        .collect();
+    for grant in grants {
+        run(client, &grant);
+    }
+}
