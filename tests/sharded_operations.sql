@@ -5,6 +5,8 @@
 -- Keys come from 5 groups of 8 so that operations meet the same keys; JSON is written to its
 -- own groups (j0: to j4:), other values to theirs (b0: to b4:): a batch of cache_get_many_json
 -- meets no value that is not JSON, which would fail it on one shard after others counted hits.
+-- Most operations name a cache at random ({cache}: none, 'default', c1, c2, c3, which exists
+-- at times, an unknown one or NULL); tests/sharded.sh creates c1 and c2 on both sides first.
 SELECT setseed(0.15) AS seeded \gset
 
 -- A key of one of the kinds in `kinds` (b, j).
@@ -53,6 +55,44 @@ $$;
 CREATE FUNCTION pg_temp.random_json() RETURNS text LANGUAGE sql
 AS $$ SELECT quote_literal(format('{"n": %s, "tags": ["t%s", null], "ok": %s}', floor(random() * 1000), floor(random() * 5), random() < 0.5)) || '::jsonb' $$;
 
+-- The cache argument of a call, if any: by name (named notation), or by position ('cache_name').
+CREATE FUNCTION pg_temp.random_cache_name() RETURNS text LANGUAGE sql
+AS $$
+    SELECT CASE
+        WHEN draw < 0.15 THEN '''default'''
+        WHEN draw < 0.55 THEN '''c1'''
+        WHEN draw < 0.75 THEN '''c2'''
+        WHEN draw < 0.93 THEN '''c3'''
+        WHEN draw < 0.97 THEN '''nope'''
+        ELSE 'NULL'
+    END
+    FROM (SELECT random() AS draw) AS drawn
+$$;
+
+CREATE FUNCTION pg_temp.random_cache() RETURNS text LANGUAGE sql
+AS $$ SELECT CASE WHEN random() < 0.35 THEN '' ELSE ', cache => ' || pg_temp.random_cache_name() END $$;
+
+-- The name given to cache_create, cache_alter or cache_drop, mostly the one each works on.
+CREATE FUNCTION pg_temp.random_admin_name(usual text) RETURNS text LANGUAGE sql
+AS $$
+    SELECT CASE WHEN random() < 0.8 THEN quote_literal(usual)
+                ELSE (ARRAY['''default''', '''c1''', '''nope''', '''Not a name''', 'NULL'])[1 + floor(random() * 5)] END
+$$;
+
+-- Options of cache_create and cache_alter: none, or some of these. No small max_size: a cap is
+-- each shard's own, and eviction for size is not the same on 4 shards as on one server.
+CREATE FUNCTION pg_temp.random_cache_options() RETURNS text LANGUAGE sql
+AS $$
+    SELECT coalesce(string_agg(option, ''), '')
+    FROM unnest(ARRAY[
+        ', logged => ' || (random() < 0.5),
+        ', max_size => ' || (ARRAY['''1GB''', '''default''', '''0''', '''-1'''])[1 + floor(random() * 4)],
+        ', default_sliding => ' || (ARRAY['''2 hours''', '''0''', 'NULL'])[1 + floor(random() * 3)],
+        ', default_ttl => ' || (ARRAY['''5 hours''', '''0''', '''-1 hour'''])[1 + floor(random() * 3)]
+    ]) AS option
+    WHERE random() < 0.3
+$$;
+
 -- Calls that pg_cache rejects, whose SQLSTATE must come back through the router as well.
 CREATE FUNCTION pg_temp.random_rejected() RETURNS text LANGUAGE sql
 AS $$
@@ -67,8 +107,13 @@ AS $$
         'SELECT cache_remove_prefix('''')::text',
         'SELECT cache_evict_expired(0)::text',
         'SELECT cache_set(''b0:1'', ''x'', tags => ARRAY[''''])::text',
-        'SELECT cache_remove_by_tag(ARRAY[]::text[])::text'
-    ])[1 + floor(random() * 11)]
+        'SELECT cache_remove_by_tag(ARRAY[]::text[])::text',
+        'SELECT cache_get(''b0:1'', ''Not a name'')::text',
+        'SELECT count(*)::text FROM cache_get_many(ARRAY[]::text[], ''nope'')',
+        'SELECT cache_set_many(ARRAY[]::text[], ARRAY[]::bytea[], cache => ''nope'')::text',
+        'SELECT cache_remove_many(ARRAY[]::text[], NULL)::text',
+        'SELECT count(*)::text FROM cache_get_many_json(ARRAY[]::text[], ''Bad'')'
+    ])[1 + floor(random() * 16)]
 $$;
 
 -- Up to 4 tags of 6.
@@ -97,6 +142,13 @@ AS $$
         WHEN 'prefix' THEN pg_temp.random_prefix()
         WHEN 'rows' THEN (1 + floor(random() * 40))::text
         WHEN 'rejected' THEN pg_temp.random_rejected()
+        WHEN 'cache' THEN pg_temp.random_cache()
+        WHEN 'cache_only' THEN ltrim(pg_temp.random_cache(), ', ')
+        WHEN 'cache_name' THEN pg_temp.random_cache_name()
+        WHEN 'created' THEN pg_temp.random_admin_name('c3')
+        WHEN 'altered' THEN pg_temp.random_admin_name((ARRAY['c1', 'c2', 'c3'])[1 + floor(random() * 3)])
+        WHEN 'dropped' THEN pg_temp.random_admin_name('c3')
+        WHEN 'cache_options' THEN pg_temp.random_cache_options()
     END
 $$;
 
@@ -116,34 +168,40 @@ END
 $$;
 
 WITH operation(weight, template) AS (VALUES
-    (14,   'SELECT cache_set({bytes_key}, {value}{expiry}{tags})::text'),
-    (19,   'SELECT cache_get({key})::text'),
-    (4,    'SELECT cache_add({bytes_key}, {value}{expiry}{tags})::text'),
-    (3,    'SELECT cache_take({key})::text'),
-    (3,    'SELECT cache_refresh({key})::text'),
-    (4,    'SELECT cache_remove({key})::text'),
-    (5,    'SELECT round(extract(epoch FROM cache_ttl({key})) / 3600)::text'),
-    (3,    'SELECT cache_tags({key})::text'),
-    (3,    'SELECT cache_expire({key}{expiry})::text'),
-    (5,    'SELECT cache_incr({bytes_key}, {rows} - 20{expiry})::text'),
-    (2,    'SELECT cache_incr({bytes_key}, {rows} - 20{expiry}, create_missing => false)::text'),
-    (4,    'SELECT cache_set_json({json_key}, {json}{expiry}{tags})::text'),
-    (4,    'SELECT cache_get_json({key})::text'),
-    (2,    'SELECT status FROM cache_get_or_lease({key}, lease_ttl => ''1 hour'', beta => 0)'),
-    (1,    'SELECT cache_fill({bytes_key}, {value}, gen_random_uuid(){expiry}{tags})::text'),
-    (1,    'SELECT cache_release({key}, gen_random_uuid())::text'),
-    (6,    'SELECT string_agg(hit.key || ''='' || hit.value::text, '','' ORDER BY hit.n) FROM cache_get_many({keys}) WITH ORDINALITY AS hit(key, value, n)'),
-    (3,    'SELECT string_agg(hit.key || ''='' || hit.value::text, '','' ORDER BY hit.n) FROM cache_get_many_json({json_keys}) WITH ORDINALITY AS hit(key, value, n)'),
-    (5,    'SELECT cache_set_many({pairs}{expiry}{tags})::text'),
-    (2,    'SELECT cache_remove_many({keys})::text'),
-    (4,    'SELECT string_agg(concat_ws(''/'', listed.key, listed.value_bytes, listed.sliding, round(extract(epoch FROM listed.expires_at - now()) / 3600), round(extract(epoch FROM listed.absolute_expires_at - now()) / 3600)), '','' ORDER BY listed.n) FROM cache_keys({prefix}, {rows}) WITH ORDINALITY AS listed(key, expires_at, sliding, absolute_expires_at, value_bytes, n)'),
-    (3,    'SELECT concat_ws(''/'', hits, misses, sets, removes) FROM cache_stats()'),
-    (2,    'SELECT cache_evict_expired({rows})::text'),
+    (14,   'SELECT cache_set({bytes_key}, {value}{expiry}{tags}{cache})::text'),
+    (19,   'SELECT cache_get({key}{cache})::text'),
+    (3,    'SELECT cache_get({key}, {cache_name})::text'),
+    (2,    'SELECT cache_set({bytes_key}, {value}, NULL, NULL, NULL, NULL, {cache_name})::text'),
+    (4,    'SELECT cache_add({bytes_key}, {value}{expiry}{tags}{cache})::text'),
+    (3,    'SELECT cache_take({key}{cache})::text'),
+    (3,    'SELECT cache_refresh({key}{cache})::text'),
+    (4,    'SELECT cache_remove({key}{cache})::text'),
+    (5,    'SELECT round(extract(epoch FROM cache_ttl({key}{cache})) / 3600)::text'),
+    (3,    'SELECT cache_tags({key}{cache})::text'),
+    (3,    'SELECT cache_expire({key}{expiry}{cache})::text'),
+    (5,    'SELECT cache_incr({bytes_key}, {rows} - 20{expiry}{cache})::text'),
+    (2,    'SELECT cache_incr({bytes_key}, {rows} - 20{expiry}, create_missing => false{cache})::text'),
+    (4,    'SELECT cache_set_json({json_key}, {json}{expiry}{tags}{cache})::text'),
+    (4,    'SELECT cache_get_json({key}{cache})::text'),
+    (2,    'SELECT status FROM cache_get_or_lease({key}, lease_ttl => ''1 hour'', beta => 0{cache})'),
+    (1,    'SELECT cache_fill({bytes_key}, {value}, gen_random_uuid(){expiry}{tags}{cache})::text'),
+    (1,    'SELECT cache_release({key}, gen_random_uuid(){cache})::text'),
+    (6,    'SELECT string_agg(hit.key || ''='' || hit.value::text, '','' ORDER BY hit.n) FROM cache_get_many({keys}{cache}) WITH ORDINALITY AS hit(key, value, n)'),
+    (3,    'SELECT string_agg(hit.key || ''='' || hit.value::text, '','' ORDER BY hit.n) FROM cache_get_many_json({json_keys}{cache}) WITH ORDINALITY AS hit(key, value, n)'),
+    (5,    'SELECT cache_set_many({pairs}{expiry}{tags}{cache})::text'),
+    (2,    'SELECT cache_remove_many({keys}{cache})::text'),
+    (4,    'SELECT string_agg(concat_ws(''/'', listed.key, listed.value_bytes, listed.sliding, round(extract(epoch FROM listed.expires_at - now()) / 3600), round(extract(epoch FROM listed.absolute_expires_at - now()) / 3600)), '','' ORDER BY listed.n) FROM cache_keys({prefix}, {rows}{cache}) WITH ORDINALITY AS listed(key, expires_at, sliding, absolute_expires_at, value_bytes, n)'),
+    (3,    'SELECT concat_ws(''/'', hits, misses, sets, removes) FROM cache_stats({cache_only})'),
+    (2,    'SELECT cache_evict_expired({rows}{cache})::text'),
     (3,    '{rejected}'),
-    (0.5,  'SELECT cache_remove_prefix({prefix})::text'),
-    (0.5,  'SELECT cache_remove_by_tag({tag_array}{match_all})::text'),
-    (0.5,  'SELECT cache_stats_reset()::text'),
-    (0.3,  'SELECT cache_clear()::text')
+    (0.5,  'SELECT cache_remove_prefix({prefix}{cache})::text'),
+    (0.5,  'SELECT cache_remove_by_tag({tag_array}{match_all}{cache})::text'),
+    (0.5,  'SELECT cache_stats_reset({cache_only})::text'),
+    (0.4,  'SELECT cache_clear({cache_only})::text'),
+    (0.6,  'SELECT cache_create({created}{cache_options})::text'),
+    (0.6,  'SELECT cache_alter({altered}{cache_options})::text'),
+    (0.5,  'SELECT cache_drop({dropped})::text'),
+    (1,    'SELECT string_agg(concat_ws(''/'', name, logged, max_size, default_sliding, default_ttl, table_name), '','' ORDER BY name) FROM cache_list()')
 ), bounds AS (
     SELECT template, sum(weight) OVER (ORDER BY template) - weight AS low, sum(weight) OVER (ORDER BY template) AS high,
            sum(weight) OVER () AS total
