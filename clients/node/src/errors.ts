@@ -2,8 +2,9 @@
  * An error of a pg_cache call, with what the server said and which key(s) the call was for.
  *
  * `code` is the SQLSTATE when the server raised the error (`'54000'` for a key over 2048 bytes,
- * `'22023'` for an empty key, ...), otherwise the Node.js error code (`'ECONNREFUSED'`, ...).
- * `sqlState` is the SQLSTATE only (undefined for errors that did not come from the server).
+ * `'22023'` for an empty key, `'42704'` for a cache the database does not have, ...), otherwise
+ * the Node.js error code (`'ECONNREFUSED'`, ...). `sqlState` is the SQLSTATE only (undefined for
+ * errors that did not come from the server).
  */
 export class PgCacheError extends Error {
   override name = 'PgCacheError';
@@ -15,15 +16,20 @@ export class PgCacheError extends Error {
   readonly operation: string;
   /** The key of a single-key call, the keys of a batch (undefined for clear and the feed). */
   readonly key: string | string[] | undefined;
+  /** The pg_cache cache of the call (the store's `cache` option): `'default'` unless named. */
+  readonly cache: string;
 
-  constructor(operation: string, key: string | string[] | undefined, cause: unknown) {
+  constructor(operation: string, key: string | string[] | undefined, cause: unknown, cache = 'default') {
     const base = cause instanceof Error ? cause.message : String(cause);
     const sqlState = isDatabaseError(cause) ? cause.code : undefined;
     const code = sqlState ?? (cause as { code?: unknown } | undefined)?.code;
-    const what = key === undefined ? operation : `${operation} ${describeKey(key)}`;
+    const what = [operation, key === undefined ? '' : describeKey(key), cache === 'default' ? '' : `in cache "${cache}"`]
+      .filter((part) => part !== '')
+      .join(' ');
     super(`pg_cache ${what}: ${base}${sqlState ? ` (SQLSTATE ${sqlState})` : ''}`, { cause });
     this.operation = operation;
     this.key = key;
+    this.cache = cache;
     this.sqlState = sqlState;
     this.code = typeof code === 'string' ? code : undefined;
   }

@@ -9,13 +9,17 @@ export const INVALIDATION_CHANNEL = 'pg_cache_invalidation';
  * removed by `cache_remove_prefix` (a namespaced `clear()`); `all`: everything may have changed —
  * `cache_clear()`, a notification too large to name its changes, or the listening connection was
  * (re)established, so announcements may have been missed. Keys are the stored keys, with Keyv's
- * `namespace:` prefix.
+ * `namespace:` prefix. `cache`: the cache changed (pg_cache 0.3.0's named caches; `'default'` when
+ * the payload names none, as pg_cache does for its cache `default` and as 0.2.0 always does);
+ * null when it is not known which — an unreadable payload, or the listening connection was lost
+ * or (re)established: then any cache may have changed.
  */
 export interface Invalidation {
   keys: string[];
   tags: string[];
   prefixes: string[];
   all: boolean;
+  cache: string | null;
 }
 
 export type InvalidationListener = (
@@ -25,23 +29,27 @@ export type InvalidationListener = (
   all: boolean,
 ) => void;
 
-/** Parses a payload of the feed: `{"keys": [...], "tags": [...], "prefixes": [...]}` or `{"all": true}`. */
+/** "Anything of any cache may have changed." */
+const anyChange = (): Invalidation => ({ keys: [], tags: [], prefixes: [], all: true, cache: null });
+
+/**
+ * Parses a payload of the feed: `{"keys": [...], "tags": [...], "prefixes": [...]}` or `{"all":
+ * true}`, with `"cache": "name"` when the change is of a cache other than `default`.
+ */
 export function parseInvalidation(payload: string | undefined): Invalidation {
-  let parsed: { keys?: unknown; tags?: unknown; prefixes?: unknown; all?: unknown };
+  let parsed: unknown;
   try {
     parsed = JSON.parse(payload ?? '');
   } catch {
-    // A payload that is not the documented JSON: be safe, everything may have changed.
-    return { keys: [], tags: [], prefixes: [], all: true };
+    parsed = undefined;
   }
+  // A payload that is not the documented JSON: be safe, everything (of any cache) may have changed.
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return anyChange();
+  const { keys, tags, prefixes, all, cache = 'default' } = parsed as Record<string, unknown>;
+  if (typeof cache !== 'string') return anyChange();
   const strings = (value: unknown) =>
     Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
-  return {
-    keys: strings(parsed?.keys),
-    tags: strings(parsed?.tags),
-    prefixes: strings(parsed?.prefixes),
-    all: parsed?.all === true,
-  };
+  return { keys: strings(keys), tags: strings(tags), prefixes: strings(prefixes), all: all === true, cache };
 }
 
 export interface FeedOptions {
@@ -109,7 +117,7 @@ export class InvalidationFeed {
     this.retryMs = this.options.minRetryMs ?? 100;
     // LISTEN is in place: changes from here on are heard. Anything before (or while the
     // connection was down) may have been missed, so a reconnection tells callers to drop all.
-    if (this.everListened) this.options.onInvalidation({ keys: [], tags: [], prefixes: [], all: true });
+    if (this.everListened) this.options.onInvalidation(anyChange());
     this.everListened = true;
   }
 
@@ -122,7 +130,7 @@ export class InvalidationFeed {
     if (this.stopped || !this.everListened) return; // a failed first attempt: start() rejects
     this.options.onError(error ?? new Error('pg_cache invalidation feed: the listening connection ended'));
     // Not listening: nothing may be served from a local copy now. Say so at once.
-    if (this.everListened) this.options.onInvalidation({ keys: [], tags: [], prefixes: [], all: true });
+    if (this.everListened) this.options.onInvalidation(anyChange());
     const delay = this.retryMs;
     this.retryMs = Math.min(this.retryMs * 2, this.options.maxRetryMs ?? 5000);
     this.retryTimer = setTimeout(() => {

@@ -21,11 +21,37 @@ export const NO_EXPIRY_TTL = '1000 years';
 /** The most keys pg_cache takes in one array argument (README, API). Longer batches are split. */
 export const MAX_BATCH = 10_000;
 
+/** The cache a store uses unless told otherwise: the one every pg_cache has (and 0.2.0's only one). */
+export const DEFAULT_CACHE = 'default';
+
+/** What pg_cache (0.3.0) takes as a cache name: `cache_create` refuses any other (22023). */
+export const CACHE_NAME_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** The name, checked against CACHE_NAME_PATTERN; a TypeError that says why otherwise. */
+function cacheName(name: unknown): string {
+  if (name === undefined) return DEFAULT_CACHE;
+  if (typeof name !== 'string' || !CACHE_NAME_PATTERN.test(name)) {
+    throw new TypeError(
+      `cache must be a pg_cache cache name (${CACHE_NAME_PATTERN.source}: a lower-case letter or _, then up to 62 ` +
+        `lower-case letters, digits or _), got ${typeof name === 'string' ? JSON.stringify(name) : String(name)}`,
+    );
+  }
+  return name;
+}
+
 export interface KeyvPgCacheOptions {
   /** A PostgreSQL connection URI (`postgresql://user@host:5432/db`). */
   uri?: string;
   /** Same as `uri` (Keyv's adapters use either name). */
   url?: string;
+  /**
+   * The pg_cache cache the store reads and writes, `clear()` empties and `onInvalidate` hears (named
+   * caches: pg_cache 0.3.0, made with `cache_create`). Default `'default'`, whose statements are
+   * those of 0.2.0 and run on pg_cache 0.2.0; any other is passed to every call as `cache => $n`.
+   * Checked against CACHE_NAME_PATTERN (a TypeError); calls on a cache the database does not have
+   * fail with SQLSTATE 42704.
+   */
+  cache?: string;
   /**
    * An existing node-postgres Pool to run on instead of `uri`. It is not ended by `disconnect()`.
    * (Set `pg_cache.notify = on` for its connections yourself if other processes listen.)
@@ -106,78 +132,95 @@ interface SharedPool {
 }
 const sharedPools = new Map<string, SharedPool>();
 
-// Statement texts. Each runs as a named (prepared) statement on every connection of the pool.
-const SQL = {
-  get: 'SELECT cache_get($1) AS value',
-  getMany: 'SELECT key, value FROM cache_get_many($1::text[])',
-  set: `SELECT cache_set($1, $2::bytea, ttl => $3::interval, sliding => $4::interval, tags => $5::text[],
-                         expires_at => $6::timestamptz)`,
-  setMany: `SELECT cache_set_many($1::text[], $2::bytea[], ttl => $3::interval, sliding => $4::interval,
-                                 tags => $5::text[], expires_at => $6::timestamptz)`,
-  // Entries with different ttls or tags: one cache_set per pair, in byte-wise key order (the
-  // order cache_set_many locks in, so batches never deadlock; PostgreSQL evaluates volatile
-  // functions after the sort), a repeated key's last pair winning. Tags travel as JSON arrays.
-  setEach: `SELECT count(*) AS n FROM (
+// Statement texts. Each runs as a named (prepared) statement on every connection of the pool. On a
+// named cache (`named`), every pg_cache function is called with `cache => $n`, n the statement's
+// last parameter; on the cache 'default' the texts are those of 0.2.0.
+function sqlTexts(named: boolean) {
+  /** The cache argument, parameter $n, of a call on a named cache (none on the cache 'default'). */
+  const c = (n: number) => (named ? `, cache => $${n}` : '');
+  return {
+    get: `SELECT cache_get($1${c(2)}) AS value`,
+    getMany: `SELECT key, value FROM cache_get_many($1::text[]${c(2)})`,
+    set: `SELECT cache_set($1, $2::bytea, ttl => $3::interval, sliding => $4::interval, tags => $5::text[],
+                         expires_at => $6::timestamptz${c(7)})`,
+    setMany: `SELECT cache_set_many($1::text[], $2::bytea[], ttl => $3::interval, sliding => $4::interval,
+                                 tags => $5::text[], expires_at => $6::timestamptz${c(7)})`,
+    // Entries with different ttls or tags: one cache_set per pair, in byte-wise key order (the
+    // order cache_set_many locks in, so batches never deadlock; PostgreSQL evaluates volatile
+    // functions after the sort), a repeated key's last pair winning. Tags travel as JSON arrays.
+    setEach: `SELECT count(*) AS n FROM (
       SELECT cache_set(e.k, e.v, ttl => e.ttl, sliding => $4::interval, expires_at => e.expires_at,
                        tags => CASE WHEN e.tags IS NULL THEN NULL
-                                    ELSE ARRAY(SELECT jsonb_array_elements_text(e.tags::jsonb)) END)
+                                    ELSE ARRAY(SELECT jsonb_array_elements_text(e.tags::jsonb)) END${c(7)})
       FROM unnest($1::text[], $2::bytea[], $3::interval[], $5::text[], $6::timestamptz[])
            WITH ORDINALITY AS e(k, v, ttl, tags, expires_at, i)
       ORDER BY e.k COLLATE "C", e.i) AS s`,
-  remove: 'SELECT cache_remove($1) AS removed',
-  removeMany: 'SELECT cache_remove_many($1::text[]) AS removed',
-  has: 'SELECT cache_ttl($1) IS NOT NULL AS found',
-  hasMany: `SELECT coalesce(array_agg(cache_ttl(t.k) IS NOT NULL ORDER BY t.i), '{}') AS found
+    remove: `SELECT cache_remove($1${c(2)}) AS removed`,
+    removeMany: `SELECT cache_remove_many($1::text[]${c(2)}) AS removed`,
+    has: `SELECT cache_ttl($1${c(2)}) IS NOT NULL AS found`,
+    hasMany: `SELECT coalesce(array_agg(cache_ttl(t.k${c(2)}) IS NOT NULL ORDER BY t.i), '{}') AS found
       FROM unnest($1::text[]) WITH ORDINALITY AS t(k, i)`,
-  removePrefix: 'SELECT cache_remove_prefix($1) AS removed',
-  clear: 'SELECT cache_clear() AS removed',
-  removeByTag: 'SELECT cache_remove_by_tag($1::text[], match_all => $2) AS removed',
-  // An entry that never expires has cache_ttl 'infinity' (PostgreSQL 17+) or, before 17, the
-  // interval with every field at its maximum; no finite expiry is this far ahead (timestamptz ends
-  // in 294276 AD). Either way: Infinity.
-  ttl: `SELECT CASE WHEN t > interval '1000000 years' THEN 'Infinity'::float8
+    removePrefix: `SELECT cache_remove_prefix($1${c(2)}) AS removed`,
+    clear: `SELECT cache_clear(${named ? 'cache => $1' : ''}) AS removed`,
+    removeByTag: `SELECT cache_remove_by_tag($1::text[], match_all => $2${c(3)}) AS removed`,
+    // An entry that never expires has cache_ttl 'infinity' (PostgreSQL 17+) or, before 17, the
+    // interval with every field at its maximum; no finite expiry is this far ahead (timestamptz ends
+    // in 294276 AD). Either way: Infinity.
+    ttl: `SELECT CASE WHEN t > interval '1000000 years' THEN 'Infinity'::float8
                     ELSE extract(epoch FROM t) * 1000 END AS ms
-        FROM cache_ttl($1) AS t`,
-  add: `SELECT cache_add($1, $2::bytea, ttl => $3::interval, sliding => $4::interval, tags => $5::text[],
-                         expires_at => $6::timestamptz) AS added`,
-  // Stampede protection (pg_cache 0.3.0, preloaded). The server grants leases and waits for
-  // fills only under READ COMMITTED (it raises 0A000 otherwise): under a stricter
-  // default_transaction_isolation the statement only reads (cache_get) and says so (no_wait): a
-  // miss there is 'wait', computed without a lease. The lease travels as text.
-  lease: `SELECT l.status, l.value, l.lease::text AS lease, s.no_wait
+        FROM cache_ttl($1${c(2)}) AS t`,
+    add: `SELECT cache_add($1, $2::bytea, ttl => $3::interval, sliding => $4::interval, tags => $5::text[],
+                         expires_at => $6::timestamptz${c(7)}) AS added`,
+    // Stampede protection (pg_cache 0.3.0, preloaded). The server grants leases and waits for
+    // fills only under READ COMMITTED (it raises 0A000 otherwise): under a stricter
+    // default_transaction_isolation the statement only reads (cache_get) and says so (no_wait): a
+    // miss there is 'wait', computed without a lease. The lease travels as text.
+    lease: `SELECT l.status, l.value, l.lease::text AS lease, s.no_wait
       FROM (SELECT current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') AS no_wait) AS s,
            LATERAL (SELECT g.status, g.value, g.lease
-                      FROM cache_get_or_lease($1, lease_ttl => $2::interval, wait => $3::interval, beta => $4::float8) AS g
+                      FROM cache_get_or_lease($1, lease_ttl => $2::interval, wait => $3::interval, beta => $4::float8${c(5)}) AS g
                      WHERE NOT s.no_wait
                     UNION ALL
                     SELECT CASE WHEN v IS NULL THEN 'wait' ELSE 'hit' END, v, NULL::uuid
-                      FROM cache_get($1) AS v WHERE s.no_wait) AS l`,
-  leaseGrace: `SELECT l.status, l.value, l.lease::text AS lease, s.no_wait
+                      FROM cache_get($1${c(5)}) AS v WHERE s.no_wait) AS l`,
+    leaseGrace: `SELECT l.status, l.value, l.lease::text AS lease, s.no_wait
       FROM (SELECT current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') AS no_wait) AS s,
            LATERAL (SELECT g.status, g.value, g.lease
                       FROM cache_get_or_lease($1, lease_ttl => $2::interval, wait => $3::interval, beta => $4::float8,
-                                              grace => $5::interval) AS g
+                                              grace => $5::interval${c(6)}) AS g
                      WHERE NOT s.no_wait
                     UNION ALL
                     SELECT CASE WHEN v IS NULL THEN 'wait' ELSE 'hit' END, v, NULL::uuid
-                      FROM cache_get($1) AS v WHERE s.no_wait) AS l`,
-  fill: `SELECT cache_fill($1, $2::bytea, $3::uuid, ttl => $4::interval, sliding => $5::interval, tags => $6::text[],
-                         expires_at => $7::timestamptz) AS filled`,
-  release: 'SELECT cache_release($1, $2::uuid) AS released',
-  leaseFeatures: `SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_get_or_lease') AS leases,
+                      FROM cache_get($1${c(6)}) AS v WHERE s.no_wait) AS l`,
+    fill: `SELECT cache_fill($1, $2::bytea, $3::uuid, ttl => $4::interval, sliding => $5::interval, tags => $6::text[],
+                         expires_at => $7::timestamptz${c(8)}) AS filled`,
+    release: `SELECT cache_release($1, $2::uuid${c(3)}) AS released`,
+    leaseFeatures: `SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_get_or_lease') AS leases,
                          EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'cache_get_or_lease'
                                                          AND 'grace' = ANY (proargnames)) AS grace`,
-  // pg_cache 0.3.0 (router 0.2.0) brought both cache_incr's create_missing and infinite expiry:
-  // the catalog shows the first.
-  infiniteExpiry: `SELECT EXISTS (SELECT 1 FROM pg_proc
+    // pg_cache 0.3.0 (router 0.2.0) brought both cache_incr's create_missing and infinite expiry:
+    // the catalog shows the first.
+    infiniteExpiry: `SELECT EXISTS (SELECT 1 FROM pg_proc
                                   WHERE proname = 'cache_incr' AND 'create_missing' = ANY (proargnames)) AS supported`,
-} as const;
+  } as const;
+}
 
-const statement = (name: keyof typeof SQL, values: unknown[]): pg.QueryConfig => ({
-  name: `pg_cache_keyv_${name}`,
-  text: SQL[name],
-  values,
-});
+type StatementName = keyof ReturnType<typeof sqlTexts>;
+/** The texts on the cache `default`: exactly those of @pg-cache/keyv 0.2.0 (they run on pg_cache 0.2.0). */
+const SQL = sqlTexts(false);
+/** The texts on a named cache (pg_cache 0.3.0): the cache's name is their last parameter. */
+const SQL_NAMED = sqlTexts(true);
+/** Statements that read the catalog, not a cache: one text for every cache. */
+const CATALOG_STATEMENTS: ReadonlySet<StatementName> = new Set<StatementName>(['leaseFeatures', 'infiniteExpiry']);
+
+/**
+ * The statement `name` with its values, on `cache`. A named cache's statements are prepared under
+ * names of their own (a pool serves stores of every cache); its name travels as a parameter.
+ */
+function statement(name: StatementName, values: unknown[], cache: string = DEFAULT_CACHE): pg.QueryConfig {
+  if (cache === DEFAULT_CACHE || CATALOG_STATEMENTS.has(name)) return { name: `pg_cache_keyv_${name}`, text: SQL[name], values };
+  return { name: `pg_cache_keyv_${name}_named`, text: SQL_NAMED[name], values: [...values, cache] };
+}
 
 /**
  * A statement whose results come in binary format: a bytea value arrives as its bytes, not as
@@ -185,8 +228,8 @@ const statement = (name: keyof typeof SQL, values: unknown[]): pg.QueryConfig =>
  * parser of its own (bytea) decoded as UTF-8 — the string Keyv stored. (Text columns decode the
  * same way in either format.)
  */
-const binaryStatement = (name: keyof typeof SQL, values: unknown[]): pg.QueryConfig =>
-  ({ ...statement(name, values), binary: true }) as pg.QueryConfig;
+const binaryStatement = (name: StatementName, values: unknown[], cache?: string): pg.QueryConfig =>
+  ({ ...statement(name, values, cache), binary: true }) as pg.QueryConfig;
 
 /** A value read in binary format as a string (a Buffer too, should node-postgres ever give one). */
 const utf8 = (value: string | Buffer): string => (typeof value === 'string' ? value : value.toString('utf8'));
@@ -245,6 +288,8 @@ export class KeyvPgCache extends EventEmitter {
    */
   declare namespace?: string;
   readonly ttlSupport = true;
+  /** The pg_cache cache this store uses (`'default'` unless the `cache` option names another). */
+  readonly cache: string;
   private readonly pool: pg.Pool;
   private readonly poolKey: string | undefined;
   private readonly slidingInterval: string | null;
@@ -260,6 +305,7 @@ export class KeyvPgCache extends EventEmitter {
     super();
     const given: KeyvPgCacheOptions = typeof options === 'string' ? { uri: options } : { ...options };
     const uri = given.uri ?? given.url;
+    this.cache = cacheName(given.cache);
     this.opts = { ...given, uri, dialect: 'postgres', url: uri ?? '' };
     if (given.sliding !== undefined && !(Number.isFinite(given.sliding) && given.sliding > 0)) {
       throw new TypeError(`sliding must be a positive number of milliseconds, got ${given.sliding}`);
@@ -281,7 +327,7 @@ export class KeyvPgCache extends EventEmitter {
         const entry: SharedPool = { pool, stores: new Set() };
         // An idle connection failing (server restart, ...): tell the stores; the pool replaces it.
         pool.on('error', (error) => {
-          for (const store of entry.stores) store.emitError(new PgCacheError('connection', undefined, error));
+          for (const store of entry.stores) store.emitError(new PgCacheError('connection', undefined, error, store.cache));
         });
         sharedPools.set(this.poolKey, entry);
         shared = entry;
@@ -300,8 +346,17 @@ export class KeyvPgCache extends EventEmitter {
     try {
       return await this.pool.query(query);
     } catch (error) {
-      throw new PgCacheError(operation, key, error);
+      throw new PgCacheError(operation, key, error, this.cache);
     }
+  }
+
+  /** The statement on this store's cache. */
+  private statement(name: StatementName, values: unknown[]): pg.QueryConfig {
+    return statement(name, values, this.cache);
+  }
+
+  private binaryStatement(name: StatementName, values: unknown[]): pg.QueryConfig {
+    return binaryStatement(name, values, this.cache);
   }
 
   /**
@@ -310,7 +365,7 @@ export class KeyvPgCache extends EventEmitter {
    */
   private supportsInfiniteExpiry(): Promise<boolean> {
     if (!this.infiniteExpiryProbe) {
-      const probe = this.run('set', undefined, statement('infiniteExpiry', [])).then(({ rows }) => rows[0].supported === true);
+      const probe = this.run('set', undefined, this.statement('infiniteExpiry', [])).then(({ rows }) => rows[0].supported === true);
       probe.catch(() => {
         if (this.infiniteExpiryProbe === probe) this.infiniteExpiryProbe = undefined;
       });
@@ -342,7 +397,7 @@ export class KeyvPgCache extends EventEmitter {
    * sliding entry slides it. (Generic only to fit Keyv's adapter type: the value is a string.)
    */
   async get<Value = string>(key: string): Promise<Value | undefined> {
-    const { rows } = await this.run('get', key, binaryStatement('get', [key]));
+    const { rows } = await this.run('get', key, this.binaryStatement('get', [key]));
     const value: string | Buffer | null = rows[0].value;
     return value === null ? undefined : (utf8(value) as Value);
   }
@@ -352,7 +407,7 @@ export class KeyvPgCache extends EventEmitter {
     if (keys.length === 0) return [];
     const found = new Map<string, Value>();
     for (const batch of chunks(keys)) {
-      const { rows } = await this.run('getMany', batch, binaryStatement('getMany', [batch]));
+      const { rows } = await this.run('getMany', batch, this.binaryStatement('getMany', [batch]));
       for (const row of rows) found.set(utf8(row.key), utf8(row.value) as Value);
     }
     return keys.map((key) => found.get(key));
@@ -370,7 +425,7 @@ export class KeyvPgCache extends EventEmitter {
     }
     const bytes = toBytes(key, value);
     const [ttlValue, sliding, expiresAt] = this.expiry(ttl, await this.infiniteFor([ttl]));
-    await this.run('set', key, statement('set', [key, bytes, ttlValue, sliding, this.tagsFor(key), expiresAt]));
+    await this.run('set', key, this.statement('set', [key, bytes, ttlValue, sliding, this.tagsFor(key), expiresAt]));
     return true;
   }
 
@@ -397,10 +452,10 @@ export class KeyvPgCache extends EventEmitter {
         await this.run(
           'setMany',
           keys,
-          statement('setMany', [keys, values, ttls[0], this.slidingInterval, tags[0], expiresAts[0]]),
+          this.statement('setMany', [keys, values, ttls[0], this.slidingInterval, tags[0], expiresAts[0]]),
         );
       } else {
-        await this.run('setMany', keys, statement('setEach', [keys, values, ttls, this.slidingInterval, tagsJson, expiresAts]));
+        await this.run('setMany', keys, this.statement('setEach', [keys, values, ttls, this.slidingInterval, tagsJson, expiresAts]));
       }
     }
     if (expired.length > 0) await this.deleteMany(expired);
@@ -409,7 +464,7 @@ export class KeyvPgCache extends EventEmitter {
 
   /** Removes the entry; true when a live one was removed. */
   async delete(key: string): Promise<boolean> {
-    const { rows } = await this.run('delete', key, statement('remove', [key]));
+    const { rows } = await this.run('delete', key, this.statement('remove', [key]));
     return rows[0].removed === true;
   }
 
@@ -417,7 +472,7 @@ export class KeyvPgCache extends EventEmitter {
   async deleteMany(keys: string[]): Promise<boolean> {
     let removed = 0;
     for (const batch of chunks(keys)) {
-      const { rows } = await this.run('deleteMany', batch, statement('removeMany', [batch]));
+      const { rows } = await this.run('deleteMany', batch, this.statement('removeMany', [batch]));
       removed += Number(rows[0].removed);
     }
     return removed > 0;
@@ -425,14 +480,14 @@ export class KeyvPgCache extends EventEmitter {
 
   /** Whether a live entry has the key (does not slide it). */
   async has(key: string): Promise<boolean> {
-    const { rows } = await this.run('has', key, statement('has', [key]));
+    const { rows } = await this.run('has', key, this.statement('has', [key]));
     return rows[0].found === true;
   }
 
   async hasMany(keys: string[]): Promise<boolean[]> {
     const out: boolean[] = [];
     for (const batch of chunks(keys)) {
-      const { rows } = await this.run('hasMany', batch, statement('hasMany', [batch]));
+      const { rows } = await this.run('hasMany', batch, this.statement('hasMany', [batch]));
       out.push(...(rows[0].found as boolean[]));
     }
     return out;
@@ -444,9 +499,9 @@ export class KeyvPgCache extends EventEmitter {
    */
   async clear(): Promise<void> {
     if (this.namespace) {
-      await this.run('clear', `${this.namespace}:`, statement('removePrefix', [`${this.namespace}:`]));
+      await this.run('clear', `${this.namespace}:`, this.statement('removePrefix', [`${this.namespace}:`]));
     } else {
-      await this.run('clear', undefined, statement('clear', []));
+      await this.run('clear', undefined, this.statement('clear', []));
     }
   }
 
@@ -463,16 +518,24 @@ export class KeyvPgCache extends EventEmitter {
     try {
       client = await this.pool.connect();
     } catch (error) {
-      throw new PgCacheError('iterator', prefix || undefined, error);
+      throw new PgCacheError('iterator', prefix || undefined, error, this.cache);
     }
     let broken: Error | undefined;
     try {
       await client.query('BEGIN READ ONLY');
-      await client.query({
-        text: `DECLARE pg_cache_keyv_iterator NO SCROLL CURSOR FOR
+      await client.query(
+        this.cache === DEFAULT_CACHE
+          ? {
+              text: `DECLARE pg_cache_keyv_iterator NO SCROLL CURSOR FOR
                  SELECT k.key, cache_get(k.key) AS value FROM cache_keys($1, 2147483647) AS k`,
-        values: [prefix],
-      });
+              values: [prefix],
+            }
+          : {
+              text: `DECLARE pg_cache_keyv_iterator NO SCROLL CURSOR FOR
+                 SELECT k.key, cache_get(k.key, cache => $2) AS value FROM cache_keys($1, 2147483647, cache => $2) AS k`,
+              values: [prefix, this.cache],
+            },
+      );
       for (;;) {
         const { rows } = await client.query({ text: `FETCH ${limit} FROM pg_cache_keyv_iterator`, binary: true } as pg.QueryConfig);
         for (const row of rows) {
@@ -483,7 +546,7 @@ export class KeyvPgCache extends EventEmitter {
       }
     } catch (error) {
       broken = error as Error;
-      throw new PgCacheError('iterator', prefix || undefined, error);
+      throw new PgCacheError('iterator', prefix || undefined, error, this.cache);
     } finally {
       // Ended early (break in for await), failed or done: end the transaction, give the
       // connection back (a broken one is discarded).
@@ -556,7 +619,7 @@ export class KeyvPgCache extends EventEmitter {
   /** Whether the server has the lease functions (and grace), asked once. */
   private leaseFeatures(): Promise<LeaseFeatures> {
     if (!this.leaseProbe) {
-      const probe = this.run('getOrCompute', undefined, statement('leaseFeatures', [])).then(({ rows }) => ({
+      const probe = this.run('getOrCompute', undefined, this.statement('leaseFeatures', [])).then(({ rows }) => ({
         leases: rows[0].leases === true,
         grace: rows[0].grace === true,
       }));
@@ -582,7 +645,7 @@ export class KeyvPgCache extends EventEmitter {
       const values: unknown[] = [key, `${settings.leaseTtl} milliseconds`, `${remaining} milliseconds`, settings.beta];
       let row: { status: string; value: string | null; lease: string | null; no_wait: boolean };
       try {
-        const query = grace === undefined ? binaryStatement('lease', values) : binaryStatement('leaseGrace', [...values, `${grace} milliseconds`]);
+        const query = grace === undefined ? this.binaryStatement('lease', values) : this.binaryStatement('leaseGrace', [...values, `${grace} milliseconds`]);
         ({ rows: [row] } = await this.run('getOrCompute', key, query));
       } catch (error) {
         const state = (error as PgCacheError).sqlState;
@@ -606,20 +669,20 @@ export class KeyvPgCache extends EventEmitter {
             bytes = toBytes(key, await compute());
           } catch (error) {
             // The next caller computes at once (a failed release: the lease expires after leaseTtl).
-            await this.run('getOrCompute', key, statement('release', [key, row.lease])).catch(() => undefined);
+            await this.run('getOrCompute', key, this.statement('release', [key, row.lease])).catch(() => undefined);
             if (row.status === 'refresh' && row.value !== null) return utf8(row.value);
             throw error;
           }
           const [ttl, sliding, expiresAt] = this.expiry(settings.ttl, await this.infiniteFor([settings.ttl]));
           // Refused (false) when the key was written since the lease: that value stays.
-          await this.run('getOrCompute', key, statement('fill', [key, bytes, row.lease, ttl, sliding, this.tagsFor(key), expiresAt]));
+          await this.run('getOrCompute', key, this.statement('fill', [key, bytes, row.lease, ttl, sliding, this.tagsFor(key), expiresAt]));
           return bytes.toString('utf8');
         }
         case 'wait':
           if (!row.no_wait && remaining > 0 && now() < deadline) continue; // woken early: ask again
           return this.computeUnleased(key, compute, settings);
         default:
-          throw new PgCacheError('getOrCompute', key, new Error(`cache_get_or_lease answered ${JSON.stringify(row.status)}`));
+          throw new PgCacheError('getOrCompute', key, new Error(`cache_get_or_lease answered ${JSON.stringify(row.status)}`), this.cache);
       }
     }
   }
@@ -628,7 +691,7 @@ export class KeyvPgCache extends EventEmitter {
   private async computeUnleased(key: string, compute: () => Computed | Promise<Computed>, settings: ComputeSettings): Promise<string> {
     const bytes = toBytes(key, await compute());
     const [ttl, sliding, expiresAt] = this.expiry(settings.ttl, await this.infiniteFor([settings.ttl]));
-    await this.run('getOrCompute', key, statement('add', [key, bytes, ttl, sliding, this.tagsFor(key), expiresAt]));
+    await this.run('getOrCompute', key, this.statement('add', [key, bytes, ttl, sliding, this.tagsFor(key), expiresAt]));
     return bytes.toString('utf8');
   }
 
@@ -643,7 +706,7 @@ export class KeyvPgCache extends EventEmitter {
 
   /** Removes every entry with any of `tags` (all of them with `matchAll`); returns how many live ones. */
   async deleteByTag(tags: string[], matchAll = false): Promise<number> {
-    const { rows } = await this.run('deleteByTag', undefined, statement('removeByTag', [tags, matchAll]));
+    const { rows } = await this.run('deleteByTag', undefined, this.statement('removeByTag', [tags, matchAll]));
     return Number(rows[0].removed);
   }
 
@@ -652,16 +715,17 @@ export class KeyvPgCache extends EventEmitter {
    * never expires; undefined when absent.
    */
   async ttl(key: string): Promise<number | undefined> {
-    const { rows } = await this.run('ttl', key, statement('ttl', [key]));
+    const { rows } = await this.run('ttl', key, this.statement('ttl', [key]));
     return rows[0].ms === null ? undefined : Number(rows[0].ms);
   }
 
   /**
-   * Calls `listener(keys, tags, prefixes, all)` for every change other sessions announce on
-   * pg_cache's invalidation feed (writers need `pg_cache.notify = on`: the `notify` option).
-   * Resolves once the listening connection is in place, to a function that unsubscribes. `all`
-   * is true after `cache_clear()`, an oversized announcement, and whenever the listening
-   * connection was lost (and again once it is back): drop every local copy then.
+   * Calls `listener(keys, tags, prefixes, all)` for every change of this store's cache (its `cache`
+   * option) other sessions announce on pg_cache's invalidation feed (writers need `pg_cache.notify
+   * = on`: the `notify` option); other caches' changes are skipped. Resolves once the listening
+   * connection is in place, to a function that unsubscribes. `all` is true after `cache_clear()`
+   * of the cache, an oversized announcement, and whenever the listening connection was lost (and
+   * again once it is back): drop every local copy then.
    */
   async onInvalidate(listener: InvalidationListener): Promise<() => Promise<void>> {
     this.feedListeners.add(listener);
@@ -670,17 +734,19 @@ export class KeyvPgCache extends EventEmitter {
       this.feed = new InvalidationFeed({
         connection,
         onInvalidation: (change: Invalidation) => {
+          // Another cache's change: not this store's business. (null: any cache may have changed.)
+          if (change.cache !== null && change.cache !== this.cache) return;
           this.emit('invalidate', change);
           for (const l of this.feedListeners) l(change.keys, change.tags, change.prefixes, change.all);
         },
-        onError: (error) => this.emitError(new PgCacheError('invalidation feed', undefined, error)),
+        onError: (error) => this.emitError(new PgCacheError('invalidation feed', undefined, error, this.cache)),
       });
     }
     try {
       await this.feed.start();
     } catch (error) {
       this.feedListeners.delete(listener);
-      throw new PgCacheError('invalidation feed', undefined, error);
+      throw new PgCacheError('invalidation feed', undefined, error, this.cache);
     }
     return async () => {
       this.feedListeners.delete(listener);

@@ -14,8 +14,10 @@ const heard: Heard[] = [];
 let waiters: Array<() => void> = [];
 const listener = (keys: string[], tags: string[], prefixes: string[], all: boolean) => {
   heard.push({ keys, tags, prefixes, all });
-  for (const wake of waiters) wake();
+  // A waiter that still waits queues itself again: on the new list, not on the one being walked.
+  const waking = waiters;
   waiters = [];
+  for (const wake of waking) wake();
 };
 /** Resolves once something heard since `from` satisfies test (rejects after 10 s). */
 function hear(from: number, test: (h: Heard) => boolean, what: string): Promise<Heard> {

@@ -30,3 +30,22 @@ export async function eventually(check: () => Promise<boolean>, timeoutMs: numbe
 export function unique(name: string): string {
   return `${name}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+const created: string[] = [];
+
+/**
+ * Makes a named cache of its own for a test file (`cache_create`, pg_cache 0.3.0; the tests connect
+ * as a superuser): a valid cache name, unique to this run. `settings`: more arguments of
+ * cache_create (`default_ttl => '1 minute'`). dropCaches() drops them again.
+ */
+export async function createCache(label: string, settings = ''): Promise<string> {
+  const name = `${label}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  await sql(`SELECT cache_create($1${settings ? `, ${settings}` : ''})`, [name]);
+  created.push(name);
+  return name;
+}
+
+/** Drops the caches createCache made. */
+export async function dropCaches(): Promise<void> {
+  for (const name of created.splice(0)) await sql('SELECT cache_drop($1)', [name]);
+}
