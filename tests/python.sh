@@ -2,8 +2,8 @@
 # The Python client (clients/python): builds its wheel, installs it into a venv, starts a cluster
 # of its own with pg_cache preloaded, runs the pytest suite (the cbor tests with cbor2 6.x and 5.9),
 # then Django's own cache test suite (BaseCacheTests of the Django 5.2 LTS sdist) against the
-# Django backend, in LOCATION mode and on Django's own connection (OPTIONS DATABASE), with the
-# culling caches excluded as Django does for Redis. Ends with `python: N passed, M failed` (tests).
+# Django backend, in LOCATION mode, on Django's own connection (OPTIONS DATABASE) and on a named
+# cache (OPTIONS CACHE), with the culling caches excluded as Django does for Redis. Ends with `python: N passed, M failed` (tests).
 #   PG_CONFIG, PG_CACHE_PORT_OFFSET, PG_CACHE_DATA_ROOT as for the other suites; port 5450 + offset.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -74,6 +74,8 @@ export PGPORT=$PORT
 # In template1, so that every database created from now on has pg_cache, Django's test database too.
 q template1 "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS pg_cache" || setup_failed "CREATE EXTENSION pg_cache"
 q postgres "CREATE DATABASE pg_cache_py" && q postgres "CREATE DATABASE pg_cache_django" || setup_failed "CREATE DATABASE"
+# For Django's suite on a named cache (the pytest suite makes its own, tests/conftest.py).
+q pg_cache_django "SELECT cache_create('django_named')" >/dev/null || setup_failed "cache_create('django_named')"
 # get_or_compute(grace=...) serves expired entries, which the eviction worker keeps this long
 # (tests/test_compute.py checks that it is set; an extension without grace has no such setting).
 if [ "$(q postgres "SELECT count(*) FROM pg_settings WHERE name = 'pg_cache.stale_retention'")" = 1 ]; then
@@ -175,6 +177,15 @@ class PgCacheTests(BaseCacheTests, TestCase):
 )
 class PgCacheOnDjangoConnectionTests(BaseCacheTests, TransactionTestCase):
     available_apps = ["cache"]
+
+
+# OPTIONS CACHE: every call on the named cache django_named (made by tests/python.sh).
+@override_settings(
+    CACHES=caches_setting_for_tests(base={**PgCache_params, "OPTIONS": {"CACHE": "django_named"}},
+                                    exclude=pg_cache_excluded_caches)
+)
+class PgCacheNamedCacheTests(BaseCacheTests, TestCase):
+    pass
 PY
 django_out=$WORK/django.out
 (cd "$DJANGO_TESTS" && "$VENV/bin/python" -W ignore::DeprecationWarning runtests.py --settings=pg_cache_settings \

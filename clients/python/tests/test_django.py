@@ -1,5 +1,6 @@
 """pg_cache_client.django.PgCache beyond Django's own suite (which tests/python.sh runs): the stored
-forms, server-side incr, native async, the transactional DATABASE option, get_or_set once."""
+forms, server-side incr, native async, the transactional DATABASE option, get_or_set once, the
+CACHE option (a named cache)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ if not settings.configured:
                          "KEY_PREFIX": "site1", "OPTIONS": {"CLEAR": "prefix"}},
             "never": {"BACKEND": "pg_cache_client.django.PgCache", "LOCATION": os.environ["PG_CACHE_TEST_URL"],
                       "TIMEOUT": None},
+            # conftest.NAMED_CACHES
+            "sessions": {"BACKEND": "pg_cache_client.django.PgCache", "LOCATION": os.environ["PG_CACHE_TEST_URL"],
+                         "OPTIONS": {"CACHE": "py_sessions", "POOL_SIZE": 2}},
+            "sessions_tx": {"BACKEND": "pg_cache_client.django.PgCache",
+                            "OPTIONS": {"DATABASE": "default", "CACHE": "py_sessions"}},
+            "unknown": {"BACKEND": "pg_cache_client.django.PgCache", "LOCATION": os.environ["PG_CACHE_TEST_URL"],
+                        "OPTIONS": {"CACHE": "py_no_such_cache"}},
         },
         USE_TZ=True,
     )
@@ -45,6 +53,7 @@ from django.core.cache import caches  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
 from pg_cache_client import django as backend  # noqa: E402
+from pg_cache_client.django import loads  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -53,8 +62,10 @@ def _empty(raw):
     connection.close()
 
 
-def stored(raw: psycopg.Connection, key: str) -> bytes | None:
-    return raw.execute("SELECT cache_get(%s)", (key,)).fetchone()[0]
+def stored(raw: psycopg.Connection, key: str, cache: str | None = None) -> bytes | None:
+    if cache is None:
+        return raw.execute("SELECT cache_get(%s)", (key,)).fetchone()[0]
+    return raw.execute("SELECT cache_get(%s, cache => %s)", (key, cache)).fetchone()[0]
 
 
 def rows(raw: psycopg.Connection, key: str) -> int:
@@ -306,3 +317,65 @@ def test_one_pool_per_process(raw: psycopg.Connection) -> None:
     for thread in threads:
         thread.join()
     assert len({id(client) for client in seen}) == 1
+
+
+# --- OPTIONS CACHE -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("alias", ["sessions", "sessions_tx"])
+def test_option_cache_writes_into_that_cache(raw: psycopg.Connection, named_caches: tuple, alias: str) -> None:
+    cache = caches[alias]
+    caches["default"].set("user", "in default")
+    cache.set("user", "in sessions")
+    assert loads(stored(raw, ":1:user", "py_sessions")) == "in sessions"
+    assert loads(stored(raw, ":1:user")) == "in default"
+    assert cache.get("user") == "in sessions" and caches["default"].get("user") == "in default"
+    cache.set("n", 1)
+    assert cache.incr("n", 4) == 5 and stored(raw, ":1:n", "py_sessions") == b"5"
+    assert stored(raw, ":1:n") is None
+    assert cache.get_or_set("computed", lambda: "once", 60) == "once"
+    assert loads(stored(raw, ":1:computed", "py_sessions")) == "once" and stored(raw, ":1:computed") is None
+    cache.set_many({"a": 1, "b": 2})
+    assert cache.get_many(["a", "b", "user"]) == {"a": 1, "b": 2, "user": "in sessions"}
+    assert cache.delete("a") is True and stored(raw, ":1:a", "py_sessions") is None
+    cache.clear()
+    assert stored(raw, ":1:user", "py_sessions") is None and stored(raw, ":1:b", "py_sessions") is None
+    assert caches["default"].get("user") == "in default"  # clear() empties its own cache only
+
+
+def test_option_cache_in_a_transaction(raw: psycopg.Connection, named_caches: tuple) -> None:
+    cache = caches["sessions_tx"]
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            cache.set("order", "pending")
+            assert cache.get("order") == "pending"
+            raise RuntimeError("rolled back")
+    assert stored(raw, ":1:order", "py_sessions") is None
+    with transaction.atomic():
+        cache.set("order", "paid")
+    assert loads(stored(raw, ":1:order", "py_sessions")) == "paid" and stored(raw, ":1:order") is None
+
+
+def test_option_cache_async(raw: psycopg.Connection, named_caches: tuple) -> None:
+    async def main() -> None:
+        cache = caches["sessions"]
+        await cache.aset("k", "async")
+        assert await cache.aget("k") == "async"
+        assert await cache.aget_or_set("ac", lambda: "made", 60) == "made"
+        await cache.async_client.close()
+
+    asyncio.run(main())
+    assert loads(stored(raw, ":1:k", "py_sessions")) == "async" and stored(raw, ":1:k") is None
+    assert loads(stored(raw, ":1:ac", "py_sessions")) == "made"
+
+
+def test_option_cache_unknown_and_invalid(raw: psycopg.Connection) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from pg_cache_client import UnknownCache
+
+    with pytest.raises(UnknownCache) as caught:
+        caches["unknown"].set("k", 1)
+    assert caught.value.sqlstate == "42704" and "py_no_such_cache" in caught.value.message
+    for name in ("Sessions", "a-b", "", 7):
+        with pytest.raises(ImproperlyConfigured, match="CACHE"):
+            backend.PgCache(os.environ["PG_CACHE_TEST_URL"], {"OPTIONS": {"CACHE": name}})

@@ -9,7 +9,7 @@ b'Ada'
 
 from ._async import AsyncPgCache
 from ._errors import (CacheUnavailable, InvalidArgument, InvalidValue, LimitExceeded, NullArgument,
-                      OutOfRange, PermissionDenied, PgCacheError, ReadOnly)
+                      OutOfRange, PermissionDenied, PgCacheError, ReadOnly, UnknownCache)
 from ._ops import Features
 from ._sync import PgCache
 from ._types import NEVER, CacheStats, KeyInfo, WorkerStatus
@@ -36,4 +36,5 @@ __all__ = [
     "PermissionDenied",
     "ReadOnly",
     "CacheUnavailable",
+    "UnknownCache",
 ]

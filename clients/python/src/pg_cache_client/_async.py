@@ -33,10 +33,14 @@ class _Flight:
 
 class AsyncPgCache:
     """As PgCache, for asyncio: over a connection string (a pool of the client's, opened on first
-    use in the running event loop), an ``AsyncConnectionPool`` or an ``AsyncConnection``."""
+    use in the running event loop), an ``AsyncConnectionPool`` or an ``AsyncConnection``;
+    ``cache`` as for PgCache."""
 
     def __init__(self, source: AsyncSource, *, min_size: int = 1, max_size: int = 10, notify: bool = False,
-                 connect_kwargs: Mapping[str, Any] | None = None):
+                 connect_kwargs: Mapping[str, Any] | None = None, cache: str = _ops.DEFAULT_CACHE):
+        self.cache = _ops.cache_name(cache)
+        # None for the default cache: its calls go out unchanged.
+        self._named_cache = None if cache == _ops.DEFAULT_CACHE else cache
         self._features: _ops.Features | None = None
         self._flights: dict[str, _Flight] = {}
         self._conn: psycopg.AsyncConnection | None = None
@@ -94,6 +98,8 @@ class AsyncPgCache:
                 yield conn
 
     async def _execute(self, call: _ops.Call) -> Any:
+        if self._named_cache is not None:
+            call = _ops.in_cache(call, self._named_cache)
         attempts = 2 if call.idempotent and self._conn is None else 1
         for attempt in range(attempts):
             try:

@@ -15,6 +15,7 @@ __all__ = [
     "PermissionDenied",
     "ReadOnly",
     "CacheUnavailable",
+    "UnknownCache",
 ]
 
 
@@ -70,6 +71,10 @@ class ReadOnly(PgCacheError):
     """25006 (a write in a read-only transaction) or 0A000 (a hot standby)."""
 
 
+class UnknownCache(PgCacheError, LookupError):
+    """42704: no cache of that name (the client's ``cache`` option); cache_create makes one."""
+
+
 class CacheUnavailable(PgCacheError, ConnectionError):
     """The connection to PostgreSQL failed (no SQLSTATE), or the extension is not installed."""
 
@@ -84,6 +89,7 @@ _BY_SQLSTATE: dict[str, type[PgCacheError]] = {
     "42501": PermissionDenied,
     "25006": ReadOnly,
     "0A000": ReadOnly,
+    "42704": UnknownCache,  # undefined_object: the named cache does not exist
     "42883": CacheUnavailable,  # undefined_function: CREATE EXTENSION pg_cache is missing
 }
 

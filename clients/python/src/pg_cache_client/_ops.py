@@ -5,6 +5,7 @@ so every operation is written once."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -129,6 +130,94 @@ def _expiry(ttl: Any, sliding: Expiry, expires_at: datetime | None,
         names.append("tags")
         values.append(_tags(tags))
     return tuple(names), tuple(values)
+
+
+# --- named caches (extension 0.3.0) -------------------------------------------------------------
+
+DEFAULT_CACHE = "default"
+# The server's rule for cache names (it refuses others with 22023): checked when a client is made,
+# so that a typo fails there rather than at the first call.
+_CACHE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def cache_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"a cache name is a str, not {type(name).__name__}")
+    if not _CACHE_NAME.fullmatch(name):
+        raise ValueError(f"invalid cache name {name!r}: lowercase letters, digits and _, not starting "
+                         "with a digit, at most 63 characters")
+    return name
+
+
+# Every pg_cache function takes `cache` as its last argument, except these.
+_WITHOUT_CACHE_ARGUMENT = frozenset({"cache_worker_status"})
+_FUNCTION_CALL = re.compile(r"\b(cache_[a-z_]+)\(")
+_PLACEHOLDER = re.compile(r"%%|%[sbt]|%\([a-z_]+\)[sbt]")
+
+
+def _closing_parenthesis(sql: str, start: int) -> int:
+    """The index of the ")" that closes the argument list opened just before `start`."""
+    depth, quoted = 1, False
+    for index in range(start, len(sql)):
+        char = sql[index]
+        if char == "'":
+            quoted = not quoted  # '' inside a literal toggles twice
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+    raise ValueError(f"unbalanced parentheses in {sql!r}")
+
+
+# SQL text of the default cache -> (the text for a named cache, how many of the call's positional
+# parameters come before each added cache parameter).
+_NAMED_TEMPLATES: dict[tuple[str, bool], tuple[str, tuple[int, ...]]] = {}
+
+
+def _named_template(sql: str, named_params: bool) -> tuple[str, tuple[int, ...]]:
+    template = _NAMED_TEMPLATES.get((sql, named_params))
+    if template is not None:
+        return template
+    closings = sorted(_closing_parenthesis(sql, match.end()) for match in _FUNCTION_CALL.finditer(sql)
+                      if match.group(1) not in _WITHOUT_CACHE_ARGUMENT)
+    parts: list[str] = []
+    before: list[int] = []
+    last = 0
+    for close in closings:
+        has_arguments = sql[:close].rstrip()[-1:] != "("
+        placeholder = "%(cache)s" if named_params else "%s"
+        parts += [sql[last:close], f"{', ' if has_arguments else ''}cache => {placeholder}"]
+        before.append(sum(1 for p in _PLACEHOLDER.findall(sql, 0, close) if p != "%%"))
+        last = close
+    parts.append(sql[last:])
+    template = _NAMED_TEMPLATES[(sql, named_params)] = ("".join(parts), tuple(before))
+    return template
+
+
+def in_cache(call: Call, cache: str) -> Call:
+    """The call on the named cache `cache`: `cache => %s` added to every pg_cache function it
+    calls. Calls of the default cache are sent without it, exactly as to pg_cache 0.2.0, which
+    has no `cache` argument."""
+    if isinstance(call.params, dict):
+        sql, _ = _named_template(call.sql, True)
+        params: Any = {**call.params, "cache": cache}
+    else:
+        sql, before = _named_template(call.sql, False)
+        if not before:
+            return call
+        if len(before) == 1 and before[0] == len(call.params):
+            params = call.params + (cache,)  # one function, cache last: most calls
+        else:
+            params, taken = [], 0
+            for count in before:
+                params += call.params[taken:count]
+                params.append(cache)
+                taken = count
+            params = tuple(params + list(call.params[taken:]))
+    # (not dataclasses.replace: this runs on every call of a named cache, and replace costs 1 us)
+    return Call(call.function, sql, params, call.parse, call.key, call.keys, call.idempotent)
 
 
 # --- entries -------------------------------------------------------------------------------------

@@ -54,13 +54,20 @@ class PgCache:
     ``notify=True`` sets ``pg_cache.notify = on`` on the connections the client opens itself
     (for L1 caches listening to the invalidation feed).
 
+    ``cache`` names the pg_cache cache every call works on (extension 0.3.0, made with
+    ``cache_create``); an unknown name raises ``UnknownCache`` at the first call. With
+    ``"default"`` the calls are sent without a cache argument, so they work with 0.2.0 too.
+
     Values are ``bytes`` (``str`` is sent as UTF-8); expiries are ``timedelta`` or seconds,
     ``ttl=NEVER`` for none; ``expires_at`` a ``datetime``. Errors are ``PgCacheError``
     subclasses carrying the SQLSTATE and the key.
     """
 
     def __init__(self, source: Source, *, min_size: int = 1, max_size: int = 10, notify: bool = False,
-                 connect_kwargs: Mapping[str, Any] | None = None):
+                 connect_kwargs: Mapping[str, Any] | None = None, cache: str = _ops.DEFAULT_CACHE):
+        self.cache = _ops.cache_name(cache)
+        # None for the default cache: its calls go out unchanged (the hot path checks only this).
+        self._named_cache = None if cache == _ops.DEFAULT_CACHE else cache
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
         self._features: _ops.Features | None = None
@@ -105,6 +112,8 @@ class PgCache:
         return call.parse(cursor.fetchall() if cursor.description is not None else [])
 
     def _execute(self, call: _ops.Call) -> Any:
+        if self._named_cache is not None:
+            call = _ops.in_cache(call, self._named_cache)
         attempts = 2 if call.idempotent and self._conn is None else 1
         for attempt in range(attempts):
             try:

@@ -17,8 +17,10 @@ OPTIONS:
   connection, so ``cache.set`` / ``cache.delete`` inside ``transaction.atomic()`` commit or roll
   back with the data. Django's connections are synchronous: the async methods run the sync ones
   in a thread (``sync_to_async``) in this mode.
-- ``CLEAR``: ``"all"`` (default: ``clear()`` removes every entry of the database's cache, as
-  Django documents) or ``"prefix"`` (only keys starting with ``KEY_PREFIX + ":"``).
+- ``CACHE``: the pg_cache cache to work on (``"default"``; others are made with
+  ``cache_create``, extension 0.3.0). Aliases with different CACHE keep their keys apart.
+- ``CLEAR``: ``"all"`` (default: ``clear()`` removes every entry of the cache, as Django
+  documents) or ``"prefix"`` (only keys starting with ``KEY_PREFIX + ":"``).
 - ``NOTIFY``: ``True`` sets ``pg_cache.notify = on`` on the pool's connections, for L1 caches
   listening to the invalidation feed.
 
@@ -99,13 +101,20 @@ class PgCache(BaseCache):
         self._pool_min = int(options.get("POOL_MIN_SIZE", 1))
         self._pool_size = int(options.get("POOL_SIZE", 10))
         self._notify = bool(options.get("NOTIFY", False))
+        cache = options.get("CACHE", _ops.DEFAULT_CACHE)
+        try:
+            self._cache = _ops.cache_name(cache)
+        except (TypeError, ValueError) as error:
+            raise ImproperlyConfigured(f'pg_cache OPTIONS["CACHE"]: {error}') from error
+        # DATABASE mode runs calls itself: None for the default cache, whose calls go out unchanged.
+        self._named_cache = None if cache == _ops.DEFAULT_CACHE else cache
         clear = options.get("CLEAR", "all")
         if clear not in ("all", "prefix"):
             raise ImproperlyConfigured('pg_cache OPTIONS["CLEAR"] is "all" or "prefix"')
         self._clear_prefix_only = clear == "prefix"
         if not self._location and not self._database:
             raise ImproperlyConfigured('pg_cache needs LOCATION (a PostgreSQL URL) or OPTIONS["DATABASE"]')
-        self._settings_key = (self._location, self._pool_min, self._pool_size, self._notify)
+        self._settings_key = (self._location, self._pool_min, self._pool_size, self._notify, self._cache)
 
     # --- where calls run -------------------------------------------------------------------------
 
@@ -119,7 +128,7 @@ class PgCache(BaseCache):
                 client = _sync_clients.get(key)
                 if client is None:
                     client = _SyncClient(self._location, min_size=self._pool_min, max_size=self._pool_size,
-                                         notify=self._notify)
+                                         notify=self._notify, cache=self._cache)
                     _sync_clients[key] = client
         return client
 
@@ -132,7 +141,7 @@ class PgCache(BaseCache):
             client = by_settings.get(self._settings_key)
             if client is None:
                 client = AsyncPgCache(self._location, min_size=self._pool_min, max_size=self._pool_size,
-                                      notify=self._notify)
+                                      notify=self._notify, cache=self._cache)
                 by_settings[self._settings_key] = client
         return client
 
@@ -142,6 +151,8 @@ class PgCache(BaseCache):
         from django.db import DatabaseError, connections
 
         connection = connections[self._database]
+        if self._named_cache is not None:
+            call = _ops.in_cache(call, self._named_cache)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(call.sql, call.params)

@@ -12,6 +12,8 @@ The rules that keep it correct (README, Invalidation feed):
 - Writers must announce their changes: ``pg_cache.notify = on`` in their sessions (PgCache(...,
   notify=True), or ``ALTER DATABASE ... SET pg_cache.notify = on``). Writes made through this
   L1Cache also drop the local copy at once, so this process reads its own writes.
+- An L1 holds entries of its client's cache only, and applies only that cache's notifications
+  (those of named caches carry ``"cache": "<name>"``, those of the default cache no such member).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Iterable
 import psycopg
 
 from ._async import AsyncPgCache
+from ._ops import DEFAULT_CACHE
 from ._sync import PgCache
 from ._types import Value
 
@@ -55,6 +58,7 @@ class L1Cache:
     def __init__(self, client: PgCache | AsyncPgCache, *, conninfo: str | None = None,
                  max_entries: int = 10_000, max_seconds: float = 30.0, reconnect_delay: float = 0.05):
         self.client = client
+        self.cache = client.cache
         self.conninfo = conninfo or client.conninfo
         if not self.conninfo:
             raise ValueError("L1Cache needs conninfo= when the client was not made from a connection string or pool")
@@ -197,9 +201,14 @@ class L1Cache:
 
     def _invalidate(self, payload: str) -> None:
         try:
-            change: dict[str, Any] = json.loads(payload)
+            change: Any = json.loads(payload)
         except ValueError:
-            change = {"all": True}  # not ours to understand: be safe
+            change = None
+        cache = change.get("cache", DEFAULT_CACHE) if isinstance(change, dict) else None
+        if not isinstance(cache, str):
+            change = {"all": True}  # not ours to understand, of whichever cache: be safe
+        elif cache != self.cache:
+            return  # another cache's change: our copies and the reads under way stay valid
         with self._lock:
             self._generation += 1
             self.invalidations += 1
