@@ -101,7 +101,7 @@ test-regress: install
 # Behaviour that needs a live server: background worker, crashes, concurrency, standby, DDL and
 # maintenance against the direct paths, the upgrade from 0.1.0, the PL/Proxy router over 4 shards.
 test-scripts: install
-	@status=0; for script in isolation hostile leases touches live reliability safety upgrade fleet feed sharded python node; do bash tests/$$script.sh || status=1; done; exit $$status
+	@status=0; for script in isolation hostile leases touches caches live reliability safety upgrade fleet feed sharded python node; do bash tests/$$script.sh || status=1; done; exit $$status
 
 ## make package [PG=18]: packaging/out/postgresql-15-pg-cache_<v>_amd64.deb, or the PostgreSQL 18
 ## tarball: the release build `make install` made, with every install and upgrade script.

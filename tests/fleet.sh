@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Eviction across many databases and the size cap: 30 databases of which 12 have pg_cache on a
-# server with the default max_worker_processes = 8; parallel queries keep their workers; the log
+# Eviction across many databases and the size cap: 30 databases of which 12 have pg_cache, with
+# 3 caches each, on a server with the default max_worker_processes = 8; parallel queries keep their workers; the log
 # stays quiet; an idle server starts no processes; a new CREATE EXTENSION is served within
 # seconds; pg_cache.max_size holds the cache near its cap while 8 clients write 200 MB.
 # Expects pg_cache installed.
@@ -15,7 +15,11 @@ IDLE_SECONDS=${FLEET_IDLE_SECONDS:-60}
 
 start_cluster "$DATADIR" "$PGPORT" "max_worker_processes = 8" "log_min_messages = debug1"
 for i in $(seq -w 1 30); do q postgres "CREATE DATABASE db$i" >/dev/null; done
-for i in $(seq -w 1 12); do q "db$i" "CREATE EXTENSION pg_cache" >/dev/null; done
+for i in $(seq -w 1 12); do
+    q "db$i" "CREATE EXTENSION pg_cache" >/dev/null
+    q "db$i" "SELECT cache_create('sessions', logged => true)" >/dev/null
+    q "db$i" "SELECT cache_create('render')" >/dev/null
+done
 q db30 "CREATE TABLE big AS SELECT i FROM generate_series(1, 300000) i; ANALYZE big" >/dev/null
 
 # Every query of this launches both of its planned parallel workers, or it prints what it got.
@@ -26,15 +30,19 @@ parallel_query() {
         | grep -o '"Workers Launched": [0-9]*' | head -1 | grep -o '[0-9]*$'
 }
 
-# --- Entries with a 1 s ttl leave all 12 databases within 10 s, while parallel queries run.
+# --- Entries with a 1 s ttl leave the 3 caches of all 12 databases within 10 s, while parallel
+# queries run.
 for i in $(seq -w 1 12); do
-    q "db$i" "SELECT count(cache_set('expiring ' || n, 'v', ttl => '1 s')) FROM generate_series(1, 2000) n" >/dev/null
+    q "db$i" "SELECT count(cache_set('expiring ' || n, 'v', ttl => '1 s')) FROM generate_series(1, 2000) n;
+              SELECT count(cache_set('expiring ' || n, 'v', ttl => '1 s', cache => c))
+              FROM generate_series(1, 1000) n, unnest(ARRAY['sessions', 'render']) c" >/dev/null
 done
 set_at=$SECONDS
 launched=()
 all_gone() {
     for i in $(seq -w 1 12); do
-        [ "$(q "db$i" "SELECT count(*) FROM pg_cache_entries")" = 0 ] || return 1
+        [ "$(q "db$i" "SELECT (SELECT count(*) FROM pg_cache_entries) + (SELECT count(*) FROM pg_cache_entries_1)
+                              + (SELECT count(*) FROM pg_cache_entries_2)")" = 0 ] || return 1
     done
 }
 gone=no
@@ -42,8 +50,8 @@ while [ $((SECONDS - set_at)) -lt 10 ]; do
     launched+=("$(parallel_query)")
     if all_gone; then gone=yes; break; fi
 done
-echo "eviction across 12 databases: all gone: $gone after $((SECONDS - set_at)) s; parallel workers launched per query: ${launched[*]}"
-check "entries with a 1 s ttl leave all 12 databases within 10 s (max_worker_processes = 8)" test "$gone" = yes
+echo "eviction across 3 caches of 12 databases: all gone: $gone after $((SECONDS - set_at)) s; parallel workers launched per query: ${launched[*]}"
+check "entries with a 1 s ttl leave the 3 caches of all 12 databases within 10 s (max_worker_processes = 8)" test "$gone" = yes
 check "meanwhile every parallel query launched both planned workers" \
     test -z "$(printf '%s\n' "${launched[@]}" | grep -vx 2)"
 no_slot_lines=$(grep -c "no background worker slot free" "$DATADIR/server.log")
@@ -156,6 +164,25 @@ echo "1 MB cap over 1,100 never-expiring and 10 one-day entries of 1 kB: left (n
 # last measure (at most half the cap): here every write, so about 40% of the cap stays.
 check "over the cap, never-expiring entries go only as far as needed (300 to 1,099 of 1,100 left), the one-day ones first ($left)" \
     awk -v left="$left" 'BEGIN { split(left, n, " "); exit !(n[1] >= 300 && n[1] < 1100 && n[2] == 0) }'
+
+# --- Caps per cache: a cache with its own max_size (10 MB) is held near it while 4 clients write
+# 40 MB into it; the database's setting (none, in db05) leaves its other caches alone.
+q db05 "SELECT cache_create('capped', max_size => '10MB')" >/dev/null
+q db05 "SELECT count(cache_set('kept ' || n, convert_to(repeat('k', 1000), 'UTF8'), ttl => '1 hour', cache => 'render'))
+        FROM generate_series(1, 5000) n" >/dev/null
+q db05 "CREATE SEQUENCE capped_keys" >/dev/null
+capped=$(mktemp)
+cat >"$capped" <<'SQL'
+SELECT cache_set('c:' || nextval('capped_keys'), convert_to(repeat(md5(random()::text), 31), 'UTF8'), ttl => '1 hour', cache => 'capped');
+SQL
+"$PGBIN/pgbench" -n -M prepared -c 4 -j 4 -t 10000 -f "$capped" db05 >/dev/null 2>&1
+rm -f "$capped"
+check "a cache's own max_size holds it: under 10 MB of live bytes within 5 s of 40 MB written" wait_for 5 db05 \
+    "SELECT sum(octet_length(key) + octet_length(value)) <= 10 * 1024 * 1024 FROM pg_cache_entries_3"
+check "the other caches of the database keep every entry (5,000 in render, nothing evicted for size there)" \
+    test "$(q db05 "SELECT count(*) FROM pg_cache_entries_2")/$(q db05 "SELECT evicted_for_size FROM cache_stats('render')")" = 5000/0
+check "cache_list() shows each cache's cap and live bytes" \
+    test "$(q db05 "SELECT max_size = 10 * 1024 * 1024 AND live_bytes <= 10 * 1024 * 1024 FROM cache_list() WHERE name = 'capped'")" = t
 
 check "the server log shows no crash" no_crash_in_log "$DATADIR"
 summary fleet

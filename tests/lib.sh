@@ -14,6 +14,7 @@ export PGHOST=${PG_CACHE_SOCKET_DIR:-/tmp} PGUSER=postgres
 declare -A PG_CACHE_BASE_PORTS=(
     [python]=5450 [node]=5460
     [isolation]=5474 [hostile]=5475 [leases]=5476 [touches]=5471 [touches-no-preload]=5472
+    [caches]=5473 [caches-restore]=5478
     [sharded-router]=5480 [sharded-single]=5481
     [sharded-shard1]=5482 [sharded-shard2]=5483 [sharded-shard3]=5484 [sharded-shard4]=5485
     [feed]=5488 [fleet]=5490 [upgrade]=5491 [safety]=5492

@@ -144,7 +144,7 @@ check "a sweep that fails shows its error in cache_worker_status()" wait_for 10 
     "SELECT last_error LIKE '%lock timeout%' FROM cache_worker_status() WHERE database = 'delta'"
 wait "$locker"
 check "after the error, eviction carries on" wait_for 10 delta "$(stored)"
-failures=$(grep -c "pg_cache: eviction failed in database delta: canceling statement due to lock timeout" "$DATADIR/server.log")
+failures=$(grep -c "pg_cache: eviction failed in database delta: cache default: canceling statement due to lock timeout" "$DATADIR/server.log")
 check "the failing sweeps are in the server log once, not at every retry ($failures)" test "$failures" = 1
 check "and that they work again, once" test "$(grep -c "pg_cache: eviction in database delta works again" "$DATADIR/server.log")" = 1
 

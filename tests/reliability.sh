@@ -84,6 +84,12 @@ tests/cluster.sh stop "$DATADIR" && tests/cluster.sh start "$DATADIR" "$PGPORT"
 check "entries survive a clean restart (pg_ctl stop -m fast, start)" \
     test "$(q "$DB" "SELECT count(*) FROM pg_cache_entries WHERE key LIKE 'durable %'")" = 100
 
+# --- A logged cache: its entries survive crashes, and a standby reads them.
+q "$DB" "SELECT cache_create('durable', logged => true)" >/dev/null
+q "$DB" "SELECT count(cache_set('logged ' || i, 'v', ttl => '1 hour', cache => 'durable')) FROM generate_series(1, 100) i;
+         SELECT cache_set('sliding', 'v', sliding => '1 hour', cache => 'durable')" >/dev/null
+logged_count() { q "$DB" "SELECT count(*) FROM cache_keys('logged ', 1000, cache => 'durable')"; }
+
 # --- kill -9 of a backend in the middle of a 10 MiB cache_set.
 "$PGBIN/psql" -X -q -d "$DB" -c "SELECT cache_set('big ' || i, decode(repeat(md5(i::text), 655360), 'hex')) FROM generate_series(1, 100000) i" >/dev/null 2>&1 &
 writer=$!
@@ -94,6 +100,7 @@ kill -9 "$backend"
 wait "$writer" 2>/dev/null
 check "the server restarts after kill -9 of a backend writing 10 MiB values" wait_for_restart
 check "after the crash the cache is empty (UNLOGGED)" test "$(q "$DB" "SELECT count(*) FROM pg_cache_entries")" = 0
+check "after the crash the logged cache keeps its 100 entries" test "$(logged_count)" = 100
 check "after the crash cache_set and cache_get work at once" works_at_once
 check "after the crash, expired entries are evicted again within seconds" evictor_back
 
@@ -103,11 +110,16 @@ check "the server restarts after kill -9 of the eviction launcher" wait_for_rest
 check "after that crash the cache is empty and works" works_at_once
 check "after that crash, expired entries are evicted again within seconds" evictor_back
 
-# --- A hot standby from pg_basebackup: the functions fail clearly there; no worker runs.
+as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+as_owner "$PGBIN/pg_ctl" -D "$DATADIR" -m immediate -w restart -l "$DATADIR/server.log" >/dev/null
+check "after pg_ctl restart -m immediate the logged cache keeps its 100 entries, the other is empty" \
+    test "$(logged_count)/$(q "$DB" "SELECT count(*) FROM pg_cache_entries")" = 100/0
+
+# --- A hot standby from pg_basebackup: an UNLOGGED cache fails clearly there, a logged one is
+# read (and never slid); no worker runs.
 q "$DB" "SELECT cache_set('replicated?', 'no')" >/dev/null
 mkdir -p "$STANDBY_DATADIR" && chmod 700 "$STANDBY_DATADIR"
 [ "$(id -u)" = 0 ] && chown postgres: "$STANDBY_DATADIR"
-as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 as_owner "$PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$STANDBY_DATADIR" -R -X stream -c fast
 echo "port = $STANDBY_PORT" | as_owner tee -a "$STANDBY_DATADIR/postgresql.auto.conf" >/dev/null
 tests/cluster.sh start "$STANDBY_DATADIR" "$STANDBY_PORT"
@@ -121,6 +133,22 @@ standby_error=$(on_standby "$PGBIN/psql" -X -q -d "$DB" -v VERBOSITY=verbose -c 
 echo "on the standby: $(head -1 <<<"$standby_error")"
 check "on a standby cache_set fails with 0A000 and says why, not an internal error" \
     grep -q "ERROR:  0A000: pg_cache: the cache is not available on a standby" <<<"$standby_error"
+q "$DB" "SELECT cache_set('streamed', 'after the backup', cache => 'durable')" >/dev/null
+check "on a standby a logged cache is read: an entry written after the backup streams there" \
+    on_standby wait_for 20 "$DB" "SELECT convert_from(cache_get('streamed', cache => 'durable'), 'UTF8') = 'after the backup'"
+check "on a standby the other read functions work on a logged cache" \
+    test "$(on_standby q "$DB" "SELECT (SELECT count(*) FROM cache_get_many(ARRAY['logged 1', 'logged 2', 'absent'], cache => 'durable'))::text
+                                || '/' || (SELECT count(*) FROM cache_keys('logged ', 1000, cache => 'durable'))::text
+                                || '/' || (cache_ttl('logged 1', cache => 'durable') > interval '50 min')::text
+                                || '/' || (cache_tags('logged 1', cache => 'durable') = '{}')::text")" = 2/100/true/true
+expiry_before=$(on_standby q "$DB" "SELECT expires_at FROM pg_cache_entries_1 WHERE key = 'sliding'")
+on_standby q "$DB" "SET pg_cache.refresh_granularity = 0; SELECT cache_get('sliding', cache => 'durable')" >/dev/null
+check "on a standby a hit does not slide (no write, no touch)" \
+    test "$(on_standby q "$DB" "SELECT expires_at FROM pg_cache_entries_1 WHERE key = 'sliding'")" = "$expiry_before"
+standby_error=$(on_standby "$PGBIN/psql" -X -q -d "$DB" -v VERBOSITY=verbose -c "SELECT cache_set('k', 'v', cache => 'durable')" 2>&1)
+echo "on the standby: $(head -1 <<<"$standby_error")"
+check "on a standby a write to a logged cache fails with 25006 naming it" \
+    grep -q "ERROR:  25006: pg_cache: cache \"durable\" is read-only on a standby" <<<"$standby_error"
 check "no pg_cache worker runs on the standby" \
     test "$(on_standby q postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_cache%'")" = 0
 on_standby "$PGBIN/psql" -X -q -d postgres -c "SELECT pg_promote()" >/dev/null
@@ -128,5 +156,7 @@ check "after promotion the eviction launcher starts there" \
     on_standby wait_for 20 postgres "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_cache launcher'"
 check "after promotion the cache works there, starting empty" \
     test "$(on_standby q "$DB" "SELECT cache_get('replicated?') IS NULL")" = t
+check "after promotion the logged cache has every entry and takes writes" \
+    test "$(on_standby q "$DB" "SELECT cache_set('promoted', 'v', cache => 'durable'); SELECT count(*) FROM cache_keys('', 1000, cache => 'durable')" | tail -1)" = 103
 
 summary reliability

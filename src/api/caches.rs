@@ -110,12 +110,14 @@ fn cache_create(
     require_extension_owner(FUNCTION);
     let catalog = qualified_catalog(FUNCTION);
     if cache_slots::in_use() >= crate::gucs::MAX_CACHES.get() as usize && crate::shmem::slots::preloaded() {
-        error::limit_exceeded(
-            FUNCTION,
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             format!(
-                "the server keeps {} caches (pg_cache.max_caches) and has no room for another",
+                "{FUNCTION}: the server keeps {} caches (pg_cache.max_caches) and has no room for another",
                 crate::gucs::MAX_CACHES.get()
             ),
+            "Drop caches no longer used (the eviction worker frees their room within seconds), or raise pg_cache.max_caches and restart."
         );
     }
     Spi::connect_mut(|client| {
@@ -203,6 +205,19 @@ fn pg_cache_caches_made<'a>(
         Spi::connect_mut(|client| create_table(client, &name, &table, &default_table, logged));
     }
     caches::announce_change();
+    // Its statistics slot now, so that pg_cache.max_caches counts it from the start (the worker
+    // frees it again if this transaction rolls back, not while it runs).
+    // SAFETY: reads a backend global set at connection.
+    let database = unsafe { pg_sys::MyDatabaseId };
+    if let Some(oid) = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+        &[table.as_str().into()],
+    )
+    .ok()
+    .flatten()
+    {
+        cache_slots::claim_for_new_cache(database, oid);
+    }
     Ok(Some(row))
 }
 
@@ -315,6 +330,9 @@ fn cache_drop(name: Option<&str>) {
             .expect("forget the cache");
     });
     caches::announce_change();
+    // The worker frees what the cache kept in shared memory at its next sweep: once this
+    // commits, at once.
+    crate::shmem::writes::note_cache_dropped();
 }
 
 /// The caches of this database: options, the entries the statistics system counts (expired ones

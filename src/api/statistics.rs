@@ -23,10 +23,17 @@ pub(super) struct Report {
 pub(super) fn report() -> Report {
     require_privileges(pg_sys::ACL_SELECT);
     let table = access::table();
-    let (entries, total_bytes) = Spi::get_two_with_args::<i64, i64>(
-        "SELECT pg_catalog.pg_stat_get_live_tuples($1), pg_catalog.pg_total_relation_size($1)",
-        &[table.into()],
-    )
+    // Read-only SPI: a read takes no transaction id (and so works on a standby).
+    let (entries, total_bytes) = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT pg_catalog.pg_stat_get_live_tuples($1), pg_catalog.pg_total_relation_size($1)",
+                Some(1),
+                &[table.into()],
+            )?
+            .first()
+            .get_two::<i64, i64>()
+    })
     .unwrap_or((None, None));
     let counters = stats::read();
     let counter = |counter: Counter| counters.map(|(values, _)| values[counter as usize]);

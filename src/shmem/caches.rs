@@ -28,6 +28,9 @@ pub struct CacheSlot {
     evicted_for_size: AtomicI64,
     /// The removal horizon at the evictor's last VACUUM of the table.
     vacuum_horizon: AtomicU32,
+    /// The transaction that created the cache and took the slot for it (`cache_create`): until
+    /// it ends, its table is not visible to others, and the slot is not freed for that.
+    creator: AtomicU32,
 }
 
 fn key_of(database: Oid, table: Oid) -> u64 {
@@ -116,6 +119,7 @@ impl CacheSlot {
             field.store(0, Ordering::Relaxed);
         }
         self.vacuum_horizon.store(0, Ordering::Relaxed);
+        self.creator.store(0, Ordering::Relaxed);
         self.key.store(0, Ordering::Release);
     }
 }
@@ -247,10 +251,24 @@ pub fn each_of(database: Oid, mut visit: impl FnMut(&'static CacheSlot)) {
     }
 }
 
-/// Frees the slots of `database` whose table `keep` does not keep.
+/// Takes the slot of `table`, just created by the current transaction (which must have an id).
+pub fn claim_for_new_cache(database: Oid, table: Oid) {
+    if let Some(slot) = slot(database, table) {
+        // SAFETY: the current transaction has written (created the table): it has an id.
+        let creator = unsafe { pg_sys::GetCurrentTransactionId() };
+        slot.creator.store(creator.into_inner(), Ordering::Relaxed);
+    }
+}
+
+/// Frees the slots of `database` whose table `keep` does not keep, but not those of a cache
+/// whose creating transaction is still running (its table is not visible yet).
 pub fn forget_where(database: Oid, keep: impl Fn(Oid) -> bool) {
     each_of(database, |slot| {
-        if !keep(slot.table()) {
+        let creator = pg_sys::TransactionId::from(slot.creator.load(Ordering::Relaxed));
+        // SAFETY: a lookup in the proc array of a transaction id (0 is never in progress).
+        let creating =
+            creator != pg_sys::InvalidTransactionId && unsafe { pg_sys::TransactionIdIsInProgress(creator) };
+        if !creating && !keep(slot.table()) {
             slot.free();
         }
     });

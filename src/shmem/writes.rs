@@ -56,8 +56,28 @@ thread_local! {
     /// back takes its writes with it, one committed hands them to its parent.
     static WRITTEN: RefCell<PerLevel<Written>> = const { RefCell::new(PerLevel::new()) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// A cache was dropped: once committed, the worker is to sweep (and free what it kept).
+    static CACHE_DROPPED: Cell<bool> = const { Cell::new(false) };
     /// How long this transaction's writes have waited for room so far.
     static WAITED: Cell<std::time::Duration> = const { Cell::new(std::time::Duration::ZERO) };
+}
+
+/// A cache was dropped: once this transaction commits, its database is due for a sweep, which
+/// frees what the cache kept in shared memory.
+pub fn note_cache_dropped() {
+    register_callbacks();
+    CACHE_DROPPED.set(true);
+}
+
+fn register_callbacks() {
+    if !CALLBACKS_REGISTERED.get() {
+        // SAFETY: plain functions with no argument, registered once per backend for its life.
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(at_subtransaction_end), std::ptr::null_mut());
+        }
+        CALLBACKS_REGISTERED.set(true);
+    }
 }
 
 /// A session wrote an entry of `bytes` bytes (key + value) that expires at `expires_at`: its
@@ -72,14 +92,7 @@ pub fn note_write(expires_at: TimestampTz, bytes: usize, cap: i64) {
     if slot.state() != State::Present {
         slot.set_state(State::Present);
     }
-    if !CALLBACKS_REGISTERED.get() {
-        // SAFETY: plain functions with no argument, registered once per backend for its life.
-        unsafe {
-            pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
-            pg_sys::RegisterSubXactCallback(Some(at_subtransaction_end), std::ptr::null_mut());
-        }
-        CALLBACKS_REGISTERED.set(true);
-    }
+    register_callbacks();
     let table = crate::selected::table();
     WRITTEN.with_borrow_mut(|written| {
         let level = written.current();
@@ -118,6 +131,12 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     match event {
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
             WAITED.set(std::time::Duration::ZERO);
+            if CACHE_DROPPED.replace(false) {
+                if let Some(slot) = my_slot() {
+                    // SAFETY: reads the system clock.
+                    slot.retry_at(unsafe { pg_sys::GetCurrentTimestamp() });
+                }
+            }
             let total = WRITTEN.with_borrow_mut(PerLevel::take_all);
             if let (true, Some(slot)) = (total.entries > 0, my_slot()) {
                 slot.add_committed(total.earliest_expiry, total.entries);
@@ -132,6 +151,7 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
             WAITED.set(std::time::Duration::ZERO);
+            CACHE_DROPPED.set(false);
             WRITTEN.with_borrow_mut(PerLevel::take_all);
         }
         _ => {}

@@ -50,7 +50,8 @@ fn find(key: &str, with_value: bool) -> Option<Row> {
 /// The row stored under `key`, read by the kept statement.
 fn find_through_statement(key: &str, with_value: bool) -> Option<Row> {
     with_statements(|client, statements| {
-        let rows = client.update(&statements.find, None, &[key.into(), with_value.into()]).expect("find");
+        // `select`, not `update`: a read takes no transaction id (and so works on a standby).
+        let rows = client.select(&statements.find, None, &[key.into(), with_value.into()]).expect("find");
         if rows.is_empty() {
             return None;
         }
@@ -464,12 +465,12 @@ pub fn list(prefix: &str, max_rows: i64) -> Vec<Listed> {
     let now = timestamptz(now());
     with_statements(|client, statements| {
         let rows = match prefix_end(prefix) {
-            Some(end) => client.update(
+            Some(end) => client.select(
                 &statements.list_range,
                 None,
                 &[prefix.into(), now.into(), max_rows.into(), end.as_str().into()],
             ),
-            None => client.update(&statements.list_from, None, &[prefix.into(), now.into(), max_rows.into()]),
+            None => client.select(&statements.list_from, None, &[prefix.into(), now.into(), max_rows.into()]),
         }
         .expect("list");
         rows.map(|row| {
@@ -520,7 +521,7 @@ pub fn tags_of(key: &str) -> Option<Option<Vec<String>>> {
     ensure_readable();
     with_statements(|client, statements| {
         let rows = client
-            .update(&tag_statements(statements).tags_of, None, &[key.into(), timestamptz(now()).into()])
+            .select(&tag_statements(statements).tags_of, None, &[key.into(), timestamptz(now()).into()])
             .expect("tags");
         (!rows.is_empty()).then(|| rows.first().get::<Vec<String>>(1).expect("tags"))
     })
