@@ -4,9 +4,11 @@
 # stored together, and interleaved with absolute ones) and against the .NET cache's get;
 # cache_get_many of 100 against a plain `= ANY` of the same 100 keys and against Redis MGET of
 # 100; cache_set_many of 100 against one 100-row `INSERT … SELECT unnest … ON CONFLICT DO UPDATE`.
-# At 1 and 8 clients, ROUNDS rounds of DURATION s per side (128-byte values, 10,000 keys). Prints
-# each round's ratio and writes results/pairs-<time>.txt and results/latest-pairs.txt.
-#   ROUNDS=N (default 3)   DURATION=N (default 5)
+# A logged cache's get and set against the UNLOGGED cache's and against a plain logged table's
+# SELECT and upsert. At 1 and 8 clients, ROUNDS rounds of DURATION s per side (128-byte values,
+# 10,000 keys). Prints each round's ratio and writes results/pairs-<time>.txt and
+# results/latest-pairs.txt.
+#   ROUNDS=N (default 3)   DURATION=N (default 5)   ONLY=REGEX: the pairs whose name matches
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +55,7 @@ ops() {
 # pair NAME A B TARGET: ROUNDS alternating runs of A and B at each client count; the ratio A/B.
 pair() {
     local name=$1 a=$2 b=$3 target=$4 clients round x y ratios
+    [[ $name =~ ${ONLY:-.} ]] || return 0
     for clients in 1 8; do
         ratios=()
         for round in $(seq "$ROUNDS"); do
@@ -73,5 +76,10 @@ pair() {
     pair "get_many 100 / plain select 100" get_many plain_select_many "≥ 1.0"
     pair "get_many 100 / redis mget 100" get_many "redis:MGET $(printf 'key:__rand_int__ %.0s' $(seq 100))" "≥ 0.4"
     pair "set_many 100 / plain upsert 100" set_many plain_upsert_many "≥ 1.0"
+    pair "logged get / UNLOGGED get" get_logged get_absolute "(measured)"
+    pair "logged get / plain logged select" get_logged plain_select_logged "(measured)"
+    pair "logged set / UNLOGGED set" set_logged set "(measured)"
+    pair "logged set / plain logged upsert" set_logged plain_upsert_logged "(measured)"
 } | tee "$OUT"
-cp "$OUT" "$RESULTS/latest-pairs.txt"
+# A subset (ONLY) does not replace the latest full run.
+[ -n "${ONLY:-}" ] || cp "$OUT" "$RESULTS/latest-pairs.txt"

@@ -40,6 +40,8 @@ CREATE FUNCTION "pg_cache_caches_made"()
 
 CREATE TRIGGER pg_cache_caches_made AFTER INSERT ON @extschema@.pg_cache_caches
     FOR EACH ROW EXECUTE FUNCTION @extschema@.pg_cache_caches_made();
+-- A trigger fires whatever the privileges; nobody needs to attach this function to a table.
+REVOKE ALL ON FUNCTION @extschema@.pg_cache_caches_made() FROM PUBLIC;
 
 -- A new argument, or a changed result: each function is renamed out of the way, made again
 -- (an overload next to the old one would make calls without the new argument ambiguous, 42725),

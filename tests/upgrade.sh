@@ -100,6 +100,8 @@ catalog() {
             SELECT 'cache ' || name || ' ' || id || ' ' || logged || ' ' || coalesce(max_size::text, '') || ' ' || coalesce(default_sliding::text, '') || ' ' || coalesce(default_ttl::text, '')
             FROM pg_cache_caches
             UNION ALL
+            SELECT 'trigger function acl ' || coalesce(proacl::text, '') FROM pg_proc WHERE proname = 'pg_cache_caches_made'
+            UNION ALL
             SELECT 'config ' || extconfig::regclass[]::text || ' ' || extcondition::text FROM pg_extension WHERE extname = 'pg_cache'
             UNION ALL
             SELECT 'member ' || pg_describe_object(classid, objid, objsubid)

@@ -6,7 +6,7 @@
 //! `search_path`, no privilege on it needed), once per backend and again after a relcache
 //! invalidation of the catalog, which `cache_create`, `cache_alter` and `cache_drop` send.
 
-use super::table::{extension_schema_of_pg_cache, relation_exists};
+use super::table::{extension_schema_of_pg_cache, is_extension_table, relation_exists};
 use crate::error;
 use pgrx::datum::Interval;
 use pgrx::heap_tuple::PgHeapTuple;
@@ -158,7 +158,7 @@ fn read_catalog() -> (Option<Oid>, HashMap<String, Rc<Cache>>) {
     let Some(catalog) = catalog() else {
         // 0.2.0's SQL: one table, no catalog.
         let mut caches = HashMap::new();
-        if let Some(table) = table_in(schema, 0) {
+        if let Some(table) = table_in(schema, 0).filter(|table| is_extension_table(*table)) {
             let cache = Cache {
                 name: DEFAULT.to_owned(),
                 table,
@@ -196,7 +196,9 @@ fn read_catalog() -> (Option<Oid>, HashMap<String, Rc<Cache>>) {
             else {
                 continue;
             };
-            let Some(table) = table_in(schema, id) else {
+            // A table of that name that is not the extension's (a database owner's, made before
+            // the cache, or after its table was dropped) is no cache: the cache is then absent.
+            let Some(table) = table_in(schema, id).filter(|table| is_extension_table(*table)) else {
                 continue;
             };
             let cache = Cache {
@@ -223,10 +225,18 @@ fn table_in(schema: Oid, id: i32) -> Option<Oid> {
     (table != pg_sys::InvalidOid).then_some(table)
 }
 
-/// Whether `table` is a permanent (WAL-logged) relation.
+/// Whether `table` is a permanent (WAL-logged) relation; false for one dropped meanwhile.
 pub fn is_logged(table: Oid) -> bool {
-    // SAFETY: a catalog-cache lookup by OID, in a transaction.
-    unsafe { pg_sys::get_rel_persistence(table) == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char }
+    // SAFETY: a catalog-cache lookup by OID, in a transaction; the tuple is released at once.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, table.into());
+        if tuple.is_null() {
+            return false;
+        }
+        let persistence = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple)).relpersistence;
+        pg_sys::ReleaseSysCache(tuple);
+        persistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char
+    }
 }
 
 /// The cache named `name`: 42704 when there is none.
@@ -268,7 +278,13 @@ pub fn dropped_meanwhile() -> ! {
 
 /// Every cache of the database, by name.
 pub fn all() -> Vec<Rc<Cache>> {
-    let mut caches: Vec<_> = known(|known| known.caches.values().cloned().collect());
+    let read = || -> Vec<Rc<Cache>> { known(|known| known.caches.values().cloned().collect()) };
+    let mut caches = read();
+    // A table dropped with no invalidation seen yet: read again.
+    if !caches.iter().all(|cache| relation_exists(cache.table)) {
+        reread();
+        caches = read();
+    }
     caches.sort_by(|a, b| a.name.cmp(&b.name));
     caches
 }

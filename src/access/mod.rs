@@ -8,5 +8,5 @@ pub mod table;
 pub use heap::*;
 pub use table::{
     extension_owner, has_pending_expiry_function, qualified_table_name, relation_exists, table,
-    QUALIFIED_PENDING_EXPIRY,
+    try_qualified_table_name, QUALIFIED_PENDING_EXPIRY,
 };

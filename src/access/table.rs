@@ -88,14 +88,43 @@ unsafe fn extension_row(extension: Oid) -> Option<(Oid, Oid)> {
 
 /// The cache table's name, schema-qualified and quoted for SQL.
 pub fn qualified_table_name(table: Oid) -> String {
-    // SAFETY: catalog lookups of the namespace and relation names by OID, in a transaction; the quoted name
-    // is copied before returning.
-    unsafe {
-        let name = pg_sys::quote_qualified_identifier(
-            pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table)),
-            pg_sys::get_rel_name(table),
+    let Some(name) = try_qualified_table_name(table) else {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("pg_cache: the table with OID {} was dropped", table.to_u32())
         );
-        CStr::from_ptr(name).to_string_lossy().into_owned()
+    };
+    name
+}
+
+/// The table's name, schema-qualified and quoted for SQL; `None` for one dropped meanwhile.
+pub fn try_qualified_table_name(table: Oid) -> Option<String> {
+    // SAFETY: catalog lookups of the namespace and relation names by OID, in a transaction; each
+    // returns NULL for a relation dropped meanwhile (checked before use); the quoted name is
+    // copied before returning.
+    unsafe {
+        let relation = pg_sys::get_rel_name(table);
+        if relation.is_null() {
+            return None;
+        }
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table));
+        if schema.is_null() {
+            return None;
+        }
+        let name = pg_sys::quote_qualified_identifier(schema, relation);
+        Some(CStr::from_ptr(name).to_string_lossy().into_owned())
+    }
+}
+
+/// Whether `table` is a member of the extension pg_cache: a table someone else made under a cache
+/// table's name is never taken for one (only the extension's owner can make a table a member).
+pub fn is_extension_table(table: Oid) -> bool {
+    // SAFETY: catalog lookups by name and OID, in a transaction.
+    unsafe {
+        let extension = pg_sys::get_extension_oid(c"pg_cache".as_ptr(), true);
+        extension != pg_sys::InvalidOid
+            && pg_sys::getExtensionOfObject(pg_sys::RelationRelationId, table) == extension
     }
 }
 

@@ -109,17 +109,6 @@ fn cache_create(
     let default_ttl = default_ttl.and_then(|at| checked_default(FUNCTION, "default_ttl", at));
     require_extension_owner(FUNCTION);
     let catalog = qualified_catalog(FUNCTION);
-    if cache_slots::in_use() >= crate::gucs::MAX_CACHES.get() as usize && crate::shmem::slots::preloaded() {
-        pgrx::ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-            format!(
-                "{FUNCTION}: the server keeps {} caches (pg_cache.max_caches) and has no room for another",
-                crate::gucs::MAX_CACHES.get()
-            ),
-            "Drop caches no longer used (the eviction worker frees their room within seconds), or raise pg_cache.max_caches and restart."
-        );
-    }
     Spi::connect_mut(|client| {
         // One creation at a time: the next number is taken from the catalog.
         client
@@ -140,13 +129,22 @@ fn cache_create(
                 format!("{FUNCTION}: cache \"{name}\" already exists")
             );
         }
-        let id = client
+        let mut id = client
             .select(&format!("SELECT pg_catalog.max(id) OPERATOR(pg_catalog.+) 1 FROM {catalog}"), None, &[])
             .expect("next number")
             .first()
             .get::<i32>(1)
             .expect("a number")
             .unwrap_or(1);
+        // Past the numbers whose table name someone else's table has (in the extension's
+        // schema a database owner may create tables).
+        let schema = catalog.rsplit_once('.').map_or("", |(schema, _)| schema).to_owned();
+        while table_exists(&format!("{schema}.{}", caches::table_name(id))) {
+            pgrx::check_for_interrupts!();
+            id = id
+                .checked_add(1)
+                .unwrap_or_else(|| error::invalid_argument(FUNCTION, "no cache number is left"));
+        }
         client
             .update(
                 &format!(
@@ -172,6 +170,8 @@ pgrx::extension_sql!(
     r#"
 CREATE TRIGGER pg_cache_caches_made AFTER INSERT ON @extschema@.pg_cache_caches
     FOR EACH ROW EXECUTE FUNCTION @extschema@.pg_cache_caches_made();
+-- A trigger fires whatever the privileges; nobody needs to attach this function to a table.
+REVOKE ALL ON FUNCTION @extschema@.pg_cache_caches_made() FROM PUBLIC;
 "#,
     name = "pg_cache_caches_made_trigger",
     requires = ["cache_table", pg_cache_caches_made]
@@ -185,25 +185,48 @@ fn pg_cache_caches_made<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::datum::TryFromDatumError> {
     const FUNCTION: &str = "cache_create";
+    // Only on the catalog (anyone could attach a trigger function to a table of their own).
+    let on = trigger.relation().ok().map(|relation| relation.oid());
+    if on.is_none() || on != caches::catalog() {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "pg_cache_caches_made: only for the catalog pg_cache_caches"
+        );
+    }
+    require_extension_owner(FUNCTION);
     let row = trigger.new().expect("an INSERT trigger");
     let name: String = row.get_by_name("name")?.expect("NOT NULL");
     let id: i32 = row.get_by_name("id")?.expect("NOT NULL");
     let logged: bool = row.get_by_name("logged")?.expect("NOT NULL");
+    if cache_slots::in_use() >= crate::gucs::MAX_CACHES.get() as usize && crate::shmem::slots::preloaded() {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            format!(
+                "{FUNCTION}: the server keeps {} caches (pg_cache.max_caches) and has no room for another",
+                crate::gucs::MAX_CACHES.get()
+            ),
+            "Drop caches no longer used (the eviction worker frees their room within seconds), or raise pg_cache.max_caches and restart."
+        );
+    }
     let default_table = access::qualified_table_name(caches::named(FUNCTION, caches::DEFAULT).table);
     let schema = default_table.rsplit_once('.').map_or("", |(schema, _)| schema).to_owned();
     // Cache table names need no quoting: lowercase letters, digits and _.
     let table = format!("{schema}.{}", caches::table_name(id));
-    let exists = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[table.as_str().into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false);
-    if !exists {
-        require_extension_owner(FUNCTION);
-        Spi::connect_mut(|client| create_table(client, &name, &table, &default_table, logged));
+    // Made here, never taken over: a table of that name already there is someone else's (a
+    // database owner may create tables in the extension's schema).
+    if table_exists(&table) {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE,
+            format!(
+                "{FUNCTION}: the table {table} of cache \"{name}\" exists already, and is not the cache's"
+            ),
+            "Drop or rename it; a cache's table is made by pg_cache, never taken over."
+        );
     }
+    Spi::connect_mut(|client| create_table(client, &name, &table, &default_table, logged));
     caches::announce_change();
     // Its statistics slot now, so that pg_cache.max_caches counts it from the start (the worker
     // frees it again if this transaction rolls back, not while it runs).
@@ -219,6 +242,13 @@ fn pg_cache_caches_made<'a>(
         cache_slots::claim_for_new_cache(database, oid);
     }
     Ok(Some(row))
+}
+
+fn table_exists(table: &str) -> bool {
+    Spi::get_one_with_args::<bool>("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[table.into()])
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// Creates `table` for the cache `name`, as `default_table` is made, as a member of the
@@ -337,7 +367,8 @@ fn cache_drop(name: Option<&str>) {
 
 /// The caches of this database: options, the entries the statistics system counts (expired ones
 /// not yet evicted included) and the live bytes the worker last measured (NULL without
-/// preloading or before its first sweep of the cache), and the table behind each (to GRANT on).
+/// preloading or before its first sweep of the cache; both NULL for a role that may not read the
+/// cache), and the table behind each (to GRANT on).
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_safe)]
 fn cache_list() -> TableIterator<
@@ -357,15 +388,32 @@ fn cache_list() -> TableIterator<
     let database = unsafe { pg_sys::MyDatabaseId };
     let rows: Vec<_> = caches::all()
         .into_iter()
-        .map(|cache| {
-            let entries = Spi::get_one_with_args::<i64>(
-                "SELECT pg_catalog.pg_stat_get_live_tuples($1)",
-                &[cache.table.into()],
-            )
-            .ok()
-            .flatten();
-            let live_bytes = cache_slots::existing(database, cache.table).map(|slot| slot.live_bytes());
-            (
+        .filter_map(|cache| {
+            // A cache dropped since the list was read is left out.
+            let table_name = access::try_qualified_table_name(cache.table)?;
+            // How full a cache is, only for roles that may read it.
+            let readable = access::has_privileges(cache.table, pg_sys::ACL_SELECT);
+            // Read-only SPI: listing takes no transaction id (and so works on a standby).
+            let entries = readable
+                .then(|| {
+                    Spi::connect(|client| {
+                        client
+                            .select(
+                                "SELECT pg_catalog.pg_stat_get_live_tuples($1)",
+                                Some(1),
+                                &[cache.table.into()],
+                            )?
+                            .first()
+                            .get_one::<i64>()
+                    })
+                    .ok()
+                    .flatten()
+                })
+                .flatten();
+            let live_bytes = readable
+                .then(|| cache_slots::existing(database, cache.table).map(|slot| slot.live_bytes()))
+                .flatten();
+            Some((
                 cache.name.clone(),
                 cache.logged,
                 cache.max_size,
@@ -373,8 +421,8 @@ fn cache_list() -> TableIterator<
                 cache.default_ttl,
                 entries,
                 live_bytes,
-                access::qualified_table_name(cache.table),
-            )
+                table_name,
+            ))
         })
         .collect();
     TableIterator::new(rows)
@@ -399,17 +447,27 @@ fn role_name(role: pg_sys::Oid) -> String {
     .unwrap_or_else(|| "CURRENT_USER".to_owned())
 }
 
-/// Grants on `to` what is granted on `from` (to roles other than its owner).
+/// Grants on `to` what is granted on `from` to roles other than its owner: on the table and on
+/// its columns, with their grant options.
 fn copy_grants(client: &mut SpiClient, from: &str, to: &str) {
+    let grantee = "CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' \
+                   ELSE pg_catalog.quote_ident(r.rolname) END";
+    let option = "CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END";
     let grants: Vec<String> = client
         .select(
-            "SELECT pg_catalog.format('GRANT %s ON TABLE %s TO %s', a.privilege_type, $2::pg_catalog.text, \
-                 CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' \
-                 ELSE pg_catalog.quote_ident(r.rolname) END) \
-             FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a \
-             LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee \
-             WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass \
-               AND a.grantee OPERATOR(pg_catalog.<>) c.relowner",
+            &format!(
+                "SELECT pg_catalog.format('GRANT %s ON TABLE %s TO %s%s', a.privilege_type, $2::pg_catalog.text, {grantee}, {option}) \
+                 FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a \
+                 LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee \
+                 WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass AND a.grantee OPERATOR(pg_catalog.<>) c.relowner \
+                 UNION ALL \
+                 SELECT pg_catalog.format('GRANT %s (%I) ON TABLE %s TO %s%s', a.privilege_type, t.attname, $2::pg_catalog.text, {grantee}, {option}) \
+                 FROM pg_catalog.pg_attribute t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.attrelid \
+                 CROSS JOIN LATERAL pg_catalog.aclexplode(t.attacl) a \
+                 LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee \
+                 WHERE t.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass AND t.attnum OPERATOR(pg_catalog.>) 0 \
+                   AND NOT t.attisdropped AND a.grantee OPERATOR(pg_catalog.<>) c.relowner"
+            ),
             None,
             &[from.into(), to.into()],
         )

@@ -86,8 +86,14 @@ SELECT hits, misses, sets FROM cache_stats('render');
 -- Privileges are per cache table: a new cache starts with those of the cache default; a role
 -- can then be given one cache and not another.
 CREATE ROLE regress_cache_tenant;
+CREATE ROLE regress_cache_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON pg_cache_entries TO regress_cache_tenant;
+GRANT SELECT ON pg_cache_entries TO regress_cache_reader WITH GRANT OPTION;
+GRANT UPDATE (expires_at) ON pg_cache_entries TO regress_cache_reader;
 SELECT cache_create('copied');
+SELECT has_table_privilege('regress_cache_reader', 'pg_cache_entries_3', 'SELECT WITH GRANT OPTION') AS grant_option_copied,
+       has_column_privilege('regress_cache_reader', 'pg_cache_entries_3', 'expires_at', 'UPDATE') AS column_grant_copied,
+       has_column_privilege('regress_cache_reader', 'pg_cache_entries_3', 'value', 'UPDATE') AS no_more;
 SET ROLE regress_cache_tenant;
 SELECT cache_set('mine', 'v', cache => 'copied'), convert_from(cache_get('mine', cache => 'copied'), 'UTF8');
 SELECT regress_error($$SELECT cache_get('k', cache => 'sessions')$$);
@@ -99,6 +105,8 @@ REVOKE ALL ON pg_cache_entries_3 FROM regress_cache_tenant;
 SET ROLE regress_cache_tenant;
 SELECT regress_error($$SELECT cache_get('mine', cache => 'copied')$$);
 SELECT cache_get('k') IS NOT NULL AS default_still_granted;
+-- How full a cache is shows only to roles that may read it.
+SELECT name, entries IS NOT NULL AS entries_shown FROM cache_list() ORDER BY name;
 RESET ROLE;
 
 -- Altering: options, and logged rewrites the table and says so.
@@ -125,9 +133,32 @@ SELECT cache_create('render');
 SELECT cache_get('s', cache => 'render') IS NULL AS new_cache_is_empty;
 SELECT table_name FROM cache_list() WHERE name = 'render';
 
+-- A table someone else made under a cache table's name (a database owner may create tables in
+-- the extension's schema) is never taken for the cache: cache_create passes its number by, a
+-- catalog row for it is refused, and a cache whose table was replaced by one is absent.
+CREATE TABLE pg_cache_entries_44 (LIKE pg_cache_entries);
+SELECT cache_create('next');
+SELECT table_name FROM cache_list() WHERE name = 'next';
+SELECT regress_error($$INSERT INTO pg_cache_caches (name, id) VALUES ('squatted', 44)$$);
+SELECT cache_create('victim');
+ALTER EXTENSION pg_cache DROP TABLE pg_cache_entries_46;
+DROP TABLE pg_cache_entries_46;
+CREATE TABLE pg_cache_entries_46 (LIKE pg_cache_entries INCLUDING ALL);
+SELECT regress_error($$SELECT cache_set('k', 'v', cache => 'victim')$$);
+DELETE FROM pg_cache_caches WHERE name = 'victim';
+DROP TABLE pg_cache_entries_44, pg_cache_entries_46;
+-- The trigger function that makes a cache's table works for the catalog only, and nobody may
+-- attach it elsewhere.
+SELECT has_function_privilege('regress_cache_tenant', 'pg_cache_caches_made()', 'EXECUTE') AS tenant_may_attach;
+CREATE TABLE regress_fake_catalog (name text, id int, logged bool);
+CREATE TRIGGER fake AFTER INSERT ON regress_fake_catalog FOR EACH ROW EXECUTE FUNCTION pg_cache_caches_made();
+SELECT regress_error($$INSERT INTO regress_fake_catalog VALUES ('x', 50, false)$$);
+DROP TABLE regress_fake_catalog;
+
 -- What this file wrote to the cache default goes, for the files after it.
 SELECT cache_remove_many(ARRAY['k', 'a', 'n', 'tagged']);
 SELECT cache_release('leased', lease) FROM cache_get_or_lease('leased') WHERE lease IS NOT NULL;
 SELECT cache_drop(name) FROM cache_list() WHERE name <> 'default';
 SELECT name FROM cache_list();
-DROP ROLE regress_cache_tenant;
+REVOKE ALL ON pg_cache_entries FROM regress_cache_reader;
+DROP ROLE regress_cache_tenant, regress_cache_reader;
