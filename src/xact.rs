@@ -3,6 +3,25 @@
 //! part to its parent. The feed's pending changes and the write accounting both keep one.
 
 use pgrx::pg_sys;
+use std::cell::Cell;
+use std::thread::LocalKey;
+
+/// Registers the transaction and subtransaction callbacks of a module once for the backend's
+/// life; `registered` is the module's flag.
+pub fn register_callbacks_once(
+    registered: &'static LocalKey<Cell<bool>>,
+    at_transaction_end: pg_sys::XactCallback,
+    at_subtransaction_end: pg_sys::SubXactCallback,
+) {
+    if !registered.get() {
+        // SAFETY: plain functions without an argument, registered once per backend for its life.
+        unsafe {
+            pg_sys::RegisterXactCallback(at_transaction_end, std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(at_subtransaction_end, std::ptr::null_mut());
+        }
+        registered.set(true);
+    }
+}
 
 /// What one level gathered; `absorb` merges a committed inner level into it.
 pub trait Gathered: Default {

@@ -68,14 +68,11 @@ pub fn note(change: Change) {
 }
 
 fn register_callbacks() {
-    if !CALLBACKS_REGISTERED.get() {
-        // SAFETY: plain functions without an argument, registered once per backend for its life.
-        unsafe {
-            pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
-            pg_sys::RegisterSubXactCallback(Some(at_subtransaction_end), std::ptr::null_mut());
-        }
-        CALLBACKS_REGISTERED.set(true);
-    }
+    crate::xact::register_callbacks_once(
+        &CALLBACKS_REGISTERED,
+        Some(at_transaction_end),
+        Some(at_subtransaction_end),
+    );
 }
 
 #[pg_guard]

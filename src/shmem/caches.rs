@@ -129,19 +129,14 @@ const NAME: &std::ffi::CStr = c"pg_cache_caches";
 static SLOTS: AtomicPtr<CacheSlot> = AtomicPtr::new(std::ptr::null_mut());
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 static PRELOADED: AtomicBool = AtomicBool::new(false);
-static mut PREVIOUS_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
-static mut PREVIOUS_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
+/// The request and startup hooks installed before ours.
+static mut PREVIOUS_HOOKS: (super::Hook, super::Hook) = (None, None);
 
 /// Called from `_PG_init` while the library is being preloaded.
 pub fn init() {
     // SAFETY: in _PG_init, while preloading, before any other process exists: the hooks are
     // chained once, the previous ones kept to be called first.
-    unsafe {
-        PREVIOUS_REQUEST_HOOK = pg_sys::shmem_request_hook;
-        pg_sys::shmem_request_hook = Some(request_shared_memory);
-        PREVIOUS_STARTUP_HOOK = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(attach_shared_memory);
-    }
+    unsafe { PREVIOUS_HOOKS = super::install_hooks(request_shared_memory, attach_shared_memory) };
     PRELOADED.store(true, Ordering::Relaxed);
 }
 
@@ -153,9 +148,7 @@ fn slot_count() -> usize {
 unsafe extern "C-unwind" fn request_shared_memory() {
     // SAFETY: the shmem_request_hook, where this request belongs; the previous hook is a hook.
     unsafe {
-        if let Some(previous) = PREVIOUS_REQUEST_HOOK {
-            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| previous());
-        }
+        super::call_previous(PREVIOUS_HOOKS.0);
         pg_sys::RequestAddinShmemSpace(slot_count() * std::mem::size_of::<CacheSlot>());
     }
 }
@@ -165,9 +158,7 @@ unsafe extern "C-unwind" fn attach_shared_memory() {
     // SAFETY: the shmem_startup_hook; the previous hook is a hook; `attach` zeroes the slots
     // (every one free) when it makes them.
     unsafe {
-        if let Some(previous) = PREVIOUS_STARTUP_HOOK {
-            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| previous());
-        }
+        super::call_previous(PREVIOUS_HOOKS.1);
         let count = slot_count();
         let slots = super::attach(NAME, count * std::mem::size_of::<CacheSlot>()).cast::<CacheSlot>();
         SLOTS.store(slots, Ordering::Relaxed);

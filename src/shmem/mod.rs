@@ -31,3 +31,35 @@ unsafe fn attach(name: &std::ffi::CStr, size: usize) -> *mut u8 {
         memory
     }
 }
+
+/// A shared-memory hook of PostgreSQL's (`shmem_request_hook`, `shmem_startup_hook`).
+type Hook = Option<unsafe extern "C-unwind" fn()>;
+
+/// Puts `request` and `startup` ahead of the hooks installed so far, which it returns, for them
+/// to call first ([`call_previous`]).
+///
+/// # Safety
+/// In `_PG_init` while the library is preloaded, before any other process exists.
+unsafe fn install_hooks(
+    request: unsafe extern "C-unwind" fn(),
+    startup: unsafe extern "C-unwind" fn(),
+) -> (Hook, Hook) {
+    // SAFETY: the caller's contract: nothing else reads or writes the hooks meanwhile.
+    unsafe {
+        let previous = (pgrx::pg_sys::shmem_request_hook, pgrx::pg_sys::shmem_startup_hook);
+        pgrx::pg_sys::shmem_request_hook = Some(request);
+        pgrx::pg_sys::shmem_startup_hook = Some(startup);
+        previous
+    }
+}
+
+/// Calls the hook that was installed before ours, if any.
+///
+/// # Safety
+/// In the hook of the same kind.
+unsafe fn call_previous(previous: Hook) {
+    if let Some(previous) = previous {
+        // SAFETY: the caller's contract; an ERROR in it becomes a Rust panic, as pgrx's calls do.
+        unsafe { pgrx::pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| previous()) };
+    }
+}

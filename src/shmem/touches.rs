@@ -97,8 +97,8 @@ static SHARED: AtomicPtr<Shared> = AtomicPtr::new(std::ptr::null_mut());
 static LOCKS: AtomicPtr<pg_sys::LWLockPadded> = AtomicPtr::new(std::ptr::null_mut());
 static PRELOADED: AtomicBool = AtomicBool::new(false);
 
-static mut PREVIOUS_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
-static mut PREVIOUS_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
+/// The request and startup hooks installed before ours.
+static mut PREVIOUS_HOOKS: (super::Hook, super::Hook) = (None, None);
 
 /// Called from `_PG_init` while the library is being preloaded. Not `pg_shmem_init!` with one
 /// `PgLwLock` per partition: sixteen nested startup hooks, each with a partition on its stack,
@@ -106,12 +106,7 @@ static mut PREVIOUS_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
 pub fn init() {
     // SAFETY: in _PG_init, while preloading, before any other process exists: the hooks are
     // chained once, the previous ones kept to be called first.
-    unsafe {
-        PREVIOUS_REQUEST_HOOK = pg_sys::shmem_request_hook;
-        pg_sys::shmem_request_hook = Some(request_shared_memory);
-        PREVIOUS_STARTUP_HOOK = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(attach_shared_memory);
-    }
+    unsafe { PREVIOUS_HOOKS = super::install_hooks(request_shared_memory, attach_shared_memory) };
     PRELOADED.store(true, Ordering::Relaxed);
 }
 
@@ -119,9 +114,7 @@ pub fn init() {
 unsafe extern "C-unwind" fn request_shared_memory() {
     // SAFETY: the shmem_request_hook, where these requests belong; the previous hook is a hook.
     unsafe {
-        if let Some(previous) = PREVIOUS_REQUEST_HOOK {
-            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| previous());
-        }
+        super::call_previous(PREVIOUS_HOOKS.0);
         pg_sys::RequestAddinShmemSpace(std::mem::size_of::<Shared>());
         pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), PARTITIONS as i32);
     }
@@ -133,9 +126,7 @@ unsafe extern "C-unwind" fn attach_shared_memory() {
     // PgLwLock takes it): the memory is made (zeroed: every touch free) once, and found by name
     // after that; the tranche was requested by `request_shared_memory`.
     unsafe {
-        if let Some(previous) = PREVIOUS_STARTUP_HOOK {
-            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| previous());
-        }
+        super::call_previous(PREVIOUS_HOOKS.1);
         let shared = super::attach(TRANCHE, std::mem::size_of::<Shared>()).cast::<Shared>();
         SHARED.store(shared, Ordering::Relaxed);
         LOCKS.store(pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr()), Ordering::Relaxed);

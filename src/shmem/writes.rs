@@ -70,14 +70,11 @@ pub fn note_cache_dropped() {
 }
 
 fn register_callbacks() {
-    if !CALLBACKS_REGISTERED.get() {
-        // SAFETY: plain functions with no argument, registered once per backend for its life.
-        unsafe {
-            pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
-            pg_sys::RegisterSubXactCallback(Some(at_subtransaction_end), std::ptr::null_mut());
-        }
-        CALLBACKS_REGISTERED.set(true);
-    }
+    crate::xact::register_callbacks_once(
+        &CALLBACKS_REGISTERED,
+        Some(at_transaction_end),
+        Some(at_subtransaction_end),
+    );
 }
 
 /// A session wrote an entry of `bytes` bytes (key + value) that expires at `expires_at`: its
