@@ -21,7 +21,8 @@ SHARD_PORTS=($(port_for sharded-shard1) $(port_for sharded-shard2) $(port_for sh
 OPERATIONS=${SHARDED_OPERATIONS:-20000}
 KEYS=100000
 # The functions the router routes: every function of pg_cache (from the catalog of the single
-# server, so that a new one cannot be left out) but these, which report on one server.
+# server, so that a new one cannot be left out) but these, which report on one server, and trigger
+# functions (pg_cache_caches_made, the catalog's), which no one calls.
 NOT_ROUTED=(cache_worker_status)
 # functions_of EXTENSION: the names of the extension's functions in its own schema, one a line.
 functions_of() {
@@ -29,7 +30,7 @@ functions_of() {
           JOIN pg_depend d ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
                           AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
           JOIN pg_proc p ON p.oid = d.objid AND p.pronamespace = e.extnamespace
-          WHERE e.extname = '$1' ORDER BY 1"
+          WHERE e.extname = '$1' AND p.prorettype <> 'trigger'::regtype ORDER BY 1"
 }
 
 on() { local port=$1; shift; PGPORT=$port "$@"; }
@@ -68,7 +69,7 @@ signatures_of() {
           JOIN pg_depend d ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
                           AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
           JOIN pg_proc p ON p.oid = d.objid AND p.pronamespace = e.extnamespace
-          WHERE e.extname = '$1' ORDER BY 1"
+          WHERE e.extname = '$1' AND p.prorettype <> 'trigger'::regtype ORDER BY 1"
 }
 unrouted_signatures=$(on "$SINGLE_PORT" q cache "$(signatures_of pg_cache)" | grep -vE "^($(IFS='|'; echo "${NOT_ROUTED[*]}"))\(")
 differing_signatures=$(diff <(echo "$unrouted_signatures") <(router "$(signatures_of pg_cache_router)"))
@@ -253,7 +254,7 @@ check "cache_get through the router reads the cache it names: sessions, default,
     test "$(router "SELECT concat_ws('/', convert_from(cache_get('named:1', 'sessions'), 'UTF8'),
                                      convert_from(cache_get('named:1', cache => 'default'), 'UTF8'),
                                      convert_from(cache_get('named:1'), 'UTF8'), cache_get('named:11') IS NULL)")" \
-         = "session 1/default 1/default 1/true"
+         = "session 1/default 1/default 1/t"
 check "cache_get_many through the router with a cache finds that cache's keys only" \
     test "$(router "SELECT count(*) FILTER (WHERE value = convert_to('session ' || substr(key, 7), 'UTF8')) || '/'
                            || (SELECT count(*) FROM cache_get_many(ARRAY(SELECT 'named:' || i FROM generate_series(1, 1000) i)))
@@ -284,7 +285,7 @@ check "cache_alter through the router changes the cache on every shard: a key se
 router "CREATE ROLE router_tenant; GRANT USAGE ON FOREIGN SERVER pg_cache_shards TO router_tenant"
 check "a router role that is no superuser uses the caches through the router, single keys and batches" \
     test "$(router "SET ROLE router_tenant; SELECT convert_from(cache_get('named:ttl', 'sessions'), 'UTF8') || count(*)
-                    FROM cache_get_many(ARRAY['named:ttl', 'named:2'], 'sessions')")" = x2
+                    FROM cache_get_many(ARRAY['named:ttl', 'named:2'], 'sessions')")" = x1
 for call in "SELECT cache_create('tenant')" "SELECT cache_alter('sessions', logged => true)" "SELECT cache_drop('sessions')" \
             "SELECT cache_router.drop('sessions')" "SELECT cache_router.configure_shards(ARRAY['host=elsewhere'])"; do
     check "... but may not $call (42501)" on "$ROUTER_PORT" sqlstate_is 42501 cache "SET ROLE router_tenant" "$call"
