@@ -13,33 +13,33 @@
 GRANT USAGE ON SCHEMA cache_router TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION cache_router.configure_shards(text[], integer) FROM PUBLIC;
 
--- A new argument: each function is dropped and created again (an overload would make calls
--- without the cache ambiguous). Calls, and prepared statements, that name no cache keep working:
--- they resolve to the new function and the default cache. Privileges granted on the old
--- functions go with them: grant them again after the update.
-DROP FUNCTION @extschema@.cache_set(text, bytea, interval, interval, timestamptz, text[]);
-DROP FUNCTION @extschema@.cache_add(text, bytea, interval, interval, timestamptz, text[]);
-DROP FUNCTION @extschema@.cache_get(text);
-DROP FUNCTION @extschema@.cache_take(text);
-DROP FUNCTION @extschema@.cache_refresh(text);
-DROP FUNCTION @extschema@.cache_remove(text);
-DROP FUNCTION @extschema@.cache_ttl(text);
-DROP FUNCTION @extschema@.cache_tags(text);
-DROP FUNCTION @extschema@.cache_expire(text, interval, interval, timestamptz);
-DROP FUNCTION @extschema@.cache_incr(text, bigint, interval, interval, timestamptz);
-DROP FUNCTION @extschema@.cache_set_json(text, jsonb, interval, interval, timestamptz, text[]);
-DROP FUNCTION @extschema@.cache_get_json(text);
-DROP FUNCTION @extschema@.cache_get_many(text[]);
-DROP FUNCTION @extschema@.cache_get_many_json(text[]);
-DROP FUNCTION @extschema@.cache_set_many(text[], bytea[], interval, interval, timestamptz, text[]);
-DROP FUNCTION @extschema@.cache_remove_many(text[]);
-DROP FUNCTION @extschema@.cache_evict_expired(integer);
-DROP FUNCTION @extschema@.cache_clear();
-DROP FUNCTION @extschema@.cache_remove_prefix(text);
-DROP FUNCTION @extschema@.cache_remove_by_tag(text[], boolean);
-DROP FUNCTION @extschema@.cache_keys(text, integer);
-DROP FUNCTION @extschema@.cache_stats();
-DROP FUNCTION @extschema@.cache_stats_reset();
+-- A new argument: each function is made again (an overload would make calls without the cache
+-- ambiguous). Calls, and prepared statements, that name no cache keep working: they resolve to
+-- the new function and the default cache. The 0.1.0 functions are renamed out of the way, their
+-- privileges given to their successors at the end, and then dropped.
+ALTER FUNCTION @extschema@.cache_set(text, bytea, interval, interval, timestamptz, text[]) RENAME TO "pg_cache_router_0.1.0_cache_set";
+ALTER FUNCTION @extschema@.cache_add(text, bytea, interval, interval, timestamptz, text[]) RENAME TO "pg_cache_router_0.1.0_cache_add";
+ALTER FUNCTION @extschema@.cache_get(text) RENAME TO "pg_cache_router_0.1.0_cache_get";
+ALTER FUNCTION @extschema@.cache_take(text) RENAME TO "pg_cache_router_0.1.0_cache_take";
+ALTER FUNCTION @extschema@.cache_refresh(text) RENAME TO "pg_cache_router_0.1.0_cache_refresh";
+ALTER FUNCTION @extschema@.cache_remove(text) RENAME TO "pg_cache_router_0.1.0_cache_remove";
+ALTER FUNCTION @extschema@.cache_ttl(text) RENAME TO "pg_cache_router_0.1.0_cache_ttl";
+ALTER FUNCTION @extschema@.cache_tags(text) RENAME TO "pg_cache_router_0.1.0_cache_tags";
+ALTER FUNCTION @extschema@.cache_expire(text, interval, interval, timestamptz) RENAME TO "pg_cache_router_0.1.0_cache_expire";
+ALTER FUNCTION @extschema@.cache_incr(text, bigint, interval, interval, timestamptz) RENAME TO "pg_cache_router_0.1.0_cache_incr";
+ALTER FUNCTION @extschema@.cache_set_json(text, jsonb, interval, interval, timestamptz, text[]) RENAME TO "pg_cache_router_0.1.0_cache_set_json";
+ALTER FUNCTION @extschema@.cache_get_json(text) RENAME TO "pg_cache_router_0.1.0_cache_get_json";
+ALTER FUNCTION @extschema@.cache_get_many(text[]) RENAME TO "pg_cache_router_0.1.0_cache_get_many";
+ALTER FUNCTION @extschema@.cache_get_many_json(text[]) RENAME TO "pg_cache_router_0.1.0_cache_get_many_json";
+ALTER FUNCTION @extschema@.cache_set_many(text[], bytea[], interval, interval, timestamptz, text[]) RENAME TO "pg_cache_router_0.1.0_cache_set_many";
+ALTER FUNCTION @extschema@.cache_remove_many(text[]) RENAME TO "pg_cache_router_0.1.0_cache_remove_many";
+ALTER FUNCTION @extschema@.cache_evict_expired(integer) RENAME TO "pg_cache_router_0.1.0_cache_evict_expired";
+ALTER FUNCTION @extschema@.cache_clear() RENAME TO "pg_cache_router_0.1.0_cache_clear";
+ALTER FUNCTION @extschema@.cache_remove_prefix(text) RENAME TO "pg_cache_router_0.1.0_cache_remove_prefix";
+ALTER FUNCTION @extschema@.cache_remove_by_tag(text[], boolean) RENAME TO "pg_cache_router_0.1.0_cache_remove_by_tag";
+ALTER FUNCTION @extschema@.cache_keys(text, integer) RENAME TO "pg_cache_router_0.1.0_cache_keys";
+ALTER FUNCTION @extschema@.cache_stats() RENAME TO "pg_cache_router_0.1.0_cache_stats";
+ALTER FUNCTION @extschema@.cache_stats_reset() RENAME TO "pg_cache_router_0.1.0_cache_stats_reset";
 DROP FUNCTION cache_router.get_many(text[]);
 DROP FUNCTION cache_router.get_many_json(text[]);
 DROP FUNCTION cache_router.set_many(text[], bytea[], interval, interval, timestamptz, text[]);
@@ -436,4 +436,39 @@ LANGUAGE sql AS $$
     FROM cache_router.list() AS shard
     GROUP BY shard.name, shard.logged, shard.max_size, shard.default_sliding, shard.default_ttl, shard.table_name
     ORDER BY shard.name COLLATE "C", shard.table_name COLLATE "C"
+$$;
+
+-- The privileges of each 0.1.0 function, given to its successor (with the owner's own left as
+-- they are), then the 0.1.0 function dropped.
+DO $$
+DECLARE
+    old record;
+    successor pg_catalog.regprocedure;
+    grant_ record;
+BEGIN
+    FOR old IN
+        SELECT p.oid, p.proname, p.proacl, p.proowner
+        FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace
+          AND p.proname OPERATOR(pg_catalog.~~) 'pg\_cache\_router\_0.1.0\_%'
+    LOOP
+        SELECT n.oid INTO STRICT successor
+        FROM pg_catalog.pg_proc n
+        WHERE n.pronamespace OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace
+          AND n.proname OPERATOR(pg_catalog.=) pg_catalog.substr(old.proname, 23);
+        IF old.proacl IS NOT NULL THEN
+            EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', successor);
+            FOR grant_ IN
+                SELECT a.grantee, a.is_grantable FROM pg_catalog.aclexplode(old.proacl) a
+                WHERE a.grantee OPERATOR(pg_catalog.<>) old.proowner
+            LOOP
+                EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', successor,
+                    CASE WHEN grant_.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                         ELSE pg_catalog.quote_ident(grant_.grantee::pg_catalog.regrole::pg_catalog.text) END,
+                    CASE WHEN grant_.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+            END LOOP;
+        END IF;
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', old.oid::pg_catalog.regprocedure);
+    END LOOP;
+END
 $$;

@@ -374,6 +374,19 @@ router_members() {
 }
 check "... and has the same members ($(router_members router_fresh | wc -l)), and the same privileges on its schema" \
     test "$(router_members router_upgraded)" = "$(router_members router_fresh)"
+# Privileges changed on the 0.1.0 functions go to their successors.
+on "$ROUTER_PORT" q postgres "CREATE DATABASE router_grants" >/dev/null
+on "$ROUTER_PORT" q router_grants "SET client_min_messages = warning; CREATE EXTENSION pg_cache_router VERSION '0.1.0' CASCADE;
+    REVOKE ALL ON FUNCTION cache_clear() FROM PUBLIC;
+    REVOKE ALL ON FUNCTION cache_get(text) FROM PUBLIC; GRANT EXECUTE ON FUNCTION cache_get(text) TO router_tenant;
+    ALTER EXTENSION pg_cache_router UPDATE" >/dev/null
+check "privileges revoked and granted on 0.1.0's functions apply to their successors after the update" \
+    test "$(on "$ROUTER_PORT" q router_grants "SELECT concat_ws(' ',
+              has_function_privilege('router_tenant', 'cache_get(text, text)', 'EXECUTE'),
+              has_function_privilege('pg_monitor', 'cache_get(text, text)', 'EXECUTE'),
+              has_function_privilege('router_tenant', 'cache_clear(text)', 'EXECUTE'),
+              has_function_privilege('router_tenant', 'cache_set(text, bytea, interval, interval, timestamptz, text[], text)', 'EXECUTE'),
+              (SELECT count(*) FROM pg_proc WHERE proname LIKE 'pg_cache_router_0.1.0_%'))")" = "t f f t 0"
 lease=$(router "SELECT lease FROM cache_get_or_lease('router:lease', beta => 0)")
 check "through the router, a miss gets a lease and the next caller waits" \
     test -n "$lease" -a "$(router "SELECT status FROM cache_get_or_lease('router:lease', beta => 0)")" = wait
