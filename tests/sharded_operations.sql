@@ -72,11 +72,13 @@ $$;
 CREATE FUNCTION pg_temp.random_cache() RETURNS text LANGUAGE sql
 AS $$ SELECT CASE WHEN random() < 0.35 THEN '' ELSE ', cache => ' || pg_temp.random_cache_name() END $$;
 
--- The name given to cache_create, cache_alter or cache_drop, mostly the one each works on.
-CREATE FUNCTION pg_temp.random_admin_name(usual text) RETURNS text LANGUAGE sql
+-- The name given to cache_create, cache_alter or cache_drop: mostly the one each works on, else
+-- one it must refuse (cache_create: one that exists; cache_alter, cache_drop: one that does not,
+-- or default, which cache_drop refuses). c1 and c2 are never dropped, nor nope created.
+CREATE FUNCTION pg_temp.random_admin_name(usual text, other text) RETURNS text LANGUAGE sql
 AS $$
     SELECT CASE WHEN random() < 0.8 THEN quote_literal(usual)
-                ELSE (ARRAY['''default''', '''c1''', '''nope''', '''Not a name''', 'NULL'])[1 + floor(random() * 5)] END
+                ELSE (ARRAY[quote_literal(other), '''default''', '''Not a name''', 'NULL'])[1 + floor(random() * 4)] END
 $$;
 
 -- Options of cache_create and cache_alter: none, or some of these. No small max_size: a cap is
@@ -145,9 +147,9 @@ AS $$
         WHEN 'cache' THEN pg_temp.random_cache()
         WHEN 'cache_only' THEN ltrim(pg_temp.random_cache(), ', ')
         WHEN 'cache_name' THEN pg_temp.random_cache_name()
-        WHEN 'created' THEN pg_temp.random_admin_name('c3')
-        WHEN 'altered' THEN pg_temp.random_admin_name((ARRAY['c1', 'c2', 'c3'])[1 + floor(random() * 3)])
-        WHEN 'dropped' THEN pg_temp.random_admin_name('c3')
+        WHEN 'created' THEN pg_temp.random_admin_name('c3', 'c1')
+        WHEN 'altered' THEN pg_temp.random_admin_name((ARRAY['c1', 'c2', 'c3'])[1 + floor(random() * 3)], 'nope')
+        WHEN 'dropped' THEN pg_temp.random_admin_name('c3', 'nope')
         WHEN 'cache_options' THEN pg_temp.random_cache_options()
     END
 $$;
