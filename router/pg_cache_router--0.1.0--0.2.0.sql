@@ -451,11 +451,19 @@ BEGIN
         FROM pg_catalog.pg_proc p
         WHERE p.pronamespace OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace
           AND p.proname OPERATOR(pg_catalog.~~) 'pg\_cache\_router\_0.1.0\_%'
+          AND EXISTS (SELECT FROM pg_catalog.pg_depend d
+                      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) p.oid
+                        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype OPERATOR(pg_catalog.=) 'e'
+                        AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cache_router'))
     LOOP
         SELECT n.oid INTO STRICT successor
         FROM pg_catalog.pg_proc n
         WHERE n.pronamespace OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace
-          AND n.proname OPERATOR(pg_catalog.=) pg_catalog.substr(old.proname, 23);
+          AND n.proname OPERATOR(pg_catalog.=) pg_catalog.substr(old.proname, 23)
+          AND EXISTS (SELECT FROM pg_catalog.pg_depend d
+                      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) n.oid
+                        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype OPERATOR(pg_catalog.=) 'e'
+                        AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cache_router'));
         IF old.proacl IS NOT NULL THEN
             EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', successor);
             FOR grant_ IN
@@ -464,7 +472,7 @@ BEGIN
             LOOP
                 EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', successor,
                     CASE WHEN grant_.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                         ELSE pg_catalog.quote_ident(grant_.grantee::pg_catalog.regrole::pg_catalog.text) END,
+                         ELSE grant_.grantee::pg_catalog.regrole::pg_catalog.text END,
                     CASE WHEN grant_.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
             END LOOP;
         END IF;

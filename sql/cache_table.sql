@@ -68,7 +68,10 @@ CREATE TABLE @extschema@.pg_cache_caches (
     CONSTRAINT pg_cache_caches_id_key UNIQUE (id)
 );
 INSERT INTO @extschema@.pg_cache_caches (name, id) VALUES ('default', 0);
+-- Readable by anyone (cache_list shows the same), so that a database owner can pg_dump it;
+-- written only by the extension's owner.
 REVOKE ALL ON TABLE @extschema@.pg_cache_caches FROM PUBLIC;
+GRANT SELECT ON TABLE @extschema@.pg_cache_caches TO PUBLIC;
 COMMENT ON TABLE @extschema@.pg_cache_caches IS
     'pg_cache''s named caches; change them with cache_create, cache_alter and cache_drop';
 -- pg_dump dumps the caches made with cache_create (not their entries): restored, each is made

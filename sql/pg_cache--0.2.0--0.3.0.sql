@@ -25,7 +25,10 @@ CREATE TABLE @extschema@.pg_cache_caches (
     CONSTRAINT pg_cache_caches_id_key UNIQUE (id)
 );
 INSERT INTO @extschema@.pg_cache_caches (name, id) VALUES ('default', 0);
+-- Readable by anyone (cache_list shows the same), so that a database owner can pg_dump it;
+-- written only by the extension's owner.
 REVOKE ALL ON TABLE @extschema@.pg_cache_caches FROM PUBLIC;
+GRANT SELECT ON TABLE @extschema@.pg_cache_caches TO PUBLIC;
 COMMENT ON TABLE @extschema@.pg_cache_caches IS
     'pg_cache''s named caches; change them with cache_create, cache_alter and cache_drop';
 -- pg_dump dumps the caches made with cache_create (not their entries): restored, each is made
@@ -409,11 +412,19 @@ BEGIN
         FROM pg_catalog.pg_proc p
         WHERE p.pronamespace OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace
           AND p.proname OPERATOR(pg_catalog.~~) 'pg\_cache\_0.2.0\_%'
+          AND EXISTS (SELECT FROM pg_catalog.pg_depend d
+                      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) p.oid
+                        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype OPERATOR(pg_catalog.=) 'e'
+                        AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cache'))
     LOOP
         SELECT n.oid INTO STRICT successor
         FROM pg_catalog.pg_proc n
         WHERE n.pronamespace OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace
-          AND n.proname OPERATOR(pg_catalog.=) pg_catalog.substr(old.proname, 16);
+          AND n.proname OPERATOR(pg_catalog.=) pg_catalog.substr(old.proname, 16)
+          AND EXISTS (SELECT FROM pg_catalog.pg_depend d
+                      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) n.oid
+                        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype OPERATOR(pg_catalog.=) 'e'
+                        AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cache'));
         IF old.proacl IS NOT NULL THEN
             EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', successor);
             FOR grant_ IN
@@ -422,7 +433,7 @@ BEGIN
             LOOP
                 EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', successor,
                     CASE WHEN grant_.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                         ELSE pg_catalog.quote_ident(grant_.grantee::pg_catalog.regrole::pg_catalog.text) END,
+                         ELSE grant_.grantee::pg_catalog.regrole::pg_catalog.text END,
                     CASE WHEN grant_.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
             END LOOP;
         END IF;

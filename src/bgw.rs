@@ -21,9 +21,11 @@ const SAFE_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
 /// Settings a database owner may set for the database that would stall or stop a worker for
 /// good: a vacuum that naps for minutes at a time (the cost settings) and sweeps that always fail
 /// (read-only transactions, an isolation level the sweep is not written for). Each worker runs
-/// with PostgreSQL's defaults for them instead. (A `lock_timeout` only makes a sweep give up
-/// while someone holds the table, which the worker reports and retries.)
-const SAFE_SETTINGS: [(&std::ffi::CStr, &std::ffi::CStr); 8] = [
+/// with PostgreSQL's defaults for them instead. And a lock wait is bounded: a role that may lock
+/// one cache's table (UPDATE is enough for `LOCK TABLE`) must not stall the sweeps of every
+/// other cache, nor the worker slot; the sweep of that cache fails, is reported, and is retried.
+const SAFE_SETTINGS: [(&std::ffi::CStr, &std::ffi::CStr); 9] = [
+    (c"lock_timeout", c"2s"),
     (c"vacuum_cost_delay", c"0"),
     (c"vacuum_cost_limit", c"200"),
     (c"vacuum_cost_page_hit", c"1"),

@@ -43,8 +43,14 @@ check "after the drop the server did not restart" not_restarted
 check "after the drop a new call gets 42704" \
     sqlstate_is 42704 one "SELECT cache_get('k1', cache => 'busy')"
 
-# --- pg_cache.max_caches (12 here) counts the caches of every database: past it, 53400; the
-# worker frees a dropped cache's slot, and there is room again.
+# --- pg_cache.max_caches (12 here) counts the caches of every database. Caches made in a
+# transaction that rolls back give their room back at once (9 of them, then 9 more, fit in the 12
+# only so); past it, 53400; the worker frees a dropped cache's slot, and there is room again.
+"$PGBIN/psql" -X -q -d two -c "BEGIN" -c "SELECT count(cache_create('rolled' || i)) FROM generate_series(1, 9) i" \
+    -c "ROLLBACK" >/dev/null 2>&1
+check "caches made in a rolled-back transaction leave their room at once" \
+    q two "SELECT count(cache_create('kept' || i)) FROM generate_series(1, 9) i"
+for i in $(seq 1 9); do q two "SELECT cache_drop('kept$i')" >/dev/null; done
 made=0
 for i in $(seq 1 12); do
     q two "SELECT cache_create('c$i')" >/dev/null 2>&1 && made=$((made + 1)) || break

@@ -191,9 +191,29 @@ check "an impostor pg_cache_pending_expiry: the entry read once still expires an
 check "an impostor pg_cache_pending_expiry: no session or worker called it" \
     test "$(q impostor "SELECT count(*) FROM impostor_calls")" = 0
 check "an impostor pg_cache_pending_expiry: the tenant is not superuser" not_escalated
+# Before the update there is no catalog of caches either: a view of its name (whose heap scan
+# would crash a backend) is not the extension's, and no session or worker reads it.
+started=$(q postgres "SELECT pg_postmaster_start_time()")
+as tenant impostor "CREATE VIEW public.pg_cache_caches AS SELECT 'default'::text AS name, 0 AS id"
+as tenant impostor "SELECT cache_set('viewed', 'v', ttl => '100 ms')" >/dev/null
+check "a view named like the catalog of caches before the update: calls and the evictor go on" \
+    wait_for 15 impostor "SELECT count(*) = 0 FROM pg_cache_entries WHERE key = 'viewed'"
+check "a view named like the catalog of caches before the update: no backend or worker crashed" \
+    test "$(q postgres "SELECT pg_postmaster_start_time() = '$started'")" = t
+as tenant impostor "DROP VIEW public.pg_cache_caches"
+# The update carries each 0.2.0 function's privileges to its successor: a function of the tenant's
+# named like a renamed 0.2.0 one gives none of its own.
+q impostor "REVOKE EXECUTE ON FUNCTION cache_clear() FROM PUBLIC; CREATE ROLE bystander" >/dev/null
+as tenant impostor "CREATE FUNCTION public.\"pg_cache_0.2.0_cache_clear\"(int) RETURNS void LANGUAGE sql AS '';
+    REVOKE ALL ON FUNCTION public.\"pg_cache_0.2.0_cache_clear\"(int) FROM PUBLIC;
+    GRANT EXECUTE ON FUNCTION public.\"pg_cache_0.2.0_cache_clear\"(int) TO bystander WITH GRANT OPTION"
 # After the update the extension's own is in pg_catalog, where the owner cannot add an overload
 # (one in public with an extra defaulted argument would make calls by name ambiguous).
 q impostor "ALTER EXTENSION pg_cache UPDATE" >/dev/null
+check "after the update, cache_clear has the privileges of the 0.2.0 one, none of the impostor's" \
+    test "$(q impostor "SELECT has_function_privilege('bystander', 'cache_clear(text)', 'EXECUTE')::text
+                        || has_function_privilege('public', 'cache_clear(text)', 'EXECUTE')::text")" = falsefalse
+q impostor "GRANT EXECUTE ON FUNCTION cache_clear(text) TO PUBLIC" >/dev/null
 as tenant impostor "CREATE FUNCTION public.pg_cache_pending_expiry(oid, text, timestamptz, extra int DEFAULT 0)
 RETURNS timestamptz LANGUAGE sql AS 'SELECT \$3'"
 check "after the update, with overloads in public: every function and the evictor still work" \

@@ -133,12 +133,14 @@ fill delta
 check "CREATE EXTENSION in a new database starts eviction there within seconds" wait_for 15 delta "$(stored)"
 check "the cloned database gamma has the entries it copied evicted too" wait_for 15 gamma "$(stored copied)"
 
-# An ERROR in a sweep is logged and shown, and the evictor carries on: a lock_timeout for the
-# evictor's database, and a session holding the table locked while entries expire.
-q postgres "ALTER DATABASE delta SET lock_timeout = '100ms'"
+# An ERROR in a sweep is logged and shown, and the evictor carries on: a session holding the
+# table locked while entries expire. The evictor waits for a lock 2 s at most (whatever the
+# database's lock_timeout: a role that may lock one cache must not stall every other), so its
+# sweep fails.
+q postgres "ALTER DATABASE delta SET lock_timeout = 0"
 fill delta 200
 "$PGBIN/psql" -X -q -d delta -c "SET lock_timeout = 0" -c "BEGIN" -c "LOCK TABLE pg_cache_entries IN ACCESS EXCLUSIVE MODE" \
-    -c "SELECT pg_sleep(3)" -c "COMMIT" >/dev/null &
+    -c "SELECT pg_sleep(6)" -c "COMMIT" >/dev/null &
 locker=$!
 check "a sweep that fails shows its error in cache_worker_status()" wait_for 10 delta \
     "SELECT last_error LIKE '%lock timeout%' FROM cache_worker_status() WHERE database = 'delta'"

@@ -132,9 +132,10 @@ check "0.2.0: its functions work through the 0.2.0 definitions" \
                        AND (SELECT count(*) FROM cache_get_many(ARRAY['absolute', 'added'])) = 2
                        AND cache_tags('absolute') = '{t}' AND (SELECT sets > 0 FROM cache_stats())")" = t
 # Privileges a 0.2.0 install changed on its functions are carried over to their successors.
-q from020 "DROP ROLE IF EXISTS upgrade_reader; CREATE ROLE upgrade_reader;
+# (A role whose name needs quoting.)
+q from020 "DROP ROLE IF EXISTS \"Upgrade Reader\"; CREATE ROLE \"Upgrade Reader\";
            REVOKE EXECUTE ON FUNCTION cache_clear() FROM PUBLIC;
-           GRANT EXECUTE ON FUNCTION cache_clear() TO upgrade_reader WITH GRANT OPTION" >/dev/null
+           GRANT EXECUTE ON FUNCTION cache_clear() TO \"Upgrade Reader\" WITH GRANT OPTION" >/dev/null
 table_before=$(q from020 "SELECT 'pg_cache_entries'::regclass::oid")
 load=$(mktemp)
 cat >"$load" <<'SQL'
@@ -168,13 +169,13 @@ check "after the update from 0.2.0, its table is the cache default, not moved (O
     test "$(q from020 "SELECT table_name::regclass::oid FROM cache_list() WHERE name = 'default'")" = "$table_before"
 check "after the update from 0.2.0, cache_clear's privileges are those granted on the 0.2.0 one" \
     test "$(q from020 "SELECT has_function_privilege('public', 'cache_clear(text)', 'EXECUTE')::text || '/'
-                       || has_function_privilege('upgrade_reader', 'cache_clear(text)', 'EXECUTE WITH GRANT OPTION')::text
+                       || has_function_privilege('Upgrade Reader', 'cache_clear(text)', 'EXECUTE WITH GRANT OPTION')::text
                        || '/' || has_function_privilege('public', 'cache_get(text, text)', 'EXECUTE')::text")" = false/true/true
 q from020 "SELECT cache_create('after_update', logged => true)" >/dev/null
 q from020 "SELECT cache_set('k', 'named', cache => 'after_update')" >/dev/null
 check "after the update from 0.2.0, named caches work" \
     test "$(q from020 "SELECT convert_from(cache_get('k', cache => 'after_update'), 'UTF8') || '/' || (cache_get('k') IS NULL)::text")" = named/true
-q from020 "SELECT cache_drop('after_update'); REVOKE ALL ON FUNCTION cache_clear(text) FROM upgrade_reader CASCADE;
+q from020 "SELECT cache_drop('after_update'); REVOKE ALL ON FUNCTION cache_clear(text) FROM \"Upgrade Reader\" CASCADE;
            GRANT EXECUTE ON FUNCTION cache_clear(text) TO PUBLIC" >/dev/null
 compare_catalog 0.2.0 from020
 

@@ -120,9 +120,14 @@ fn register_callback() {
 pub fn catalog() -> Option<Oid> {
     let schema = extension_schema_of_pg_cache()?;
     let name = CString::new(CATALOG).expect("no NUL");
-    // SAFETY: a catalog lookup by name and schema OID, in a transaction.
+    // SAFETY: catalog lookups by name, schema OID and OID, in a transaction.
     let catalog = unsafe { pg_sys::get_relname_relid(name.as_ptr(), schema) };
-    (catalog != pg_sys::InvalidOid).then_some(catalog)
+    // Only the extension's own table: before the update that makes it, a database owner may put
+    // anything of that name in the extension's schema (a view, whose heap scan would crash).
+    // SAFETY: a catalog lookup by OID, in a transaction.
+    let plain_table =
+        || unsafe { pg_sys::get_rel_relkind(catalog) == pg_sys::RELKIND_RELATION as std::ffi::c_char };
+    (catalog != pg_sys::InvalidOid && is_extension_table(catalog) && plain_table()).then_some(catalog)
 }
 
 /// Every cache of the database, read from the catalog when it changed since last read.

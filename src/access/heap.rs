@@ -179,6 +179,14 @@ unsafe fn open(lock: u32) -> Option<Opened> {
             super::caches::dropped_meanwhile();
         }
         let table = pg_sys::table_open(oid, pg_sys::NoLock as pg_sys::LOCKMODE);
+        // On a standby, a cache made UNLOGGED since the call looked (cache_alter on the primary)
+        // has no data here: the documented error, not a missing file.
+        if (*(*table).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char
+            && pg_sys::RecoveryInProgress()
+        {
+            pg_sys::table_close(table, pg_sys::NoLock as pg_sys::LOCKMODE);
+            crate::error::unavailable_in_recovery();
+        }
         // After the lock: the relcache has taken in any DDL, and names today's primary key.
         let primary_key = compat::primary_key_index(table);
         let for_write = lock != pg_sys::AccessShareLock as pg_sys::LOCKMODE;

@@ -244,11 +244,16 @@ fn pg_cache_caches_made<'a>(
     Ok(Some(row))
 }
 
+/// Whether a relation or a type has the name `table` (a type of that name, an enum or a domain,
+/// would make `CREATE TABLE` fail as surely as a table).
 fn table_exists(table: &str) -> bool {
-    Spi::get_one_with_args::<bool>("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[table.into()])
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+    Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL OR pg_catalog.to_regtype($1) IS NOT NULL",
+        &[table.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
 }
 
 /// Creates `table` for the cache `name`, as `default_table` is made, as a member of the

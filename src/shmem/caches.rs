@@ -10,7 +10,7 @@
 use super::slots::{Counter, COUNTERS};
 use pgrx::pg_guard;
 use pgrx::pg_sys::{self, Oid, TimestampTz};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 #[repr(C)]
@@ -242,13 +242,53 @@ pub fn each_of(database: Oid, mut visit: impl FnMut(&'static CacheSlot)) {
     }
 }
 
+thread_local! {
+    /// Slots taken for caches this transaction created: freed again if it aborts.
+    static CLAIMED: RefCell<Vec<(&'static CacheSlot, u64)>> = const { RefCell::new(Vec::new()) };
+    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Takes the slot of `table`, just created by the current transaction (which must have an id).
 pub fn claim_for_new_cache(database: Oid, table: Oid) {
     if let Some(slot) = slot(database, table) {
         // SAFETY: the current transaction has written (created the table): it has an id.
         let creator = unsafe { pg_sys::GetCurrentTransactionId() };
         slot.creator.store(creator.into_inner(), Ordering::Relaxed);
+        crate::xact::register_callbacks_once(
+            &CALLBACKS_REGISTERED,
+            Some(at_transaction_end),
+            Some(at_subtransaction_end),
+        );
+        CLAIMED.with_borrow_mut(|claimed| claimed.push((slot, key_of(database, table))));
     }
+}
+
+/// A transaction that took slots for new caches ended: rolled back, it gives them back at once
+/// (its caches never existed); committed, they are its caches'.
+#[pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    let aborted = match event {
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => false,
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => true,
+        _ => return,
+    };
+    for (slot, key) in CLAIMED.with_borrow_mut(std::mem::take) {
+        if aborted && slot.key.load(Ordering::Relaxed) == key {
+            slot.free();
+        }
+    }
+}
+
+/// A rolled-back savepoint's caches are freed by the worker (their creator is no longer in
+/// progress and their table does not exist).
+#[pg_guard]
+unsafe extern "C-unwind" fn at_subtransaction_end(
+    _event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
 }
 
 /// Frees the slots of `database` whose table `keep` does not keep, but not those of a cache

@@ -140,6 +140,12 @@ CREATE TABLE pg_cache_entries_44 (LIKE pg_cache_entries);
 SELECT cache_create('next');
 SELECT table_name FROM cache_list() WHERE name = 'next';
 SELECT regress_error($$INSERT INTO pg_cache_caches (name, id) VALUES ('squatted', 44)$$);
+-- A type of such a name (an enum, a domain) is passed by too.
+CREATE TYPE pg_cache_entries_46 AS ENUM ('squatting');
+SELECT cache_create('typed');
+SELECT table_name FROM cache_list() WHERE name = 'typed';
+SELECT cache_drop('typed');
+DROP TYPE pg_cache_entries_46;
 SELECT cache_create('victim');
 ALTER EXTENSION pg_cache DROP TABLE pg_cache_entries_46;
 DROP TABLE pg_cache_entries_46;
