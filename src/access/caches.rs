@@ -299,6 +299,11 @@ pub fn current() -> Rc<Cache> {
     CURRENT.with_borrow(|current| current.clone()).unwrap_or_else(|| named("pg_cache", DEFAULT))
 }
 
+/// The table of the cache the running call works on.
+pub fn table() -> Oid {
+    current().table
+}
+
 /// Runs `body` with `cache` selected, selecting again what was before afterwards (also when
 /// `body` raises an ERROR: pgrx unwinds through this frame). A trigger on a cache table that
 /// calls pg_cache for another cache gets its own selection and gives this one back.

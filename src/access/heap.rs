@@ -20,7 +20,8 @@
 //! - reads use the snapshot SPI would: a new one per call (in READ COMMITTED), after a command
 //!   counter increment so the caller's own earlier writes are seen.
 
-use super::table::{relation_exists, table};
+use super::caches::table;
+use super::table::relation_exists;
 use crate::compat::{self, IndexUpdate, OnConflict};
 use pgrx::datum::Interval;
 use pgrx::pg_sys::{self, ItemPointerData, Oid, TimestampTz};

@@ -5,8 +5,9 @@ pub mod caches;
 pub mod heap;
 pub mod table;
 
+pub use caches::table;
 pub use heap::*;
 pub use table::{
-    extension_owner, has_pending_expiry_function, qualified_table_name, relation_exists, table,
+    extension_owner, has_pending_expiry_function, qualified_table_name, relation_exists,
     try_qualified_table_name, QUALIFIED_PENDING_EXPIRY,
 };

@@ -1,14 +1,9 @@
-//! Where the cache table is: found through the catalog caches by the extension's schema OID,
+//! The extension, its schema, its owner and its tables: found through the catalog caches by OID,
 //! never by SQL, so nothing in anyone's `search_path` can stand in for it.
 
 use pgrx::pg_sys::{self, Oid};
 use std::cell::Cell;
 use std::ffi::CStr;
-
-/// The table of the cache the running call works on (see `caches::within`).
-pub fn table() -> Oid {
-    super::caches::current().table
-}
 
 /// Whether a relation with OID `relation` exists.
 pub fn relation_exists(relation: Oid) -> bool {
