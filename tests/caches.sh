@@ -102,10 +102,10 @@ check "the worker evicts expired entries from a logged and an UNLOGGED named cac
 # --- pg_dump and pg_restore: the caches come back (from the dumped catalog), empty.
 q one "SELECT cache_set('dumped', 'v', cache => 'durable')" >/dev/null
 q one "SELECT cache_alter('brief', max_size => '5MB', default_ttl => '10 min')" >/dev/null
-# Privileges granted on one cache's table and revoked on another's come back with them.
+# Privileges granted on a cache's table come back with it, and do not spread to another cache's
+# table from the cache default's (whose grants a cache made at restore could copy).
 q postgres "CREATE ROLE dump_reader" >/dev/null
-q one "GRANT SELECT ON pg_cache_entries TO dump_reader; GRANT SELECT ON $durable_table TO dump_reader;
-       REVOKE SELECT ON $brief_table FROM dump_reader" >/dev/null
+q one "GRANT SELECT ON pg_cache_entries TO dump_reader; GRANT SELECT ON $durable_table TO dump_reader" >/dev/null
 as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 as_owner "$PGBIN/pg_dump" -h "$PGHOST" -p "$PGPORT" -U postgres -Fc -f "$WORK/one.dump" one
 q postgres "CREATE DATABASE restored" >/dev/null
@@ -115,7 +115,7 @@ check "pg_restore of a database with named caches succeeds ($(head -c 300 "$WORK
 check "after the restore the caches are back, with their options and tables, empty" \
     test "$(q restored "SELECT string_agg(name || ':' || logged || ':' || coalesce(max_size::text, '-') || ':' || coalesce(default_ttl::text, '-'), ' ' ORDER BY name) FROM cache_list()")/$(q restored "SELECT cache_get('dumped', cache => 'durable') IS NULL")" \
          = "brief:false:5242880:00:10:00 default:false:-:- durable:true:-:-/t"
-check "after the restore each cache's table has the privileges granted on it before the dump" \
+check "after the restore each cache's table has the privileges granted on it before the dump, no more" \
     test "$(q restored "SELECT has_table_privilege('dump_reader', '$durable_table', 'SELECT')
                                AND NOT has_table_privilege('dump_reader', '$brief_table', 'SELECT')")" = t
 q restored "SELECT cache_set('after restore', 'v', cache => 'durable')" >/dev/null
